@@ -1,0 +1,76 @@
+//! Links ferrotune against the libtorch that ships inside the pip `torch` package.
+//!
+//! torch-sys (with `LIBTORCH_USE_PYTORCH=1` from `.cargo/config.toml`) compiles its C++ shim
+//! against that torch. Here we add what torch-sys leaves out:
+//! - the libtorch folder of the torch that the building Python sees *now*: pip builds in a new
+//!   temporary environment each time, while torch-sys caches the folder of the first build and
+//!   never looks again, so a second `pip install .` would link against a deleted folder;
+//! - `-ltorch` without `--as-needed`, so that libtorch_cuda is loaded and CUDA is usable from
+//!   Rust whenever the installed torch has it (the linker would otherwise drop the library,
+//!   as no symbol of it is referenced directly);
+//! - an rpath `$ORIGIN/../torch/lib` for the extension module, which is installed as
+//!   `site-packages/ferrotune/_core*.so` beside `site-packages/torch/`; the wheel bundles none
+//!   of libtorch;
+//! - absolute rpaths (libtorch, libpython) when not building the extension module (maturin sets
+//!   `PYO3_BUILD_EXTENSION_MODULE`), so that `cargo test` binaries start; the wheel has none.
+//!
+//! It also records the torch version it was built against, for the import-time check.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PRINT_TORCH: &str =
+    "import os, torch; print(torch.__version__); print(os.path.join(os.path.dirname(torch.__file__), 'lib'))";
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    for var in ["PYO3_PYTHON", "VIRTUAL_ENV", "PYTHONPATH", "PYO3_BUILD_EXTENSION_MODULE"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+
+    let (version, libtorch_lib) = installed_torch();
+    // Rerun when that torch goes away (pip deletes its build environment after each build).
+    println!("cargo:rerun-if-changed={}", libtorch_lib.join("libtorch_cpu.so").display());
+    println!("cargo:rustc-link-search=native={}", libtorch_lib.display());
+    println!("cargo:rustc-env=FERROTUNE_TORCH_VERSION={version}");
+
+    println!("cargo:rustc-link-arg=-Wl,--push-state,--no-as-needed");
+    println!("cargo:rustc-link-arg=-ltorch");
+    println!("cargo:rustc-link-arg=-Wl,--pop-state");
+
+    println!("cargo:rustc-link-arg-cdylib=-Wl,-rpath,$ORIGIN/../torch/lib");
+    if env::var_os("PYO3_BUILD_EXTENSION_MODULE").is_none() {
+        let mut rpaths = vec![libtorch_lib];
+        if let Some(lib_dir) = pyo3_build_config::get().lib_dir() {
+            rpaths.push(PathBuf::from(lib_dir));
+        }
+        for dir in &rpaths {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
+        }
+    }
+}
+
+/// The version and `lib/` folder of the torch that the building Python imports.
+fn installed_torch() -> (String, PathBuf) {
+    // maturin names the interpreter in PYO3_PYTHON; otherwise pick it as torch-sys does.
+    let python = env::var("PYO3_PYTHON").unwrap_or_else(|_| {
+        if env::var_os("VIRTUAL_ENV").is_some() { "python" } else { "python3" }.to_string()
+    });
+    let output = Command::new(&python)
+        .args(["-c", PRINT_TORCH])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} to locate torch: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    match (output.status.success(), lines.next(), lines.next()) {
+        (true, Some(version), Some(lib)) if Path::new(lib).is_dir() => {
+            (version.trim().to_string(), PathBuf::from(lib.trim()))
+        }
+        _ => panic!(
+            "ferrotune builds against the pip torch, but `{python}` could not import it:\n{}\n\
+             Install it first: pip install 'torch==2.13.*'",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}

@@ -1,0 +1,28 @@
+"""ferrotune: fine-tune pretrained transformers for text classification with the transformers
+API, on a Rust core that runs on the libtorch of the installed torch."""
+
+# torch must be imported first: it loads the libtorch that the native module links against.
+import torch as _torch
+
+# The torch minor version the native module is built against; pyproject.toml pins the same.
+_BUILT_FOR_TORCH = "2.13"
+
+
+def _check_torch_version(installed: str) -> None:
+    release = installed.split("+")[0].split(".")
+    if release[:2] != _BUILT_FOR_TORCH.split("."):
+        raise ImportError(
+            f"ferrotune was built against torch {_BUILT_FOR_TORCH}.x, but torch {installed} "
+            f"is installed; its libtorch is not compatible. Install the matching torch with "
+            f"`pip install 'torch=={_BUILT_FOR_TORCH}.*'`."
+        )
+
+
+_check_torch_version(_torch.__version__)
+
+from . import _core  # noqa: E402  (after the torch check, on purpose)
+
+__version__: str = _core.__version__
+FerrotuneError = _core.FerrotuneError
+
+__all__ = ["FerrotuneError", "__version__"]

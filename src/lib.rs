@@ -1,0 +1,12 @@
+//! ferrotune's Rust core: fine-tuning pretrained transformers for text classification on
+//! libtorch. Everything here is plain Rust; `py` is the only module that touches pyo3.
+
+pub mod error;
+pub mod files;
+pub mod parallel;
+mod py;
+
+pub use error::{Error, Result};
+
+/// The torch version (`torch.__version__`) whose libtorch this build links against.
+pub const TORCH_VERSION: &str = env!("FERROTUNE_TORCH_VERSION");
