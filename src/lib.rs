@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod files;
+pub mod models;
 pub mod parallel;
 mod py;
 

@@ -22,7 +22,30 @@ _check_torch_version(_torch.__version__)
 
 from . import _core  # noqa: E402  (after the torch check, on purpose)
 
+from .configuration import AutoConfig, PretrainedConfig  # noqa: E402
+from .modeling import (  # noqa: E402
+    AutoModelForSequenceClassification,
+    BertForSequenceClassification,
+    DistilBertForSequenceClassification,
+    PreTrainedModelForSequenceClassification,
+    RobertaForSequenceClassification,
+    SequenceClassifierOutput,
+    XLMRobertaForSequenceClassification,
+)
+
 __version__: str = _core.__version__
 FerrotuneError = _core.FerrotuneError
 
-__all__ = ["FerrotuneError", "__version__"]
+__all__ = [
+    "AutoConfig",
+    "AutoModelForSequenceClassification",
+    "BertForSequenceClassification",
+    "DistilBertForSequenceClassification",
+    "FerrotuneError",
+    "PreTrainedModelForSequenceClassification",
+    "PretrainedConfig",
+    "RobertaForSequenceClassification",
+    "SequenceClassifierOutput",
+    "XLMRobertaForSequenceClassification",
+    "__version__",
+]

@@ -3,6 +3,7 @@
 
 mod errors;
 mod json;
+mod model;
 mod tensor;
 
 use errors::{guard, FerrotuneError};
@@ -60,5 +61,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_json, m)?)?;
     m.add_function(wrap_pyfunction!(parallelism_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(set_parallelism, m)?)?;
+    model::register(m)?;
     Ok(())
 }

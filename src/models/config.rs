@@ -1,0 +1,380 @@
+//! `config.json` of the supported encoders, read into one normalized `ModelConfig`.
+//!
+//! Defaults are those of transformers' config classes (`configuration_bert.py`,
+//! `configuration_roberta.py`, `configuration_xlm_roberta.py`, `configuration_distilbert.py`);
+//! `complete` fills them into a config so the Python side sees every field.
+
+use crate::error::{Error, Result};
+use serde_json::{json, Map, Value};
+
+pub const SUPPORTED_MODEL_TYPES: [&str; 4] = ["bert", "roberta", "xlm-roberta", "distilbert"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Bert,
+    Roberta,
+    XlmRoberta,
+    DistilBert,
+}
+
+impl Arch {
+    pub fn from_model_type(model_type: &str) -> Result<Arch> {
+        match model_type {
+            "bert" => Ok(Arch::Bert),
+            "roberta" => Ok(Arch::Roberta),
+            "xlm-roberta" => Ok(Arch::XlmRoberta),
+            "distilbert" => Ok(Arch::DistilBert),
+            other => Err(Error::not_implemented(format!(
+                "model_type {other:?} is not supported; ferrotune supports {}",
+                SUPPORTED_MODEL_TYPES.join(", ")
+            ))),
+        }
+    }
+
+    /// `base_model_prefix` of the transformers class: the state-dict prefix of the encoder.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Arch::Bert => "bert",
+            Arch::Roberta | Arch::XlmRoberta => "roberta",
+            Arch::DistilBert => "distilbert",
+        }
+    }
+
+    /// The transformers class this model corresponds to (for reports and `architectures`).
+    pub fn class_name(self) -> &'static str {
+        match self {
+            Arch::Bert => "BertForSequenceClassification",
+            Arch::Roberta => "RobertaForSequenceClassification",
+            Arch::XlmRoberta => "XLMRobertaForSequenceClassification",
+            Arch::DistilBert => "DistilBertForSequenceClassification",
+        }
+    }
+
+    fn defaults(self) -> Value {
+        match self {
+            Arch::Bert => json!({
+                "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+                "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu",
+                "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+                "max_position_embeddings": 512, "type_vocab_size": 2, "initializer_range": 0.02,
+                "layer_norm_eps": 1e-12, "pad_token_id": 0, "classifier_dropout": null,
+            }),
+            Arch::Roberta | Arch::XlmRoberta => json!({
+                "vocab_size": if self == Arch::Roberta { 50265 } else { 30522 },
+                "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+                "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512,
+                "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
+                "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
+                "classifier_dropout": null,
+            }),
+            Arch::DistilBert => json!({
+                "vocab_size": 30522, "max_position_embeddings": 512,
+                "sinusoidal_pos_embds": false, "n_layers": 6, "n_heads": 12, "dim": 768,
+                "hidden_dim": 3072, "dropout": 0.1, "attention_dropout": 0.1,
+                "activation": "gelu", "initializer_range": 0.02, "qa_dropout": 0.1,
+                "seq_classif_dropout": 0.2, "pad_token_id": 0,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU (erf), transformers' "gelu".
+    Gelu,
+    /// tanh approximation: "gelu_new", "gelu_pytorch_tanh", "gelu_fast".
+    GeluTanh,
+    Relu,
+    Silu,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Result<Activation> {
+        match name {
+            "gelu" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+            "relu" => Ok(Activation::Relu),
+            "silu" | "swish" => Ok(Activation::Silu),
+            other => Err(Error::not_implemented(format!(
+                "activation {other:?} is not supported; use gelu, gelu_new, gelu_pytorch_tanh, \
+                 gelu_fast, relu, silu or swish"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub intermediate_size: i64,
+    pub activation: Activation,
+    pub hidden_dropout: f64,
+    pub attention_dropout: f64,
+    /// Dropout before the classifier (classifier_dropout or hidden_dropout_prob;
+    /// DistilBERT: seq_classif_dropout).
+    pub classifier_dropout: f64,
+    pub max_position_embeddings: i64,
+    /// 0 where the model has no token type embeddings (DistilBERT).
+    pub type_vocab_size: i64,
+    pub layer_norm_eps: f64,
+    pub pad_token_id: Option<i64>,
+    pub initializer_range: f64,
+    pub num_labels: i64,
+    pub sinusoidal_positions: bool,
+}
+
+/// `config` with the defaults of its model type filled in where keys are missing.
+pub fn complete(config: &Value) -> Result<Value> {
+    let arch = Arch::from_model_type(model_type(config)?)?;
+    let mut merged = config.as_object().cloned().unwrap_or_default();
+    if let Value::Object(defaults) = arch.defaults() {
+        for (key, value) in defaults {
+            merged.entry(key).or_insert(value);
+        }
+    }
+    Ok(Value::Object(merged))
+}
+
+fn model_type(config: &Value) -> Result<&str> {
+    let object = config
+        .as_object()
+        .ok_or_else(|| Error::value(format!("a config must be a JSON object, got {config}")))?;
+    match object.get("model_type") {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(Error::value(format!("config 'model_type' must be a string, got {other}"))),
+        None => Err(Error::value(format!(
+            "config has no 'model_type'; ferrotune supports {}",
+            SUPPORTED_MODEL_TYPES.join(", ")
+        ))),
+    }
+}
+
+/// Typed access to the keys of a completed config, with errors that name the key.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn get(&self, key: &str) -> Result<&Value> {
+        self.0.get(key).ok_or_else(|| Error::value(format!("config is missing {key:?}")))
+    }
+
+    fn positive_int(&self, key: &str) -> Result<i64> {
+        match self.get(key)?.as_i64() {
+            Some(v) if v > 0 => Ok(v),
+            _ => Err(Error::value(format!(
+                "config {key:?} must be a positive integer, got {}",
+                self.get(key)?
+            ))),
+        }
+    }
+
+    fn int_at_least(&self, key: &str, min: i64) -> Result<i64> {
+        match self.get(key)?.as_i64() {
+            Some(v) if v >= min => Ok(v),
+            _ => Err(Error::value(format!(
+                "config {key:?} must be an integer >= {min}, got {}",
+                self.get(key)?
+            ))),
+        }
+    }
+
+    fn probability(&self, key: &str) -> Result<f64> {
+        match self.get(key)?.as_f64() {
+            Some(p) if (0.0..1.0).contains(&p) => Ok(p),
+            _ => Err(Error::value(format!(
+                "config {key:?} must be a probability in [0, 1), got {}",
+                self.get(key)?
+            ))),
+        }
+    }
+
+    fn positive_float(&self, key: &str) -> Result<f64> {
+        match self.get(key)?.as_f64() {
+            Some(v) if v > 0.0 && v.is_finite() => Ok(v),
+            _ => Err(Error::value(format!(
+                "config {key:?} must be a positive number, got {}",
+                self.get(key)?
+            ))),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<&str> {
+        self.get(key)?.as_str().ok_or_else(|| {
+            Error::value(format!("config {key:?} must be a string, got {}", self.0[key]))
+        })
+    }
+
+    fn optional_int(&self, key: &str) -> Result<Option<i64>> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                Error::value(format!("config {key:?} must be an integer or null, got {v}"))
+            }),
+        }
+    }
+
+    /// The number of labels: from `id2label` when present, else `num_labels`, else 2
+    /// (transformers' PreTrainedConfig default).
+    fn num_labels(&self) -> Result<i64> {
+        if let Some(Value::Object(id2label)) = self.0.get("id2label") {
+            if !id2label.is_empty() {
+                return Ok(id2label.len() as i64);
+            }
+        }
+        match self.0.get("num_labels") {
+            None | Some(Value::Null) => Ok(2),
+            Some(_) => self.positive_int("num_labels"),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Reads a config (as from config.json); missing keys take their model type's defaults.
+    pub fn from_json(config: &Value) -> Result<ModelConfig> {
+        let completed = complete(config)?;
+        let arch = Arch::from_model_type(model_type(&completed)?)?;
+        let f = Fields(completed.as_object().expect("complete() returns an object"));
+        let pad_token_id = f.optional_int("pad_token_id")?;
+        let vocab_size = f.positive_int("vocab_size")?;
+        if let Some(pad) = pad_token_id {
+            if !(0..vocab_size).contains(&pad) {
+                return Err(Error::value(format!(
+                    "config \"pad_token_id\" {pad} is outside the vocabulary (vocab_size {vocab_size})"
+                )));
+            }
+        }
+        let config = match arch {
+            Arch::DistilBert => ModelConfig {
+                arch,
+                vocab_size,
+                hidden_size: f.positive_int("dim")?,
+                num_layers: f.positive_int("n_layers")?,
+                num_heads: f.positive_int("n_heads")?,
+                intermediate_size: f.positive_int("hidden_dim")?,
+                activation: Activation::parse(f.string("activation")?)?,
+                hidden_dropout: f.probability("dropout")?,
+                attention_dropout: f.probability("attention_dropout")?,
+                classifier_dropout: f.probability("seq_classif_dropout")?,
+                max_position_embeddings: f.positive_int("max_position_embeddings")?,
+                type_vocab_size: 0,
+                // modeling_distilbert.py: nn.LayerNorm(config.dim, eps=1e-12), not configurable
+                layer_norm_eps: 1e-12,
+                pad_token_id,
+                initializer_range: f.positive_float("initializer_range")?,
+                num_labels: f.num_labels()?,
+                sinusoidal_positions: f.get("sinusoidal_pos_embds")?.as_bool().unwrap_or(false),
+            },
+            Arch::Bert | Arch::Roberta | Arch::XlmRoberta => {
+                let hidden_dropout = f.probability("hidden_dropout_prob")?;
+                let classifier_dropout = match f.get("classifier_dropout")? {
+                    Value::Null => hidden_dropout,
+                    _ => f.probability("classifier_dropout")?,
+                };
+                if arch != Arch::Bert && pad_token_id.is_none() {
+                    return Err(Error::value(
+                        "config \"pad_token_id\" must be set for RoBERTa models: their position \
+                         ids start after it",
+                    ));
+                }
+                ModelConfig {
+                    arch,
+                    vocab_size,
+                    hidden_size: f.positive_int("hidden_size")?,
+                    num_layers: f.positive_int("num_hidden_layers")?,
+                    num_heads: f.positive_int("num_attention_heads")?,
+                    intermediate_size: f.positive_int("intermediate_size")?,
+                    activation: Activation::parse(f.string("hidden_act")?)?,
+                    hidden_dropout,
+                    attention_dropout: f.probability("attention_probs_dropout_prob")?,
+                    classifier_dropout,
+                    max_position_embeddings: f.positive_int("max_position_embeddings")?,
+                    type_vocab_size: f.int_at_least("type_vocab_size", 1)?,
+                    layer_norm_eps: f.positive_float("layer_norm_eps")?,
+                    pad_token_id,
+                    initializer_range: f.positive_float("initializer_range")?,
+                    num_labels: f.num_labels()?,
+                    sinusoidal_positions: false,
+                }
+            }
+        };
+        if config.hidden_size % config.num_heads != 0 {
+            return Err(Error::value(format!(
+                "the hidden size ({}) is not a multiple of the number of attention heads ({})",
+                config.hidden_size, config.num_heads
+            )));
+        }
+        Ok(config)
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.hidden_size / self.num_heads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minilm_like_bert_config_reads_with_defaults() {
+        let cfg = ModelConfig::from_json(&json!({
+            "model_type": "bert", "hidden_size": 384, "num_hidden_layers": 6,
+            "intermediate_size": 1536, "vocab_size": 30522
+        }))
+        .unwrap();
+        assert_eq!(cfg.arch, Arch::Bert);
+        assert_eq!((cfg.hidden_size, cfg.num_layers, cfg.num_heads), (384, 6, 12));
+        assert_eq!(cfg.head_dim(), 32);
+        assert_eq!(cfg.classifier_dropout, 0.1);
+        assert_eq!(cfg.num_labels, 2);
+        assert_eq!(cfg.pad_token_id, Some(0));
+    }
+
+    #[test]
+    fn distilbert_names_are_normalized() {
+        let cfg = ModelConfig::from_json(&json!({"model_type": "distilbert", "dim": 64,
+            "n_heads": 4, "n_layers": 2, "hidden_dim": 128,
+            "id2label": {"0": "a", "1": "b", "2": "c"}}))
+        .unwrap();
+        assert_eq!((cfg.hidden_size, cfg.num_heads, cfg.num_layers), (64, 4, 2));
+        assert_eq!(cfg.intermediate_size, 128);
+        assert_eq!(cfg.type_vocab_size, 0);
+        assert_eq!(cfg.classifier_dropout, 0.2);
+        assert_eq!(cfg.num_labels, 3);
+    }
+
+    #[test]
+    fn unsupported_model_type_lists_the_supported_ones() {
+        let err = ModelConfig::from_json(&json!({"model_type": "gpt2"})).unwrap_err();
+        assert!(matches!(err, Error::NotImplemented(_)));
+        assert_eq!(
+            err.to_string(),
+            "model_type \"gpt2\" is not supported; ferrotune supports bert, roberta, xlm-roberta, distilbert"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = ModelConfig::from_json(&json!({"model_type": "bert", "hidden_size": "big"}))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "config \"hidden_size\" must be a positive integer, got \"big\"");
+        let err = ModelConfig::from_json(&json!({"model_type": "bert", "hidden_size": 100}))
+            .unwrap_err();
+        assert!(err.to_string().contains("(100) is not a multiple"), "{err}");
+        let err = ModelConfig::from_json(&json!({"model_type": "bert", "hidden_dropout_prob": 1.5}))
+            .unwrap_err();
+        assert!(err.to_string().contains("hidden_dropout_prob"), "{err}");
+    }
+
+    #[test]
+    fn complete_keeps_given_values_and_key_order() {
+        let done = complete(&json!({"model_type": "roberta", "vocab_size": 1000})).unwrap();
+        assert_eq!(done["vocab_size"], 1000);
+        assert_eq!(done["pad_token_id"], 1);
+        assert_eq!(done.as_object().unwrap().keys().next().unwrap(), "model_type");
+    }
+}

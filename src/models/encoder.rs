@@ -1,0 +1,367 @@
+//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa and DistilBERT.
+//!
+//! The four differ only in names and in a few details, each noted where it is handled:
+//! RoBERTa's position ids (`modeling_roberta.py`, `create_position_ids_from_input_ids`),
+//! DistilBERT's missing token types and missing dropout after the attention projection
+//! (`modeling_distilbert.py`, `TransformerBlock`). Variables are created under the same paths as
+//! the transformers state dict (`bert.encoder.layer.3.attention.self.query.weight`), so
+//! checkpoints load without a renaming table.
+
+use super::config::{Activation, Arch, ModelConfig};
+use crate::error::{Error, Result};
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+/// How attention probabilities are computed; both give transformers' results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionImpl {
+    /// matmul, additive mask, softmax, dropout, matmul (`eager_attention_forward`).
+    Explicit,
+    /// libtorch's fused scaled_dot_product_attention.
+    Fused,
+}
+
+pub(crate) fn normal_init(config: &ModelConfig) -> nn::Init {
+    nn::Init::Randn { mean: 0., stdev: config.initializer_range }
+}
+
+/// transformers' `_init_weights` for nn.Linear: normal(0, initializer_range), zero bias.
+pub(crate) fn linear(p: nn::Path, input: i64, output: i64, config: &ModelConfig) -> nn::Linear {
+    let cfg = nn::LinearConfig {
+        ws_init: normal_init(config),
+        bs_init: Some(nn::Init::Const(0.)),
+        bias: true,
+    };
+    nn::linear(p, input, output, cfg)
+}
+
+fn layer_norm(p: nn::Path, config: &ModelConfig) -> nn::LayerNorm {
+    let cfg = nn::LayerNormConfig { eps: config.layer_norm_eps, ..Default::default() };
+    nn::layer_norm(p, vec![config.hidden_size], cfg)
+}
+
+/// nn.Embedding as transformers initializes it: normal, with the padding row zeroed; the padding
+/// row also receives no gradient.
+fn embedding(p: nn::Path, num: i64, dim: i64, padding_idx: Option<i64>, config: &ModelConfig) -> nn::Embedding {
+    let cfg = nn::EmbeddingConfig {
+        ws_init: normal_init(config),
+        padding_idx: padding_idx.unwrap_or(-1),
+        ..Default::default()
+    };
+    let emb = nn::embedding(p, num, dim, cfg);
+    if let Some(pad) = padding_idx {
+        tch::no_grad(|| {
+            let _ = emb.ws.get(pad).zero_();
+        });
+    }
+    emb
+}
+
+/// DistilBERT's fixed sin/cos position table (`create_sinusoidal_embeddings`).
+fn sinusoidal_table(positions: i64, dim: i64) -> Tensor {
+    let pos = Tensor::arange(positions, (Kind::Double, tch::Device::Cpu)).unsqueeze(1);
+    let j = Tensor::arange(dim, (Kind::Double, tch::Device::Cpu));
+    let exponent = (&j - j.remainder(2)) / dim as f64;
+    let angles = pos / Tensor::from(10000f64).pow(&exponent).unsqueeze(0);
+    let table = Tensor::zeros([positions, dim], (Kind::Double, tch::Device::Cpu));
+    let even = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, tch::Device::Cpu));
+    let odd = Tensor::arange_start_step(1, dim, 2, (Kind::Int64, tch::Device::Cpu));
+    let table = table.index_copy(1, &even, &angles.index_select(1, &even).sin());
+    table.index_copy(1, &odd, &angles.index_select(1, &odd).cos()).to_kind(Kind::Float)
+}
+
+pub struct Embeddings {
+    word: nn::Embedding,
+    position: nn::Embedding,
+    token_type: Option<nn::Embedding>,
+    layer_norm: nn::LayerNorm,
+    dropout: f64,
+    /// RoBERTa: positions count from padding_idx + 1 and pads keep padding_idx.
+    roberta_padding_idx: Option<i64>,
+}
+
+impl Embeddings {
+    fn new(p: nn::Path, config: &ModelConfig) -> Embeddings {
+        let roberta_padding_idx = match config.arch {
+            Arch::Roberta | Arch::XlmRoberta => config.pad_token_id,
+            Arch::Bert | Arch::DistilBert => None,
+        };
+        let h = config.hidden_size;
+        let word = embedding(&p / "word_embeddings", config.vocab_size, h, config.pad_token_id, config);
+        let mut position = embedding(
+            &p / "position_embeddings",
+            config.max_position_embeddings,
+            h,
+            roberta_padding_idx,
+            config,
+        );
+        if config.sinusoidal_positions {
+            tch::no_grad(|| {
+                let table = sinusoidal_table(config.max_position_embeddings, h);
+                position.ws.copy_(&table);
+            });
+            // transformers freezes the sinusoidal table (requires_grad = False)
+            let _ = position.ws.set_requires_grad(false);
+        }
+        let token_type = (config.type_vocab_size > 0)
+            .then(|| embedding(&p / "token_type_embeddings", config.type_vocab_size, h, None, config));
+        let layer_norm = layer_norm(&p / "LayerNorm", config);
+        Embeddings { word, position, token_type, layer_norm, dropout: config.hidden_dropout, roberta_padding_idx }
+    }
+
+    fn forward(&self, input_ids: &Tensor, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>, train: bool) -> Tensor {
+        let (batch, seq) = input_ids.size2().expect("input_ids is 2-D (checked by the caller)");
+        let device = input_ids.device();
+        let position_ids = match (position_ids, self.roberta_padding_idx) {
+            (Some(ids), _) => ids.shallow_clone(),
+            (None, Some(pad)) => {
+                let mask = input_ids.ne(pad).to_kind(Kind::Int);
+                let incremental = mask.cumsum(1, Kind::Int) * &mask;
+                incremental.to_kind(Kind::Int64) + pad
+            }
+            (None, None) => Tensor::arange(seq, (Kind::Int64, device)).unsqueeze(0).expand([batch, seq], false),
+        };
+        // Same order of additions as transformers: word + token type, then + position.
+        let mut embeddings = self.word.forward(input_ids);
+        if let Some(token_type) = &self.token_type {
+            let ids = match token_type_ids {
+                Some(ids) => ids.shallow_clone(),
+                None => Tensor::zeros([batch, seq], (Kind::Int64, device)),
+            };
+            embeddings = embeddings + token_type.forward(&ids);
+        }
+        embeddings = embeddings + self.position.forward(&position_ids);
+        self.layer_norm.forward(&embeddings).dropout(self.dropout, train)
+    }
+}
+
+struct Layer {
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    attention_output: nn::Linear,
+    attention_norm: nn::LayerNorm,
+    ffn_in: nn::Linear,
+    ffn_out: nn::Linear,
+    output_norm: nn::LayerNorm,
+    /// BERT applies dropout after the attention output projection; DistilBERT does not.
+    attention_output_dropout: bool,
+}
+
+impl Layer {
+    fn new(p: nn::Path, config: &ModelConfig) -> Layer {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let lin = |path: nn::Path, input, output| linear(path, input, output, config);
+        match config.arch {
+            Arch::DistilBert => {
+                let a = &p / "attention";
+                Layer {
+                    query: lin(&a / "q_lin", h, h),
+                    key: lin(&a / "k_lin", h, h),
+                    value: lin(&a / "v_lin", h, h),
+                    attention_output: lin(&a / "out_lin", h, h),
+                    attention_norm: layer_norm(&p / "sa_layer_norm", config),
+                    ffn_in: lin(&p / "ffn" / "lin1", h, i),
+                    ffn_out: lin(&p / "ffn" / "lin2", i, h),
+                    output_norm: layer_norm(&p / "output_layer_norm", config),
+                    attention_output_dropout: false,
+                }
+            }
+            Arch::Bert | Arch::Roberta | Arch::XlmRoberta => {
+                let s = &p / "attention" / "self";
+                let o = &p / "attention" / "output";
+                Layer {
+                    query: lin(&s / "query", h, h),
+                    key: lin(&s / "key", h, h),
+                    value: lin(&s / "value", h, h),
+                    attention_output: lin(&o / "dense", h, h),
+                    attention_norm: layer_norm(&o / "LayerNorm", config),
+                    ffn_in: lin(&p / "intermediate" / "dense", h, i),
+                    ffn_out: lin(&p / "output" / "dense", i, h),
+                    output_norm: layer_norm(&p / "output" / "LayerNorm", config),
+                    attention_output_dropout: true,
+                }
+            }
+        }
+    }
+}
+
+pub struct Encoder {
+    pub embeddings: Embeddings,
+    layers: Vec<Layer>,
+    num_heads: i64,
+    head_dim: i64,
+    activation: Activation,
+    hidden_dropout: f64,
+    attention_dropout: f64,
+    max_positions: i64,
+    vocab_size: i64,
+    type_vocab_size: i64,
+    pub attention: AttentionImpl,
+}
+
+impl Encoder {
+    /// Creates the encoder's variables under `p` (the model's `base_model_prefix`).
+    pub fn new(p: nn::Path, config: &ModelConfig) -> Encoder {
+        let embeddings = Embeddings::new(&p / "embeddings", config);
+        let stack = match config.arch {
+            Arch::DistilBert => &p / "transformer" / "layer",
+            _ => &p / "encoder" / "layer",
+        };
+        let layers = (0..config.num_layers).map(|i| Layer::new(&stack / i, config)).collect();
+        Encoder {
+            embeddings,
+            layers,
+            num_heads: config.num_heads,
+            head_dim: config.head_dim(),
+            activation: config.activation,
+            hidden_dropout: config.hidden_dropout,
+            attention_dropout: config.attention_dropout,
+            max_positions: config.max_position_embeddings,
+            vocab_size: config.vocab_size,
+            type_vocab_size: config.type_vocab_size,
+            attention: AttentionImpl::Explicit,
+        }
+    }
+
+    /// Checks the inputs, so that bad ids give an exception instead of a libtorch error.
+    pub fn check_inputs(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>) -> Result<()> {
+        let (batch, seq) = match input_ids.size()[..] {
+            [b, s] => (b, s),
+            ref other => {
+                return Err(Error::value(format!(
+                    "input_ids must have shape (batch_size, sequence_length), got {other:?}"
+                )))
+            }
+        };
+        if !is_integer(input_ids.kind()) {
+            return Err(Error::type_error(format!("input_ids must hold integers, got {:?}", input_ids.kind())));
+        }
+        let positions_needed = match self.embeddings.roberta_padding_idx {
+            Some(pad) => seq + pad + 1,
+            None => seq,
+        };
+        if position_ids.is_none() && positions_needed > self.max_positions {
+            return Err(Error::value(format!(
+                "the sequence length {seq} is longer than the model's maximum of {} positions \
+                 (max_position_embeddings {}); truncate the inputs, e.g. tokenizer(..., truncation=True)",
+                self.max_positions - (positions_needed - seq),
+                self.max_positions
+            )));
+        }
+        check_ids("input_ids", input_ids, self.vocab_size)?;
+        for (name, tensor) in [("attention_mask", attention_mask), ("token_type_ids", token_type_ids), ("position_ids", position_ids)] {
+            if let Some(t) = tensor {
+                if t.size() != [batch, seq] {
+                    return Err(Error::value(format!(
+                        "{name} has shape {:?} but input_ids has shape [{batch}, {seq}]",
+                        t.size()
+                    )));
+                }
+            }
+        }
+        if let Some(t) = token_type_ids {
+            if self.type_vocab_size == 0 {
+                return Err(Error::value("this model has no token type embeddings; do not pass token_type_ids"));
+            }
+            check_ids("token_type_ids", t, self.type_vocab_size)?;
+        }
+        if let Some(t) = position_ids {
+            check_ids("position_ids", t, self.max_positions)?;
+        }
+        Ok(())
+    }
+
+    /// The last hidden states, [batch, seq, hidden]. Inputs must have passed `check_inputs`.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>, train: bool) -> Tensor {
+        let mut hidden = self.embeddings.forward(input_ids, token_type_ids, position_ids, train);
+        let kind = hidden.kind();
+        // [b, 1, 1, s]: 0 where attended, the dtype's minimum where masked (transformers'
+        // bidirectional mask in the computation dtype).
+        let bias = attention_mask.map(|m| {
+            let keep = m.to_kind(kind).unsqueeze(1).unsqueeze(1);
+            (keep.ones_like() - keep) * min_value(kind)
+        });
+        for layer in &self.layers {
+            hidden = self.layer_forward(layer, &hidden, bias.as_ref(), train);
+        }
+        hidden
+    }
+
+    fn layer_forward(&self, layer: &Layer, x: &Tensor, bias: Option<&Tensor>, train: bool) -> Tensor {
+        let context = self.self_attention(layer, x, bias, train);
+        let mut attended = layer.attention_output.forward(&context);
+        if layer.attention_output_dropout {
+            attended = attended.dropout(self.hidden_dropout, train);
+        }
+        let attended = layer.attention_norm.forward(&(attended + x));
+        let inner = activate(self.activation, &layer.ffn_in.forward(&attended));
+        let out = layer.ffn_out.forward(&inner).dropout(self.hidden_dropout, train);
+        layer.output_norm.forward(&(out + attended))
+    }
+
+    fn self_attention(&self, layer: &Layer, x: &Tensor, bias: Option<&Tensor>, train: bool) -> Tensor {
+        let (b, s, _) = x.size3().expect("hidden states are 3-D");
+        let (h, d) = (self.num_heads, self.head_dim);
+        let heads = |t: Tensor| t.view([b, s, h, d]).transpose(1, 2);
+        let q = heads(layer.query.forward(x));
+        let k = heads(layer.key.forward(x));
+        let v = heads(layer.value.forward(x));
+        let scale = (d as f64).powf(-0.5);
+        let p = if train { self.attention_dropout } else { 0.0 };
+        let context = match self.attention {
+            AttentionImpl::Explicit => {
+                let mut scores = q.matmul(&k.transpose(2, 3)) * scale;
+                if let Some(bias) = bias {
+                    scores = scores + bias;
+                }
+                scores.softmax(-1, scores.kind()).dropout(p, train).matmul(&v)
+            }
+            AttentionImpl::Fused => Tensor::scaled_dot_product_attention(&q, &k, &v, bias, p, false, scale, false),
+        };
+        context.transpose(1, 2).contiguous().view([b, s, h * d])
+    }
+}
+
+pub(crate) fn activate(activation: Activation, x: &Tensor) -> Tensor {
+    match activation {
+        Activation::Gelu => x.gelu("none"),
+        Activation::GeluTanh => x.gelu("tanh"),
+        Activation::Relu => x.relu(),
+        Activation::Silu => x.silu(),
+    }
+}
+
+fn min_value(kind: Kind) -> f64 {
+    match kind {
+        Kind::Half => -65504.0,
+        Kind::BFloat16 => -3.3895313892515355e38,
+        Kind::Double => f64::MIN,
+        _ => f32::MIN as f64,
+    }
+}
+
+pub(crate) fn is_integer(kind: Kind) -> bool {
+    matches!(kind, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8)
+}
+
+/// `name` must hold integers in [0, limit).
+fn check_ids(name: &str, ids: &Tensor, limit: i64) -> Result<()> {
+    if !is_integer(ids.kind()) {
+        return Err(Error::type_error(format!("{name} must hold integers, got {:?}", ids.kind())));
+    }
+    if ids.numel() == 0 {
+        return Ok(());
+    }
+    let (min, max) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+    let bad = if min < 0 { min } else { max };
+    if min < 0 || max >= limit {
+        let what = match name {
+            "input_ids" => format!("the vocabulary (vocab_size {limit})"),
+            "token_type_ids" => format!("the token types (type_vocab_size {limit})"),
+            _ => format!("the positions (max_position_embeddings {limit})"),
+        };
+        return Err(Error::index(format!("{name} contains {bad}, outside {what}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Problem types and their losses, as `BertForSequenceClassification.forward` computes them:
+//! regression → MSE, single-label → cross-entropy (ignore_index -100), multi-label → BCE with
+//! logits. Labels are checked first, so a bad label is an exception that names it.
+
+use super::encoder::is_integer;
+use crate::error::{Error, Result};
+use tch::{Kind, Reduction, Tensor};
+
+/// transformers' CrossEntropyLoss default: labels equal to this are ignored.
+pub const IGNORE_INDEX: i64 = -100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    Regression,
+    SingleLabel,
+    MultiLabel,
+}
+
+impl ProblemType {
+    pub fn parse(name: &str) -> Result<ProblemType> {
+        match name {
+            "regression" => Ok(ProblemType::Regression),
+            "single_label_classification" => Ok(ProblemType::SingleLabel),
+            "multi_label_classification" => Ok(ProblemType::MultiLabel),
+            other => Err(Error::value(format!(
+                "problem_type {other:?} is not one of \"regression\", \
+                 \"single_label_classification\", \"multi_label_classification\""
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemType::Regression => "regression",
+            ProblemType::SingleLabel => "single_label_classification",
+            ProblemType::MultiLabel => "multi_label_classification",
+        }
+    }
+
+    /// transformers' inference: one label → regression; integer labels → single-label;
+    /// otherwise multi-label.
+    pub fn infer(num_labels: i64, labels: &Tensor) -> ProblemType {
+        if num_labels == 1 {
+            ProblemType::Regression
+        } else if matches!(labels.kind(), Kind::Int64 | Kind::Int) {
+            ProblemType::SingleLabel
+        } else {
+            ProblemType::MultiLabel
+        }
+    }
+}
+
+/// Checks `labels` against the logits [batch, num_labels] for `problem`.
+pub fn check_labels(problem: ProblemType, logits_shape: &[i64], labels: &Tensor) -> Result<()> {
+    let (batch, num_labels) = (logits_shape[0], logits_shape[1]);
+    let shape = labels.size();
+    match problem {
+        ProblemType::SingleLabel => {
+            if !is_integer(labels.kind()) {
+                return Err(Error::type_error(format!(
+                    "single-label classification needs integer labels, got {:?}",
+                    labels.kind()
+                )));
+            }
+            if labels.numel() as i64 != batch {
+                return Err(Error::value(format!(
+                    "expected one label per example ({batch}), got labels of shape {shape:?}"
+                )));
+            }
+            let bad = labels
+                .ne(IGNORE_INDEX)
+                .logical_and(&labels.lt(0).logical_or(&labels.ge(num_labels)));
+            if bad.any().int64_value(&[]) != 0 {
+                let first = labels.masked_select(&bad).int64_value(&[0]);
+                return Err(Error::value(format!(
+                    "label {first} is outside [0, {num_labels}) (num_labels={num_labels})"
+                )));
+            }
+        }
+        ProblemType::Regression | ProblemType::MultiLabel => {
+            if !labels.is_floating_point() {
+                if problem == ProblemType::MultiLabel {
+                    return Err(Error::type_error(format!(
+                        "multi-label classification needs float labels (one 0/1 value per label), got {:?}",
+                        labels.kind()
+                    )));
+                }
+            } else if labels.isfinite().logical_not().any().int64_value(&[]) != 0 {
+                return Err(Error::value("labels contain NaN or infinity"));
+            }
+            let expected = if problem == ProblemType::Regression && num_labels == 1 {
+                labels.numel() as i64 == batch
+            } else {
+                shape == [batch, num_labels]
+            };
+            if !expected {
+                return Err(Error::value(format!(
+                    "labels of shape {shape:?} do not match the logits of shape [{batch}, {num_labels}]"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The mean loss of `logits` against checked `labels`.
+pub fn loss(problem: ProblemType, logits: &Tensor, labels: &Tensor) -> Tensor {
+    let num_labels = logits.size()[1];
+    match problem {
+        ProblemType::Regression => {
+            let labels = labels.to_kind(logits.kind());
+            if num_labels == 1 {
+                logits.squeeze().mse_loss(&labels.squeeze(), Reduction::Mean)
+            } else {
+                logits.mse_loss(&labels, Reduction::Mean)
+            }
+        }
+        ProblemType::SingleLabel => logits.view([-1, num_labels]).cross_entropy_loss::<Tensor>(
+            &labels.view([-1]).to_kind(Kind::Int64),
+            None,
+            Reduction::Mean,
+            IGNORE_INDEX,
+            0.0,
+        ),
+        ProblemType::MultiLabel => logits.binary_cross_entropy_with_logits::<Tensor>(
+            &labels.to_kind(logits.kind()),
+            None,
+            None,
+            Reduction::Mean,
+        ),
+    }
+}

@@ -1,0 +1,136 @@
+//! Encoders with sequence-classification heads on tch: BERT, RoBERTa, XLM-RoBERTa, DistilBERT.
+
+pub mod config;
+pub mod encoder;
+pub mod heads;
+pub mod loss;
+pub mod weights;
+
+pub use config::{Arch, ModelConfig, SUPPORTED_MODEL_TYPES};
+pub use encoder::AttentionImpl;
+pub use loss::ProblemType;
+pub use weights::LoadReport;
+
+use crate::error::{Error, Result};
+use encoder::Encoder;
+use heads::Head;
+use std::collections::HashMap;
+use tch::{nn, Device, Kind, Tensor};
+
+/// The inputs of one forward pass; the optional ones as transformers defaults them.
+pub struct Batch<'a> {
+    pub input_ids: &'a Tensor,
+    pub attention_mask: Option<&'a Tensor>,
+    pub token_type_ids: Option<&'a Tensor>,
+    pub position_ids: Option<&'a Tensor>,
+    pub labels: Option<&'a Tensor>,
+}
+
+/// `SequenceClassifierOutput` (loss, logits), with the problem type the loss used.
+pub struct Output {
+    pub loss: Option<Tensor>,
+    pub logits: Tensor,
+    pub problem_type: Option<ProblemType>,
+}
+
+/// An encoder with its classification head; variables named as in transformers' state dict.
+pub struct SequenceClassifier {
+    pub config: ModelConfig,
+    pub vs: nn::VarStore,
+    encoder: Encoder,
+    head: Head,
+}
+
+impl SequenceClassifier {
+    /// A model with freshly initialized weights (transformers' `_init_weights`), drawn from
+    /// libtorch's default generator (so `torch.manual_seed` makes it reproducible).
+    pub fn new(config: ModelConfig, device: Device) -> SequenceClassifier {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let encoder = Encoder::new(&root / config.arch.prefix(), &config);
+        let head = Head::new(&root, &config);
+        SequenceClassifier { config, vs, encoder, head }
+    }
+
+    pub fn attention(&self) -> AttentionImpl {
+        self.encoder.attention
+    }
+
+    pub fn set_attention(&mut self, attention: AttentionImpl) {
+        self.encoder.attention = attention;
+    }
+
+    /// Logits, and the loss when labels are given. `problem_type` None infers it from the
+    /// labels as transformers does.
+    pub fn forward(&self, batch: &Batch, problem_type: Option<ProblemType>, train: bool) -> Result<Output> {
+        let Batch { input_ids, attention_mask, token_type_ids, position_ids, labels } = *batch;
+        self.encoder.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)?;
+        let problem_type = labels.map(|l| problem_type.unwrap_or_else(|| ProblemType::infer(self.config.num_labels, l)));
+        if let (Some(labels), Some(problem)) = (labels, problem_type) {
+            loss::check_labels(problem, &[input_ids.size()[0], self.config.num_labels], labels)?;
+        }
+        let device = self.vs.device();
+        let on_device = |t: &Tensor| t.to_device(device);
+        let (input_ids, attention_mask, token_type_ids, position_ids) = (
+            on_device(input_ids),
+            attention_mask.map(on_device),
+            token_type_ids.map(on_device),
+            position_ids.map(on_device),
+        );
+        let hidden = self.encoder.forward(
+            &input_ids,
+            attention_mask.as_ref(),
+            token_type_ids.as_ref(),
+            position_ids.as_ref(),
+            train,
+        );
+        let logits = self.head.forward(&hidden, self.config.classifier_dropout, train);
+        let loss = match (labels, problem_type) {
+            (Some(labels), Some(problem)) => Some(loss::loss(problem, &logits, &labels.to_device(device))),
+            _ => None,
+        };
+        Ok(Output { loss, logits, problem_type })
+    }
+
+    /// Every variable by its transformers state-dict name, sorted (shallow: same storage).
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut named: Vec<_> = self.vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+
+    /// Variables that training updates (the frozen sinusoidal position table is not one).
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.state_dict().into_iter().filter(|(_, t)| t.requires_grad()).collect()
+    }
+
+    pub fn load_state_dict(&self, checkpoint: Vec<(String, Tensor)>, ignore_mismatched_sizes: bool) -> Result<LoadReport> {
+        let variables: HashMap<String, Tensor> = self.vs.variables();
+        weights::load_into(&variables, self.config.arch.prefix(), checkpoint, ignore_mismatched_sizes)
+    }
+
+    pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
+        weights::write_safetensors(path, &self.state_dict())
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn to_device(&mut self, device: Device) {
+        self.vs.set_device(device);
+    }
+
+    /// The floating-point dtype of the weights.
+    pub fn kind(&self) -> Kind {
+        self.vs.kind()
+    }
+
+    pub fn set_kind(&mut self, kind: Kind) -> Result<()> {
+        if !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
+            return Err(Error::value(format!("model weights must be a floating-point dtype, got {kind:?}")));
+        }
+        self.vs.set_kind(kind);
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! Checkpoint files and state dicts: safetensors in and out, and the matching of a checkpoint's
+//! keys to the model's variables with transformers' rules (`modeling_utils.py`,
+//! `_load_pretrained_model`): old LayerNorm names (`gamma`/`beta`) are renamed, a checkpoint of the
+//! bare encoder gets the model's `base_model_prefix`, buffers (`position_ids`) are ignored, and
+//! what is left over is reported as missing, unexpected or mismatched.
+
+use crate::error::{Error, Result};
+use safetensors::{Dtype, SafeTensors, View};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// What loading a state dict did, as transformers' `LoadStateDictInfo` reports it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LoadReport {
+    /// Model variables the checkpoint lacks: they keep their fresh initialization.
+    pub missing: Vec<String>,
+    /// Checkpoint tensors the model has no variable for: ignored.
+    pub unexpected: Vec<String>,
+    /// (key, checkpoint shape, model shape): re-initialized (only with ignore_mismatched_sizes).
+    pub mismatched: Vec<(String, Vec<i64>, Vec<i64>)>,
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::BOOL => Kind::Bool,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I8 => Kind::Int8,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I32 => Kind::Int,
+        Dtype::I64 => Kind::Int64,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        _ => return None,
+    })
+}
+
+fn dtype_of(kind: Kind) -> Result<Dtype> {
+    Ok(match kind {
+        Kind::Bool => Dtype::BOOL,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Int8 => Dtype::I8,
+        Kind::Int16 => Dtype::I16,
+        Kind::Int => Dtype::I32,
+        Kind::Int64 => Dtype::I64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        other => return Err(Error::not_implemented(format!("cannot save tensors of dtype {other:?}"))),
+    })
+}
+
+/// All tensors of a safetensors file, sorted by name, on the CPU.
+pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the map is read-only and dropped before returning; every tensor is copied out.
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let invalid = |detail: String| Error::value(format!("{}: not a valid safetensors file: {detail}", path.display()));
+    let file = SafeTensors::deserialize(&mmap).map_err(|e| invalid(e.to_string()))?;
+    let mut tensors = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let kind = kind_of(view.dtype())
+                .ok_or_else(|| invalid(format!("tensor {name:?} has unsupported dtype {:?}", view.dtype())))?;
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+            Ok((name, tensor))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(tensors)
+}
+
+/// A tensor's bytes in the layout safetensors stores (contiguous, little-endian, on the CPU).
+struct Bytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl Bytes {
+    fn of(tensor: &Tensor) -> Result<Bytes> {
+        let tensor = tensor.to_device(Device::Cpu).contiguous();
+        let numel = tensor.numel();
+        let mut data = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
+        tensor.f_copy_data_u8(&mut data, numel)?;
+        Ok(Bytes {
+            dtype: dtype_of(tensor.kind())?,
+            shape: tensor.size().iter().map(|&d| d as usize).collect(),
+            data,
+        })
+    }
+}
+
+impl View for &Bytes {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Writes `tensors` to `path` with the metadata transformers expects (`format: pt`). The file
+/// is written beside its destination and renamed into place, so a crash leaves either the old
+/// file or the new one, never half of one.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let bytes: BTreeMap<&str, Bytes> = tensors
+        .iter()
+        .map(|(name, t)| Ok((name.as_str(), Bytes::of(t)?)))
+        .collect::<Result<_>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let partial = path.with_extension("safetensors.partial");
+    safetensors::serialize_to_file(bytes.iter().map(|(k, v)| (*k, v)), Some(metadata), &partial)
+        .map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(io) => Error::io(&partial, io),
+            other => Error::Other(format!("{}: {other}", partial.display())),
+        })?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}
+
+/// transformers' `_fix_state_dict_key_on_load`: old LayerNorm parameter names.
+fn modern_name(key: &str) -> String {
+    if let Some(stem) = key.strip_suffix(".gamma") {
+        format!("{stem}.weight")
+    } else if let Some(stem) = key.strip_suffix(".beta") {
+        format!("{stem}.bias")
+    } else {
+        key.to_string()
+    }
+}
+
+/// Non-persistent buffers that older checkpoints carry; transformers ignores them on load.
+fn is_buffer(key: &str) -> bool {
+    key.ends_with("embeddings.position_ids") || key.ends_with("embeddings.token_type_ids")
+}
+
+/// Copies the checkpoint's tensors into the model's `variables` (name → variable), following
+/// transformers' key rules. A shape mismatch is an error unless `ignore_mismatched_sizes`.
+pub fn load_into(
+    variables: &HashMap<String, Tensor>,
+    prefix: &str,
+    checkpoint: Vec<(String, Tensor)>,
+    ignore_mismatched_sizes: bool,
+) -> Result<LoadReport> {
+    let with_prefix = format!("{prefix}.");
+    // A checkpoint of the bare encoder (BertModel) has no prefix: its encoder keys get the
+    // model's, while head keys (`classifier.*`) match as they are.
+    let bare_encoder = !checkpoint.iter().any(|(k, _)| modern_name(k).starts_with(&with_prefix));
+    let mut report = LoadReport::default();
+    let mut matched = std::collections::HashSet::new();
+    let mut plan = Vec::new();
+    for (key, tensor) in checkpoint {
+        let mut name = modern_name(&key);
+        if bare_encoder && !variables.contains_key(&name) {
+            name = format!("{with_prefix}{name}");
+        }
+        if is_buffer(&name) {
+            continue;
+        }
+        let Some(variable) = variables.get(&name) else {
+            report.unexpected.push(key);
+            continue;
+        };
+        matched.insert(name.clone());
+        if tensor.size() != variable.size() {
+            if !ignore_mismatched_sizes {
+                return Err(Error::value(format!(
+                    "the checkpoint's {name:?} has shape {:?} but the model expects {:?}; pass \
+                     ignore_mismatched_sizes=True to re-initialize it instead",
+                    tensor.size(),
+                    variable.size()
+                )));
+            }
+            report.mismatched.push((name, tensor.size(), variable.size()));
+            continue;
+        }
+        plan.push((variable, tensor));
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (variable, tensor) in plan {
+            variable.shallow_clone().f_copy_(&tensor)?;
+        }
+        Ok(())
+    })?;
+    report.missing = variables.keys().filter(|k| !matched.contains(*k)).cloned().collect();
+    report.missing.sort();
+    report.unexpected.sort();
+    report.mismatched.sort();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(shape: &[i64]) -> Tensor {
+        Tensor::zeros(shape, (Kind::Float, Device::Cpu)).set_requires_grad(true)
+    }
+
+    #[test]
+    fn bare_encoder_keys_get_the_prefix_and_old_names_are_renamed() {
+        let variables = HashMap::from([
+            ("bert.embeddings.LayerNorm.weight".to_string(), var(&[4])),
+            ("bert.embeddings.LayerNorm.bias".to_string(), var(&[4])),
+            ("classifier.weight".to_string(), var(&[2, 4])),
+        ]);
+        let checkpoint = vec![
+            ("embeddings.LayerNorm.gamma".to_string(), Tensor::ones([4], (Kind::Float, Device::Cpu))),
+            ("embeddings.LayerNorm.beta".to_string(), Tensor::full([4], 2.0, (Kind::Float, Device::Cpu))),
+            ("embeddings.position_ids".to_string(), Tensor::arange(4, (Kind::Int64, Device::Cpu))),
+            ("cls.predictions.bias".to_string(), Tensor::zeros([10], (Kind::Float, Device::Cpu))),
+        ];
+        let report = load_into(&variables, "bert", checkpoint, false).unwrap();
+        assert_eq!(report.missing, vec!["classifier.weight"]);
+        assert_eq!(report.unexpected, vec!["cls.predictions.bias"]);
+        assert!(report.mismatched.is_empty());
+        assert_eq!(variables["bert.embeddings.LayerNorm.bias"].double_value(&[0]), 2.0);
+        assert_eq!(variables["bert.embeddings.LayerNorm.weight"].double_value(&[3]), 1.0);
+    }
+
+    #[test]
+    fn a_shape_mismatch_names_the_key_and_both_shapes() {
+        let variables = HashMap::from([("classifier.weight".to_string(), var(&[2, 4]))]);
+        let checkpoint = || vec![("classifier.weight".to_string(), Tensor::ones([3, 4], (Kind::Float, Device::Cpu)))];
+        let err = load_into(&variables, "bert", checkpoint(), false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the checkpoint's \"classifier.weight\" has shape [3, 4] but the model expects [2, 4]; \
+             pass ignore_mismatched_sizes=True to re-initialize it instead"
+        );
+        let report = load_into(&variables, "bert", checkpoint(), true).unwrap();
+        assert_eq!(report.mismatched, vec![("classifier.weight".to_string(), vec![3, 4], vec![2, 4])]);
+        assert_eq!(variables["classifier.weight"].abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn safetensors_round_trip_and_corrupt_files() {
+        let dir = std::env::temp_dir().join(format!("ferrotune-weights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.safetensors");
+        let a = Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]);
+        let b = Tensor::from_slice(&[1i64, -2]).to_kind(Kind::BFloat16);
+        write_safetensors(&path, &[("a".into(), a.t_copy()), ("b".into(), b.shallow_clone())]).unwrap();
+        let back = read_safetensors(&path).unwrap();
+        assert_eq!(back[0].0, "a");
+        assert!(back[0].1.equal(&a.t_copy()));
+        assert_eq!(back[1].1.kind(), Kind::BFloat16);
+        assert!(back[1].1.equal(&b));
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+        let err = read_safetensors(&path).unwrap_err();
+        assert!(matches!(err, Error::Value(_)));
+        assert!(err.to_string().starts_with(&format!("{}: not a valid safetensors file", path.display())), "{err}");
+    }
+}
