@@ -14,14 +14,24 @@
 //! - absolute rpaths (libtorch, libpython) when not building the extension module (maturin sets
 //!   `PYO3_BUILD_EXTENSION_MODULE`), so that `cargo test` binaries start; the wheel has none.
 //!
-//! It also records the torch version it was built against, for the import-time check.
+//! It also compiles `csrc/ops.cpp` (libtorch operations that tch does not bind) against the
+//! same torch, and records the torch version, for the import-time check.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PRINT_TORCH: &str =
-    "import os, torch; print(torch.__version__); print(os.path.join(os.path.dirname(torch.__file__), 'lib'))";
+const PRINT_TORCH: &str = "import os, torch; print(torch.__version__); \
+    print(os.path.join(os.path.dirname(torch.__file__), 'lib')); \
+    print(int(torch._C._GLIBCXX_USE_CXX11_ABI))";
+
+/// The torch that the building Python imports.
+struct Torch {
+    version: String,
+    /// `torch/lib`, with libtorch*.so; `torch/include` is beside it.
+    lib: PathBuf,
+    cxx11_abi: String,
+}
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -29,11 +39,23 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
-    let (version, libtorch_lib) = installed_torch();
+    let torch = installed_torch();
     // Rerun when that torch goes away (pip deletes its build environment after each build).
-    println!("cargo:rerun-if-changed={}", libtorch_lib.join("libtorch_cpu.so").display());
-    println!("cargo:rustc-link-search=native={}", libtorch_lib.display());
-    println!("cargo:rustc-env=FERROTUNE_TORCH_VERSION={version}");
+    println!("cargo:rerun-if-changed={}", torch.lib.join("libtorch_cpu.so").display());
+    println!("cargo:rustc-env=FERROTUNE_TORCH_VERSION={}", torch.version);
+
+    // The libtorch operations tch does not bind (csrc/ops.cpp).
+    println!("cargo:rerun-if-changed=csrc/ops.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .std("c++20")
+        .include(torch.lib.join("..").join("include"))
+        .define("_GLIBCXX_USE_CXX11_ABI", torch.cxx11_abi.as_str())
+        .flag_if_supported("-Wno-unused-parameter")
+        .file("csrc/ops.cpp")
+        .compile("ferrotune_ops");
+    println!("cargo:rustc-link-search=native={}", torch.lib.display());
 
     println!("cargo:rustc-link-arg=-Wl,--push-state,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
@@ -41,7 +63,7 @@ fn main() {
 
     println!("cargo:rustc-link-arg-cdylib=-Wl,-rpath,$ORIGIN/../torch/lib");
     if env::var_os("PYO3_BUILD_EXTENSION_MODULE").is_none() {
-        let mut rpaths = vec![libtorch_lib];
+        let mut rpaths = vec![torch.lib];
         if let Some(lib_dir) = pyo3_build_config::get().lib_dir() {
             rpaths.push(PathBuf::from(lib_dir));
         }
@@ -51,8 +73,7 @@ fn main() {
     }
 }
 
-/// The version and `lib/` folder of the torch that the building Python imports.
-fn installed_torch() -> (String, PathBuf) {
+fn installed_torch() -> Torch {
     // maturin names the interpreter in PYO3_PYTHON; otherwise pick it as torch-sys does.
     let python = env::var("PYO3_PYTHON").unwrap_or_else(|_| {
         if env::var_os("VIRTUAL_ENV").is_some() { "python" } else { "python3" }.to_string()
@@ -63,10 +84,12 @@ fn installed_torch() -> (String, PathBuf) {
         .unwrap_or_else(|e| panic!("cannot run {python} to locate torch: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let mut lines = stdout.lines();
-    match (output.status.success(), lines.next(), lines.next()) {
-        (true, Some(version), Some(lib)) if Path::new(lib).is_dir() => {
-            (version.trim().to_string(), PathBuf::from(lib.trim()))
-        }
+    match (output.status.success(), lines.next(), lines.next(), lines.next()) {
+        (true, Some(version), Some(lib), Some(abi)) if Path::new(lib).is_dir() => Torch {
+            version: version.trim().to_string(),
+            lib: PathBuf::from(lib.trim()),
+            cxx11_abi: abi.trim().to_string(),
+        },
         _ => panic!(
             "ferrotune builds against the pip torch, but `{python}` could not import it:\n{}\n\
              Install it first: pip install 'torch==2.13.*'",

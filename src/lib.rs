@@ -4,7 +4,9 @@
 pub mod error;
 pub mod files;
 pub mod models;
+pub mod ops;
 pub mod parallel;
+pub mod train;
 mod py;
 
 pub use error::{Error, Result};

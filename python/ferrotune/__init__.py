@@ -22,6 +22,7 @@ _check_torch_version(_torch.__version__)
 
 from . import _core  # noqa: E402  (after the torch check, on purpose)
 
+from . import evaluate  # noqa: E402
 from .configuration import AutoConfig, PretrainedConfig  # noqa: E402
 from .modeling import (  # noqa: E402
     AutoModelForSequenceClassification,

@@ -3,6 +3,7 @@
 
 mod errors;
 mod json;
+mod metrics;
 mod model;
 mod tensor;
 
@@ -62,5 +63,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parallelism_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(set_parallelism, m)?)?;
     model::register(m)?;
+    metrics::register(m)?;
     Ok(())
 }

@@ -1,0 +1,81 @@
+// libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
+// clipping, and CPU autocast. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// Each function returns NULL on success or a malloc'ed error message (freed by the caller):
+// no C++ exception crosses into Rust.
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+
+#include <cstring>
+#include <exception>
+#include <vector>
+
+namespace {
+
+std::vector<at::Tensor> list(at::Tensor **tensors, int n) {
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (int i = 0; i < n; ++i) out.push_back(*tensors[i]);
+  return out;
+}
+
+template <typename F>
+char *guarded(F f) {
+  try {
+    f();
+    return nullptr;
+  } catch (const std::exception &e) {
+    return strdup(e.what());
+  } catch (...) {
+    return strdup("unknown C++ exception");
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// torch.optim.AdamW(fused=True).step() for one parameter group (torch/optim/adamw.py).
+char *ft_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor **exp_avgs,
+                     at::Tensor **exp_avg_sqs, at::Tensor **steps, int n, double lr,
+                     double beta1, double beta2, double weight_decay, double eps) {
+  return guarded([&] {
+    auto p = list(params, n), g = list(grads, n), m = list(exp_avgs, n),
+         v = list(exp_avg_sqs, n), s = list(steps, n);
+    at::_foreach_add_(s, 1);
+    at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps,
+                      /*amsgrad=*/false, /*maximize=*/false);
+  });
+}
+
+// torch.nn.utils.clip_grad_norm_ (foreach path): writes the total 2-norm before clipping.
+char *ft_clip_grad_norm(at::Tensor **grads, int n, double max_norm, double *total_norm) {
+  return guarded([&] {
+    auto g = list(grads, n);
+    if (g.empty()) {
+      *total_norm = 0.0;
+      return;
+    }
+    auto norms = at::_foreach_norm(g, 2);
+    auto total = at::linalg_vector_norm(at::stack(norms), 2);
+    auto coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
+    at::_foreach_mul_(g, coef.to(g[0].device()));
+    *total_norm = total.item<double>();
+  });
+}
+
+// Enters (enabled != 0) or leaves CPU autocast in bfloat16, as torch.autocast("cpu").
+char *ft_cpu_autocast(int enabled) {
+  return guarded([&] {
+    if (enabled) {
+      at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+      at::autocast::set_autocast_enabled(at::kCPU, true);
+      at::autocast::increment_nesting();
+    } else {
+      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+      at::autocast::set_autocast_enabled(at::kCPU, false);
+    }
+  });
+}
+
+}  // extern "C"

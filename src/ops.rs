@@ -1,0 +1,147 @@
+//! Safe wrappers of `csrc/ops.cpp`: libtorch operations that tch does not bind.
+
+use crate::error::{Error, Result};
+use std::ffi::{c_char, c_int, CStr};
+use tch::Tensor;
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn ft_fused_adamw(
+        params: *const *const C_tensor,
+        grads: *const *const C_tensor,
+        exp_avgs: *const *const C_tensor,
+        exp_avg_sqs: *const *const C_tensor,
+        steps: *const *const C_tensor,
+        n: c_int,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+    ) -> *mut c_char;
+    fn ft_clip_grad_norm(grads: *const *const C_tensor, n: c_int, max_norm: f64, total_norm: *mut f64) -> *mut c_char;
+    fn ft_cpu_autocast(enabled: c_int) -> *mut c_char;
+}
+
+/// Turns the C++ side's error message (or NULL) into a Result.
+fn check(message: *mut c_char) -> Result<()> {
+    if message.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null result is a NUL-terminated string from strdup, freed here once.
+    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    unsafe { libc::free(message.cast()) };
+    Err(Error::Other(format!("libtorch: {text}")))
+}
+
+fn pointers(tensors: &[Tensor]) -> Vec<*const C_tensor> {
+    tensors.iter().map(Tensor::as_ptr).collect()
+}
+
+/// AdamW hyper-parameters of one parameter group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamW {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+/// One fused AdamW step (torch.optim.AdamW(fused=True)) over a parameter group: increments each
+/// step counter, then updates the parameters and moments in place.
+pub fn fused_adamw(params: &[Tensor], grads: &[Tensor], exp_avgs: &[Tensor], exp_avg_sqs: &[Tensor], steps: &[Tensor], hp: AdamW) -> Result<()> {
+    let n = params.len();
+    assert!(
+        grads.len() == n && exp_avgs.len() == n && exp_avg_sqs.len() == n && steps.len() == n,
+        "fused_adamw: lists of different lengths"
+    );
+    if n == 0 {
+        return Ok(());
+    }
+    let (p, g, m, v, s) = (pointers(params), pointers(grads), pointers(exp_avgs), pointers(exp_avg_sqs), pointers(steps));
+    // SAFETY: every pointer is a live tch tensor borrowed for the duration of the call.
+    check(unsafe {
+        ft_fused_adamw(p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr(), s.as_ptr(), n as c_int, hp.lr, hp.beta1, hp.beta2, hp.weight_decay, hp.eps)
+    })
+}
+
+/// torch.nn.utils.clip_grad_norm_: scales `grads` in place so their total 2-norm is at most
+/// `max_norm`, and returns the norm before clipping.
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<f64> {
+    let g = pointers(grads);
+    let mut total = 0.0;
+    // SAFETY: as in fused_adamw; `total` outlives the call.
+    check(unsafe { ft_clip_grad_norm(g.as_ptr(), g.len() as c_int, max_norm, &mut total) })?;
+    Ok(total)
+}
+
+/// CPU autocast to bfloat16 while alive, as `with torch.autocast("cpu", dtype=torch.bfloat16)`.
+/// Autocast state is per thread: the guard must be dropped on the thread that made it.
+pub struct CpuAutocast {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl CpuAutocast {
+    pub fn enter() -> Result<CpuAutocast> {
+        // SAFETY: only sets libtorch's thread-local autocast state.
+        check(unsafe { ft_cpu_autocast(1) })?;
+        Ok(CpuAutocast { _not_send: std::marker::PhantomData })
+    }
+}
+
+impl Drop for CpuAutocast {
+    fn drop(&mut self) {
+        // SAFETY: as in enter; leaving cannot fail short of a libtorch bug, which is reported.
+        if let Err(e) = check(unsafe { ft_cpu_autocast(0) }) {
+            eprintln!("ferrotune: leaving CPU autocast failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn clip_grad_norm_matches_the_formula() {
+        let grads = vec![Tensor::from_slice(&[3.0f32, 0.0]), Tensor::from_slice(&[0.0f32, 4.0])];
+        let total = clip_grad_norm(&grads, 1.0).unwrap();
+        assert!((total - 5.0).abs() < 1e-6);
+        let coef = 1.0 / (5.0 + 1e-6);
+        assert!((grads[0].double_value(&[0]) - 3.0 * coef).abs() < 1e-6);
+        assert!((grads[1].double_value(&[1]) - 4.0 * coef).abs() < 1e-6);
+        // Under the limit nothing changes.
+        let small = vec![Tensor::from_slice(&[0.1f32])];
+        assert!((clip_grad_norm(&small, 1.0).unwrap() - 0.1).abs() < 1e-7);
+        assert!((small[0].double_value(&[0]) - 0.1).abs() < 1e-7);
+    }
+
+    #[test]
+    fn one_fused_adamw_step_matches_the_update_rule() {
+        // First step of AdamW: p -= lr * wd * p; then m = (1-b1) g, v = (1-b2) g^2,
+        // p -= lr * (m / (1-b1)) / (sqrt(v / (1-b2)) + eps) = lr * sign(g) (almost).
+        let hp = AdamW { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
+        let p = Tensor::from_slice(&[1.0f32, -2.0]);
+        let g = Tensor::from_slice(&[0.5f32, -0.25]);
+        let (m, v) = (p.zeros_like(), p.zeros_like());
+        let step = Tensor::zeros([], (Kind::Float, Device::Cpu));
+        fused_adamw(&[p.shallow_clone()], &[g], &[m], &[v], &[step.shallow_clone()], hp).unwrap();
+        assert_eq!(step.double_value(&[]), 1.0);
+        let expected = [1.0 * (1.0 - 0.001) - 0.1, -2.0 * (1.0 - 0.001) + 0.1];
+        for (i, e) in expected.iter().enumerate() {
+            assert!((p.double_value(&[i as i64]) - e).abs() < 1e-5, "{i}: {}", p.double_value(&[i as i64]));
+        }
+    }
+
+    #[test]
+    fn autocast_makes_cpu_matmuls_bfloat16_inside_only() {
+        let a = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
+        {
+            let _guard = CpuAutocast::enter().unwrap();
+            assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+        }
+        assert_eq!(a.matmul(&a).kind(), Kind::Float);
+    }
+}
