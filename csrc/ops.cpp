@@ -1,9 +1,10 @@
 // libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
-// clipping, and CPU autocast. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// clipping, autocast, and randperm with a private seeded generator. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 
 #include <cstring>
@@ -64,17 +65,29 @@ char *ft_clip_grad_norm(at::Tensor **grads, int n, double max_norm, double *tota
   });
 }
 
-// Enters (enabled != 0) or leaves CPU autocast in bfloat16, as torch.autocast("cpu").
-char *ft_cpu_autocast(int enabled) {
+// Enters (enabled != 0) or leaves autocast to bfloat16 on the CPU (cuda == 0) or CUDA, as
+// `torch.autocast(device_type, dtype=torch.bfloat16)` does.
+char *ft_autocast(int cuda, int enabled) {
   return guarded([&] {
+    auto device = cuda ? at::kCUDA : at::kCPU;
     if (enabled) {
-      at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-      at::autocast::set_autocast_enabled(at::kCPU, true);
+      at::autocast::set_autocast_dtype(device, at::kBFloat16);
+      at::autocast::set_autocast_enabled(device, true);
       at::autocast::increment_nesting();
     } else {
       if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-      at::autocast::set_autocast_enabled(at::kCPU, false);
+      at::autocast::set_autocast_enabled(device, false);
     }
+  });
+}
+
+// torch.randperm(n, generator=torch.Generator().manual_seed(seed)): the order in which the
+// transformers Trainer's seeded sampler visits a data set (accelerate's SeedableRandomSampler).
+char *ft_randperm(int64_t n, uint64_t seed, int64_t *out) {
+  return guarded([&] {
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+    auto perm = at::randperm(n, generator, at::TensorOptions().dtype(at::kLong));
+    std::memcpy(out, perm.data_ptr<int64_t>(), sizeof(int64_t) * n);
   });
 }
 

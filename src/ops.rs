@@ -20,7 +20,8 @@ extern "C" {
         eps: f64,
     ) -> *mut c_char;
     fn ft_clip_grad_norm(grads: *const *const C_tensor, n: c_int, max_norm: f64, total_norm: *mut f64) -> *mut c_char;
-    fn ft_cpu_autocast(enabled: c_int) -> *mut c_char;
+    fn ft_autocast(cuda: c_int, enabled: c_int) -> *mut c_char;
+    fn ft_randperm(n: i64, seed: u64, out: *mut i64) -> *mut c_char;
 }
 
 /// Turns the C++ side's error message (or NULL) into a Result.
@@ -76,27 +77,37 @@ pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<f64> {
     Ok(total)
 }
 
-/// CPU autocast to bfloat16 while alive, as `with torch.autocast("cpu", dtype=torch.bfloat16)`.
+/// Autocast to bfloat16 while alive, as `with torch.autocast(device_type, torch.bfloat16)`.
 /// Autocast state is per thread: the guard must be dropped on the thread that made it.
-pub struct CpuAutocast {
+pub struct Autocast {
+    cuda: bool,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
-impl CpuAutocast {
-    pub fn enter() -> Result<CpuAutocast> {
+impl Autocast {
+    pub fn enter(device: tch::Device) -> Result<Autocast> {
+        let cuda = device.is_cuda();
         // SAFETY: only sets libtorch's thread-local autocast state.
-        check(unsafe { ft_cpu_autocast(1) })?;
-        Ok(CpuAutocast { _not_send: std::marker::PhantomData })
+        check(unsafe { ft_autocast(cuda as c_int, 1) })?;
+        Ok(Autocast { cuda, _not_send: std::marker::PhantomData })
     }
 }
 
-impl Drop for CpuAutocast {
+impl Drop for Autocast {
     fn drop(&mut self) {
         // SAFETY: as in enter; leaving cannot fail short of a libtorch bug, which is reported.
-        if let Err(e) = check(unsafe { ft_cpu_autocast(0) }) {
-            eprintln!("ferrotune: leaving CPU autocast failed: {e}");
+        if let Err(e) = check(unsafe { ft_autocast(self.cuda as c_int, 0) }) {
+            eprintln!("ferrotune: leaving autocast failed: {e}");
         }
     }
+}
+
+/// `torch.randperm(n, generator=torch.Generator().manual_seed(seed))`.
+pub fn randperm(n: usize, seed: u64) -> Result<Vec<usize>> {
+    let mut out = vec![0i64; n];
+    // SAFETY: `out` has room for n values.
+    check(unsafe { ft_randperm(n as i64, seed, out.as_mut_ptr()) })?;
+    Ok(out.into_iter().map(|i| i as usize).collect())
 }
 
 #[cfg(test)]
@@ -136,10 +147,18 @@ mod tests {
     }
 
     #[test]
+    fn randperm_is_torchs_seeded_permutation() {
+        // torch.randperm(10, generator=torch.Generator().manual_seed(42)), as the transformers
+        // Trainer's first epoch with seed 42 visits 10 examples.
+        assert_eq!(randperm(10, 42).unwrap(), vec![2, 6, 1, 8, 4, 5, 0, 9, 3, 7]);
+        assert_eq!(randperm(10, 43).unwrap(), vec![8, 4, 9, 0, 5, 1, 6, 7, 2, 3]);
+    }
+
+    #[test]
     fn autocast_makes_cpu_matmuls_bfloat16_inside_only() {
         let a = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
         {
-            let _guard = CpuAutocast::enter().unwrap();
+            let _guard = Autocast::enter(Device::Cpu).unwrap();
             assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
         }
         assert_eq!(a.matmul(&a).kind(), Kind::Float);

@@ -33,6 +33,23 @@ from .modeling import (  # noqa: E402
     SequenceClassifierOutput,
     XLMRobertaForSequenceClassification,
 )
+from .trainer import (  # noqa: E402
+    EvalPrediction,
+    PredictionOutput,
+    Trainer,
+    TrainOutput,
+    set_seed,
+)
+from .trainer_callback import (  # noqa: E402
+    DefaultFlowCallback,
+    EarlyStoppingCallback,
+    PrinterCallback,
+    ProgressCallback,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+)
+from .training_args import TrainingArguments  # noqa: E402
 
 __version__: str = _core.__version__
 FerrotuneError = _core.FerrotuneError
@@ -41,12 +58,26 @@ __all__ = [
     "AutoConfig",
     "AutoModelForSequenceClassification",
     "BertForSequenceClassification",
+    "DefaultFlowCallback",
     "DistilBertForSequenceClassification",
+    "EarlyStoppingCallback",
+    "EvalPrediction",
     "FerrotuneError",
+    "PredictionOutput",
+    "PrinterCallback",
+    "ProgressCallback",
     "PreTrainedModelForSequenceClassification",
     "PretrainedConfig",
     "RobertaForSequenceClassification",
     "SequenceClassifierOutput",
+    "TrainOutput",
+    "Trainer",
+    "TrainerCallback",
+    "TrainerControl",
+    "TrainerState",
+    "TrainingArguments",
     "XLMRobertaForSequenceClassification",
+    "evaluate",
+    "set_seed",
     "__version__",
 ]

@@ -6,6 +6,7 @@ mod json;
 mod metrics;
 mod model;
 mod tensor;
+mod train;
 
 use errors::{guard, FerrotuneError};
 use pyo3::prelude::*;
@@ -64,5 +65,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_parallelism, m)?)?;
     model::register(m)?;
     metrics::register(m)?;
+    train::register(m)?;
     Ok(())
 }

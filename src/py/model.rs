@@ -72,12 +72,16 @@ fn wrap_all(named: Vec<(String, Tensor)>) -> Vec<(String, PyTensor)> {
 }
 
 /// A classification model whose weights live in Rust (tch) and are torch tensors to Python.
-#[pyclass(name = "SequenceClassifier", module = "ferrotune._core")]
+#[pyclass(name = "SequenceClassifier", module = "ferrotune._core", frozen)]
 pub struct PySequenceClassifier {
     inner: Mutex<SequenceClassifier>,
 }
 
 impl PySequenceClassifier {
+    pub(crate) fn model(&self) -> &Mutex<SequenceClassifier> {
+        &self.inner
+    }
+
     fn lock(&self) -> MutexGuard<'_, SequenceClassifier> {
         // A panic while holding the lock (caught by `guard`) leaves the model usable.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

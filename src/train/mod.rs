@@ -1,4 +1,8 @@
 //! Fine-tuning with transformers' Trainer semantics: schedules, metrics, and the loop.
 
+pub mod data;
 pub mod metrics;
+pub mod optim;
+pub mod plan;
+pub mod run;
 pub mod schedule;

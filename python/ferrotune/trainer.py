@@ -1,0 +1,649 @@
+"""`Trainer`: transformers' fine-tuning API over ferrotune's Rust training loop.
+
+The loop (batching, forward/backward, clipping, AdamW, schedule, evaluation) runs in Rust with
+the GIL released. It calls back into this class at transformers' events, so that callbacks,
+logs, `compute_metrics` and checkpoint files behave as transformers' Trainer
+(`trainer.py`; see the semantics in its `_inner_training_loop` and `_maybe_log_save_evaluate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from . import _core
+from .data import examples as to_examples
+from .modeling import SAFE_WEIGHTS_NAME, PreTrainedModelForSequenceClassification
+from .trainer_callback import (
+    CallbackHandler,
+    DefaultFlowCallback,
+    NotebookProgressCallback,
+    PrinterCallback,
+    ProgressCallback,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    is_in_notebook,
+)
+from .training_args import TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+PREFIX_CHECKPOINT_DIR = "checkpoint"
+TRAINER_STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.pt"
+SCHEDULER_NAME = "scheduler.pt"
+RNG_STATE_NAME = "rng_state.pth"
+TRAINING_ARGS_NAME = "training_args.bin"
+
+
+class EvalPrediction:
+    """What `compute_metrics` receives: `predictions, labels = eval_pred` works."""
+
+    def __init__(self, predictions: np.ndarray, label_ids: np.ndarray | None):
+        self.predictions = predictions
+        self.label_ids = label_ids
+
+    def __iter__(self):
+        return iter((self.predictions, self.label_ids))
+
+    def __getitem__(self, index: int):
+        return (self.predictions, self.label_ids)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+
+class TrainOutput(NamedTuple):
+    global_step: int
+    training_loss: float
+    metrics: dict[str, float]
+
+
+class PredictionOutput(NamedTuple):
+    predictions: np.ndarray
+    label_ids: np.ndarray | None
+    metrics: dict[str, float]
+
+
+def set_seed(seed: int) -> None:
+    """Seeds Python, numpy and torch (CPU and CUDA), as transformers' set_seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def speed_metrics(split: str, start_time: float, num_samples: float | None = None,
+                  num_steps: int | None = None) -> dict[str, float]:
+    runtime = time.time() - start_time
+    result = {f"{split}_runtime": round(runtime, 4)}
+    if runtime == 0:
+        return result
+    if num_samples is not None:
+        result[f"{split}_samples_per_second"] = round(num_samples / runtime, 3)
+    if num_steps is not None:
+        result[f"{split}_steps_per_second"] = round(num_steps / runtime, 3)
+    return result
+
+
+def get_last_checkpoint(folder: str) -> str | None:
+    """The checkpoint-N folder with the largest N in `folder`, or None."""
+    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+    found = [p for p in os.listdir(folder)
+             if pattern.search(p) and os.path.isdir(os.path.join(folder, p))]
+    if not found:
+        return None
+    return os.path.join(folder, max(found, key=lambda p: int(pattern.search(p).group(1))))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and 0-d tensors as Python numbers (transformers' denumpify_detensorize)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value
+
+
+class Trainer:
+    """Trains and evaluates a ferrotune (or transformers) sequence-classification model.
+
+    >>> trainer = Trainer(model=model, args=TrainingArguments("out", eval_strategy="epoch"),
+    ...                   train_dataset=train, eval_dataset=val, processing_class=tokenizer,
+    ...                   compute_metrics=compute_metrics)
+    >>> trainer.train(); trainer.evaluate()
+    """
+
+    def __init__(self, model: Any = None, args: TrainingArguments | None = None,
+                 data_collator: Any = None, train_dataset: Any = None, eval_dataset: Any = None,
+                 processing_class: Any = None, model_init: Callable[[], Any] | None = None,
+                 compute_metrics: Callable[[EvalPrediction], dict] | None = None,
+                 callbacks: list[TrainerCallback] | None = None,
+                 optimizers: tuple = (None, None),
+                 preprocess_logits_for_metrics: Callable | None = None,
+                 tokenizer: Any = None):
+        if args is None:
+            args = TrainingArguments(output_dir="tmp_trainer")
+        self.args = args
+        set_seed(args.seed)
+        if tokenizer is not None:
+            warnings.warn("`tokenizer` is deprecated (transformers 5 removed it); use "
+                          "`processing_class` instead", FutureWarning, stacklevel=2)
+            processing_class = processing_class if processing_class is not None else tokenizer
+        if model is None and model_init is None:
+            raise RuntimeError("`Trainer` requires either a `model` or `model_init` argument")
+        if model is not None and model_init is not None:
+            raise ValueError("`Trainer` requires either a `model` or `model_init` argument, but "
+                             "not both.")
+        if optimizers != (None, None):
+            raise NotImplementedError("custom optimizers are not supported; ferrotune uses "
+                                      "AdamW with the arguments' hyper-parameters")
+        if data_collator is not None:
+            pad_to = getattr(data_collator, "pad_to_multiple_of", None)
+            self._pad_to_multiple_of = pad_to
+            if not hasattr(data_collator, "tokenizer"):
+                raise NotImplementedError(
+                    "only DataCollatorWithPadding-like collators are supported (ferrotune pads "
+                    "each batch to its longest example in Rust)")
+            processing_class = processing_class if processing_class is not None else data_collator.tokenizer
+        else:
+            self._pad_to_multiple_of = None
+        self.model_init = model_init
+        self._hf_model = None
+        self.model = self._adopt(model) if model is not None else None
+        self.processing_class = processing_class
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.compute_metrics = compute_metrics
+        self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
+        if args.eval_strategy != "no" and eval_dataset is None:
+            raise ValueError(
+                f"You have set `args.eval_strategy` to IntervalStrategy.{args.eval_strategy.upper()} "
+                f"but you didn't pass an `eval_dataset` to `Trainer`. Either set "
+                f"`args.eval_strategy` to `no` or pass an `eval_dataset`. ")
+        if (args.save_strategy == "best" or args.load_best_model_at_end) and \
+                args.metric_for_best_model is None:
+            raise ValueError("`args.metric_for_best_model` must be provided when using 'best' "
+                             "save_strategy or if `args.load_best_model_at_end` is set to `True`.")
+        self._make_output_dir()
+        progress = (PrinterCallback if args.disable_tqdm else
+                    NotebookProgressCallback if is_in_notebook() else ProgressCallback)
+        self.callback_handler = CallbackHandler(
+            [DefaultFlowCallback, *(callbacks or []), progress], self.model, processing_class)
+        self.state = TrainerState()
+        self.control = TrainerControl()
+        self._examples: dict[int, tuple[Any, Any]] = {}
+        self._run = None
+        self._push_warned = False
+        self.control = self.callback_handler.call_event("on_init_end", args, self.state,
+                                                        self.control)
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _adopt(self, model: Any) -> PreTrainedModelForSequenceClassification:
+        """A ferrotune model on the arguments' device; a transformers model is copied in and
+        receives the trained weights back at the end of train()."""
+        if not isinstance(model, PreTrainedModelForSequenceClassification):
+            if not (hasattr(model, "state_dict") and hasattr(model, "config")):
+                raise TypeError(f"model must be a ferrotune or transformers sequence-"
+                                f"classification model, got {type(model).__name__}")
+            self._hf_model = model
+            model = PreTrainedModelForSequenceClassification.from_transformers(model)
+        return model.to(self.args.device)
+
+    def _make_output_dir(self) -> None:
+        try:
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.args.output_dir, prefix=".write-test-")
+            probe.close()
+        except OSError as e:
+            raise PermissionError(
+                e.errno, f"output_dir {self.args.output_dir!r} cannot be written ({e.strerror})",
+                self.args.output_dir) from e
+
+    def add_callback(self, callback) -> None:
+        self.callback_handler.add_callback(callback)
+
+    def pop_callback(self, callback):
+        return self.callback_handler.pop_callback(callback)
+
+    def remove_callback(self, callback) -> None:
+        self.callback_handler.remove_callback(callback)
+
+    def _pad(self) -> dict[str, Any]:
+        tok = self.processing_class
+        pad = getattr(tok, "pad_token_id", None)
+        if pad is None:
+            pad = self.model.config.pad_token_id if self.model.config.pad_token_id is not None else 0
+        return {"pad_token_id": int(pad), "pad_left": getattr(tok, "padding_side", "right") == "left",
+                "pad_to_multiple_of": self._pad_to_multiple_of}
+
+    def _data(self, dataset: Any, description: str, require_labels: bool) -> Any:
+        cached = self._examples.get(id(dataset))
+        if cached is not None and cached[0] is dataset:
+            return cached[1]
+        data = to_examples(dataset, description=description, label_names=self.args.label_names,
+                           model_class=type(self.model).__name__,
+                           remove_unused_columns=self.args.remove_unused_columns,
+                           require_labels=require_labels)
+        if data.has_labels:
+            if data.label_kind == "int" or self.model.num_labels == 1:
+                data.check_labels(self.model.num_labels)
+        self._examples[id(dataset)] = (dataset, data)
+        return data
+
+    # -- training ------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> TrainOutput:
+        """Fine-tunes the model; resumes from the last checkpoint of output_dir with `True`, or
+        from the checkpoint folder given."""
+        if kwargs:
+            raise TypeError(f"train() got unexpected keyword arguments: {', '.join(kwargs)}")
+        args = self.args
+        if self.model_init is not None:
+            set_seed(args.seed)
+            self.model = self._adopt(self.model_init())
+            self.callback_handler.model = self.model
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        checkpoint = self._checkpoint_to_resume(resume_from_checkpoint)
+        train_data = self._data(self.train_dataset, "training", require_labels=True)
+        if self.eval_dataset is not None and args.eval_strategy != "no":
+            for eval_set in (self.eval_dataset.values() if isinstance(self.eval_dataset, dict)
+                             else [self.eval_dataset]):
+                self._data(eval_set, "evaluation", require_labels=False)
+        model = self.model
+        model.train()
+        self._run = run = _core.TrainingRun(
+            model._model, train_data, batch_size=args.train_batch_size,
+            grad_accum=args.gradient_accumulation_steps, num_train_epochs=float(args.num_train_epochs),
+            max_steps=int(args.max_steps), drop_last=args.dataloader_drop_last,
+            sampling=args.train_sampling_strategy,
+            seed=args.data_seed if args.data_seed is not None else torch.initial_seed(),
+            learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler_type,
+            warmup_steps=float(args.warmup_steps), weight_decay=args.weight_decay,
+            adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2, adam_epsilon=args.adam_epsilon,
+            max_grad_norm=args.max_grad_norm, bf16=args.bf16,
+            nan_inf_filter=args.logging_nan_inf_filter, problem_type=model.config.problem_type,
+            **self._pad())
+        self.state = TrainerState(train_batch_size=args.train_batch_size)
+        self.state.compute_steps(args, run.max_steps)
+        self.state.max_steps = run.max_steps
+        self.state.num_train_epochs = run.num_train_epochs
+        self.state.epoch = 0
+        self.control = TrainerControl()
+        if checkpoint is not None:
+            self._load_checkpoint(checkpoint)
+        start_global_step = self.state.global_step
+        logger.info(
+            f"***** Running training *****\n  Num examples = {len(train_data):,}\n"
+            f"  Num Epochs = {run.num_train_epochs:,}\n"
+            f"  Instantaneous batch size per device = {args.train_batch_size:,}\n"
+            f"  Gradient Accumulation steps = {args.gradient_accumulation_steps}\n"
+            f"  Total optimization steps = {run.max_steps:,}\n"
+            f"  Number of trainable parameters = {model.num_parameters(only_trainable=True):,}")
+        self._start_time = time.time()
+        self.control = self.callback_handler.call_event("on_train_begin", args, self.state,
+                                                        self.control)
+        if args.eval_on_start:
+            self._evaluate_and_track()
+        try:
+            global_step, steps, total_loss, epoch, total_flos = run.train(self)
+        finally:
+            model.config.problem_type = model.config.problem_type or run.problem_type
+            model.eval()
+            self._write_back()
+        self.state.global_step, self.state.epoch, self.state.total_flos = global_step, epoch, total_flos
+        train_loss = total_loss / max(steps, 0.001)
+        metrics = speed_metrics("train", self._start_time,
+                                num_samples=run.num_train_samples * steps / max(run.max_steps, 1),
+                                num_steps=steps)
+        metrics["total_flos"] = total_flos
+        metrics["train_loss"] = train_loss
+        self.log(metrics)
+        if args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
+            logger.info(f"Loading best model from {self.state.best_model_checkpoint} "
+                        f"(score: {self.state.best_metric}).")
+            self.model._model.load_safetensors(
+                [os.path.join(self.state.best_model_checkpoint, SAFE_WEIGHTS_NAME)])
+            self._write_back()
+        if args.save_total_limit == 1 and self.state.best_model_checkpoint is not None:
+            for folder in self._sorted_checkpoints():
+                if os.path.abspath(folder) != os.path.abspath(self.state.best_model_checkpoint):
+                    logger.info(f"Deleting older checkpoint [{folder}] due to args.save_total_limit")
+                    shutil.rmtree(folder, ignore_errors=True)
+        self.control = self.callback_handler.call_event("on_train_end", args, self.state,
+                                                        self.control)
+        return TrainOutput(global_step, train_loss, metrics)
+
+    def _write_back(self) -> None:
+        """Copies the trained weights into the transformers model the Trainer was given."""
+        if self._hf_model is not None:
+            with torch.no_grad():
+                self._hf_model.load_state_dict(
+                    {k: v.detach() for k, v in self.model.state_dict().items()}, strict=False)
+            self._hf_model.config.problem_type = self.model.config.problem_type
+
+    # -- hooks called by the Rust loop -----------------------------------------------------------
+    def _event(self, name: str, global_step: int, epoch: float) -> tuple[bool, bool, bool]:
+        self.state.global_step, self.state.epoch = global_step, epoch
+        self.control = self.callback_handler.call_event(name, self.args, self.state, self.control)
+        return self.control.should_epoch_stop, self.control.should_training_stop, False
+
+    def _log_save_evaluate(self, global_step: int, epoch: float, loss_sum: float, steps: int,
+                           grad_norm: float | None, learning_rate: float) -> tuple[bool, bool, bool]:
+        self.state.global_step, self.state.epoch = global_step, epoch
+        logged = False
+        if self.control.should_log and steps > 0:
+            logs: dict[str, float] = {"loss": loss_sum / steps}
+            if grad_norm is not None:
+                logs["grad_norm"] = grad_norm
+            logs["learning_rate"] = learning_rate
+            self.log(logs)
+            logged = True
+        if self.control.should_evaluate:
+            is_new_best = self._evaluate_and_track()
+            if self.args.save_strategy == "best":
+                self.control.should_save = is_new_best
+        if self.control.should_save:
+            self._save_checkpoint()
+            self.control = self.callback_handler.call_event("on_save", self.args, self.state,
+                                                            self.control)
+        return self.control.should_epoch_stop, self.control.should_training_stop, logged
+
+    def _evaluate_and_track(self) -> bool:
+        metrics = self.evaluate()
+        return self._determine_best_metric(metrics)
+
+    def _determine_best_metric(self, metrics: dict[str, float]) -> bool:
+        name = self.args.metric_for_best_model
+        if name is None:
+            return False
+        key = name if name.startswith("eval_") else f"eval_{name}"
+        if key not in metrics:
+            raise KeyError(
+                f"The `metric_for_best_model` training argument is set to '{key}', which is not "
+                f"found in the evaluation metrics. The available evaluation metrics are: "
+                f"{list(metrics)}. Consider changing the `metric_for_best_model` via the "
+                f"TrainingArguments.")
+        value = metrics[key]
+        best = self.state.best_metric
+        if best is None:
+            best = -math.inf if self.args.greater_is_better else math.inf
+        improved = value > best if self.args.greater_is_better else value < best
+        if improved:
+            self.state.best_metric = value
+            if self.args.save_strategy != "no":
+                self.state.best_global_step = self.state.global_step
+        return improved
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        logs["epoch"] = self.state.epoch
+        self.state.log_history.append({**logs, "step": self.state.global_step})
+        self.control = self.callback_handler.call_event("on_log", self.args, self.state,
+                                                        self.control, logs=logs)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _predict(self, dataset: Any, description: str, prefix: str):
+        data = self._data(dataset, description, require_labels=False)
+        start = time.time()
+        logits, labels, loss = _core.predict(
+            self.model._model, data, self.args.eval_batch_size, bf16=self.args.bf16,
+            problem_type=self.model.config.problem_type,
+            nan_inf_filter=self.args.logging_nan_inf_filter, **self._pad())
+        if self.preprocess_logits_for_metrics is not None:
+            logits = self.preprocess_logits_for_metrics(logits, labels)
+        predictions = logits.numpy()
+        label_ids = labels.numpy() if labels is not None else None
+        metrics: dict[str, float] = {}
+        if self.compute_metrics is not None and label_ids is not None:
+            metrics = _plain(self.compute_metrics(EvalPrediction(predictions, label_ids)))
+            if not isinstance(metrics, dict):
+                raise TypeError(f"compute_metrics must return a dict, got {type(metrics).__name__}")
+        if loss is not None:
+            metrics[f"{prefix}_loss"] = float(np.float32(loss))
+        metrics = {(k if k.startswith(f"{prefix}_") else f"{prefix}_{k}"): v
+                   for k, v in sorted(metrics.items(), key=lambda kv: not kv[0].startswith(f"{prefix}_"))}
+        n = len(data)
+        metrics.update(speed_metrics(prefix, start, num_samples=n,
+                                     num_steps=math.ceil(n / self.args.eval_batch_size)))
+        return predictions, label_ids, metrics
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        """eval_loss, the metrics of compute_metrics (prefixed eval_), runtime and speed."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("Trainer: evaluation requires an eval_dataset.")
+        if isinstance(dataset, dict):
+            metrics = {}
+            for name, part in dataset.items():
+                metrics.update(self.evaluate(part, ignore_keys, f"{metric_key_prefix}_{name}"))
+            return metrics
+        _, _, metrics = self._predict(dataset, "evaluation", metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.call_event("on_evaluate", self.args, self.state,
+                                                        self.control, metrics=metrics)
+        return metrics
+
+    def predict(self, test_dataset: Any, ignore_keys: list[str] | None = None,
+                metric_key_prefix: str = "test") -> PredictionOutput:
+        """Logits of every example, its labels if any, and test_ metrics."""
+        predictions, label_ids, metrics = self._predict(test_dataset, "test", metric_key_prefix)
+        self.control = self.callback_handler.call_event("on_predict", self.args, self.state,
+                                                        self.control, metrics=metrics)
+        return PredictionOutput(predictions, label_ids, metrics)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """config.json, model.safetensors, the tokenizer files and training_args.bin."""
+        folder = output_dir if output_dir is not None else self.args.output_dir
+        os.makedirs(folder, exist_ok=True)
+        self.model.save_pretrained(folder)
+        if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
+            self.processing_class.save_pretrained(folder)
+        torch.save(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
+
+    def _save_checkpoint(self) -> None:
+        """A checkpoint written in a temporary folder and renamed into place: a crash leaves
+        the previous checkpoints as they were, never half of a new one."""
+        args, state, run = self.args, self.state, self._run
+        name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        final = os.path.join(args.output_dir, name)
+        partial = tempfile.mkdtemp(prefix=f".{name}-", dir=args.output_dir)
+        try:
+            self.save_model(partial)
+            if state.best_global_step is not None:
+                best = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
+                if os.path.exists(best) or state.best_global_step == state.global_step:
+                    state.best_model_checkpoint = best
+            if not args.save_only_model:
+                torch.save(self._optimizer_state_dict(), os.path.join(partial, OPTIMIZER_NAME))
+                torch.save(self._scheduler_state_dict(), os.path.join(partial, SCHEDULER_NAME))
+                torch.save(_rng_state(), os.path.join(partial, RNG_STATE_NAME))
+            state.stateful_callbacks = {"TrainerControl": self.control.state()}
+            for cb in self.callback_handler.callbacks:
+                if hasattr(cb, "state") and callable(cb.state):
+                    state.stateful_callbacks[type(cb).__name__] = cb.state()
+            state.save_to_json(os.path.join(partial, TRAINER_STATE_NAME))
+            if os.path.exists(final):  # the same step saved again (after a resume)
+                stale = final + f".old-{os.getpid()}"
+                os.replace(final, stale)
+                os.replace(partial, final)
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                os.replace(partial, final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        if args.push_to_hub and args.hub_strategy != "end":
+            self._push_quietly(f"Training in progress, step {state.global_step}"
+                               if args.save_strategy == "steps"
+                               else f"Training in progress, epoch {int(state.epoch)}")
+        self._rotate_checkpoints()
+
+    def _optimizer_state_dict(self) -> dict:
+        """The optimizer as torch.optim.AdamW(fused=True).state_dict() lays it out."""
+        state, groups, index = {}, [], 0
+        lr = self._run.last_lr
+        for weight_decay, params in self._run.optimizer_state():
+            ids, names = [], []
+            for name, exp_avg, exp_avg_sq, step in params:
+                state[index] = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+                ids.append(index)
+                names.append(name)
+                index += 1
+            groups.append({"weight_decay": weight_decay, "lr": lr,
+                           "betas": (self.args.adam_beta1, self.args.adam_beta2),
+                           "eps": self.args.adam_epsilon, "amsgrad": False, "maximize": False,
+                           "foreach": None, "capturable": False, "differentiable": False,
+                           "fused": True, "decoupled_weight_decay": True,
+                           "initial_lr": self.args.learning_rate, "params": ids,
+                           "param_names": names})
+        return {"state": state, "param_groups": groups}
+
+    def _scheduler_state_dict(self) -> dict:
+        """torch's LambdaLR.state_dict() for the schedule's position."""
+        steps, lr = self._run.scheduler_steps, self._run.last_lr
+        return {"base_lrs": [self.args.learning_rate] * 2, "last_epoch": steps,
+                "_step_count": steps + 1, "_is_initial": False,
+                "_get_lr_called_within_step": False, "_last_lr": [lr] * 2,
+                "lr_lambdas": [{}, {}]}
+
+    def _sorted_checkpoints(self) -> list[str]:
+        pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+        found = [(int(m.group(1)), os.path.join(self.args.output_dir, p))
+                 for p in os.listdir(self.args.output_dir)
+                 if (m := pattern.match(p)) and os.path.isdir(os.path.join(self.args.output_dir, p))]
+        return [path for _, path in sorted(found)]
+
+    def _rotate_checkpoints(self) -> None:
+        """Keeps the newest `save_total_limit` checkpoints, and the best one."""
+        limit = self.args.save_total_limit
+        if limit is None or limit <= 0:
+            return
+        checkpoints = self._sorted_checkpoints()
+        if len(checkpoints) <= limit:
+            return
+        protected = {os.path.abspath(checkpoints[-1])}
+        if self.state.best_model_checkpoint is not None:
+            protected.add(os.path.abspath(self.state.best_model_checkpoint))
+        keep = max(limit, len(protected))
+        remaining = len(checkpoints)
+        for folder in checkpoints:
+            if remaining <= keep:
+                break
+            if os.path.abspath(folder) not in protected:
+                logger.info(f"Deleting older checkpoint [{folder}] due to args.save_total_limit")
+                shutil.rmtree(folder, ignore_errors=True)
+                remaining -= 1
+
+    def _checkpoint_to_resume(self, resume: str | bool | None) -> str | None:
+        if resume is None or resume is False:
+            return None
+        if resume is True:
+            folder = get_last_checkpoint(self.args.output_dir)
+            if folder is None:
+                raise ValueError(f"No valid checkpoint found in output directory "
+                                 f"({self.args.output_dir})")
+            return folder
+        if not os.path.isfile(os.path.join(resume, SAFE_WEIGHTS_NAME)):
+            raise ValueError(f"Can't find a valid checkpoint at {resume}")
+        return os.fspath(resume)
+
+    def _load_checkpoint(self, folder: str) -> None:
+        """Weights, trainer state, optimizer, schedule position and RNG of a checkpoint."""
+        state_path = os.path.join(folder, TRAINER_STATE_NAME)
+        if not os.path.isfile(state_path):
+            raise FileNotFoundError(2, f"the checkpoint {folder!r} has no {TRAINER_STATE_NAME}; "
+                                       f"it cannot be resumed", state_path)
+        self.model._model.load_safetensors([os.path.join(folder, SAFE_WEIGHTS_NAME)])
+        saved = TrainerState.load_from_json(state_path)
+        if saved.best_model_checkpoint is not None and not os.path.isdir(saved.best_model_checkpoint):
+            logger.warning(f"The best checkpoint {saved.best_model_checkpoint} recorded in "
+                           f"{state_path} no longer exists")
+            saved.best_model_checkpoint = None
+        for key in ("global_step", "epoch", "log_history", "best_metric", "best_global_step",
+                    "best_model_checkpoint", "total_flos"):
+            setattr(self.state, key, getattr(saved, key))
+        optimizer_path = os.path.join(folder, OPTIMIZER_NAME)
+        if os.path.isfile(optimizer_path) and os.path.isfile(os.path.join(folder, SCHEDULER_NAME)):
+            saved_opt = torch.load(optimizer_path, map_location="cpu", weights_only=True)
+            rows = []
+            for group in saved_opt["param_groups"]:
+                for i, name in zip(group["params"], group["param_names"]):
+                    s = saved_opt["state"][i]
+                    rows.append((name, s["exp_avg"], s["exp_avg_sq"], s["step"]))
+            self._run.load_optimizer_state(rows)
+        self._run.resume_at(saved.global_step, float(saved.epoch or 0), float(saved.total_flos))
+        rng_path = os.path.join(folder, RNG_STATE_NAME)
+        if os.path.isfile(rng_path):
+            _set_rng_state(torch.load(rng_path, weights_only=False))
+
+    # -- hub -------------------------------------------------------------------------------------
+    def _repo_id(self) -> str:
+        return self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+
+    def push_to_hub(self, commit_message: str = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None,
+                    private: bool | None = None, **kwargs: Any) -> Any:
+        """Saves the model in output_dir, then uploads that folder to the hub (create_repo and
+        upload_folder). The local save happens first, so a failed upload loses nothing."""
+        self.callback_handler.call_event("on_push_begin", self.args, self.state, self.control)
+        self.save_model()
+        from huggingface_hub import HfApi
+
+        repo_id = self._repo_id()
+        try:
+            api = HfApi(library_name="ferrotune", library_version=_core.__version__)
+            token = token if token is not None else self.args.hub_token
+            repo = api.create_repo(repo_id, token=token, exist_ok=True,
+                                   private=private if private is not None else self.args.hub_private_repo)
+            return api.upload_folder(repo_id=repo.repo_id, folder_path=self.args.output_dir,
+                                     commit_message=commit_message, token=token, revision=revision,
+                                     ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*", ".*"],
+                                     run_as_future=not blocking)
+        except Exception as e:
+            raise OSError(f"could not push {self.args.output_dir!r} to the hub repository "
+                          f"{repo_id!r} ({type(e).__name__}: {e}); the model is saved locally "
+                          f"in {self.args.output_dir!r}") from e
+
+    def _push_quietly(self, message: str) -> None:
+        try:
+            self.push_to_hub(commit_message=message)
+        except OSError as e:
+            if not self._push_warned:
+                logger.warning(f"{e}. Training goes on; checkpoints are saved locally.")
+                self._push_warned = True
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "cpu": torch.random.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.random.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.random.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.random.set_rng_state_all(state["cuda"])

@@ -1,0 +1,450 @@
+//! Training and evaluation data: tokenized examples read once from Arrow record batches into
+//! flat Rust buffers, and batches padded to their longest example (transformers'
+//! `DataCollatorWithPadding`), built as tensors without Python.
+
+use crate::error::{Error, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use tch::{Device, Kind, Tensor};
+
+/// Variable-length integer sequences, flat as in Arrow's list layout.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sequences {
+    values: Vec<i64>,
+    /// `offsets[i]..offsets[i + 1]` is sequence i; `offsets.len() == len() + 1`.
+    offsets: Vec<usize>,
+}
+
+impl Sequences {
+    pub fn from_rows(rows: &[Vec<i64>]) -> Sequences {
+        let mut s = Sequences { values: Vec::new(), offsets: vec![0] };
+        for row in rows {
+            s.push(row);
+        }
+        s
+    }
+
+    fn push(&mut self, row: &[i64]) {
+        self.values.extend_from_slice(row);
+        self.offsets.push(self.values.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> &[i64] {
+        &self.values[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    pub fn lengths(&self) -> Vec<usize> {
+        self.offsets.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+/// Labels of every example, by problem type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Labels {
+    /// Class indices (single-label classification).
+    Classes(Vec<i64>),
+    /// One value per label per example: regression (width = num_labels, often 1) or
+    /// multi-label classification (0/1 per label).
+    Values { values: Vec<f32>, width: usize },
+}
+
+impl Labels {
+    pub fn len(&self) -> usize {
+        match self {
+            Labels::Classes(c) => c.len(),
+            Labels::Values { values, width } => values.len() / (*width).max(1),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Tokenized examples with optional labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Examples {
+    pub input_ids: Sequences,
+    pub attention_mask: Option<Sequences>,
+    pub token_type_ids: Option<Sequences>,
+    pub labels: Option<Labels>,
+}
+
+fn integers(column: &str, array: &dyn Array, row_base: usize) -> Result<Vec<i64>> {
+    macro_rules! collect {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            if a.null_count() > 0 {
+                let row = (0..a.len()).find(|&i| a.is_null(i)).unwrap_or(0);
+                return Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row)));
+            }
+            a.values().iter().map(|&v| v as i64).collect()
+        }};
+    }
+    Ok(match array.data_type() {
+        DataType::Int8 => collect!(Int8Type),
+        DataType::Int16 => collect!(Int16Type),
+        DataType::Int32 => collect!(Int32Type),
+        DataType::Int64 => collect!(Int64Type),
+        DataType::UInt8 => collect!(UInt8Type),
+        DataType::UInt16 => collect!(UInt16Type),
+        DataType::UInt32 => collect!(UInt32Type),
+        DataType::UInt64 => collect!(UInt64Type),
+        other => {
+            return Err(Error::type_error(format!("{column} must hold integers, got Arrow type {other}")))
+        }
+    })
+}
+
+fn floats(column: &str, array: &dyn Array, row_base: usize) -> Result<Vec<f32>> {
+    let nulls = |a: &dyn Array| -> Result<()> {
+        match (0..a.len()).find(|&i| a.is_null(i)) {
+            Some(row) => Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row))),
+            None => Ok(()),
+        }
+    };
+    nulls(array)?;
+    Ok(match array.data_type() {
+        DataType::Float32 => array.as_primitive::<Float32Type>().values().to_vec(),
+        DataType::Float64 => array.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect(),
+        _ => integers(column, array, row_base)?.into_iter().map(|v| v as f32).collect(),
+    })
+}
+
+/// Appends a list<integer> column chunk to `out`.
+fn append_sequences(column: &str, array: &ArrayRef, row_base: usize, out: &mut Sequences) -> Result<()> {
+    let (offsets, values): (Vec<usize>, ArrayRef) = match array.data_type() {
+        DataType::List(_) => {
+            let l = array.as_list::<i32>();
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
+        }
+        DataType::LargeList(_) => {
+            let l = array.as_list::<i64>();
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
+        }
+        other => {
+            return Err(Error::type_error(format!(
+                "{column} must be a column of token id lists, got Arrow type {other}"
+            )))
+        }
+    };
+    if let Some(row) = (0..array.len()).find(|&i| array.is_null(i)) {
+        return Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row)));
+    }
+    let flat = integers(column, values.as_ref(), row_base)?;
+    for w in offsets.windows(2) {
+        out.push(&flat[w[0]..w[1]]);
+    }
+    Ok(())
+}
+
+impl Examples {
+    /// Reads the tokenized columns of `batches`: `input_ids` (required), `attention_mask`,
+    /// `token_type_ids`, and the labels from `label_column` when given.
+    pub fn from_record_batches(batches: &[RecordBatch], label_column: Option<&str>) -> Result<Examples> {
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| Error::value("the dataset is empty (no rows)"))?;
+        let has = |name: &str| schema.column_with_name(name).is_some();
+        if !has("input_ids") {
+            let columns: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(Error::value(format!(
+                "the dataset has no 'input_ids' column (columns: {}); tokenize it first, e.g. \
+                 dataset.map(lambda b: tokenizer(b['text'], truncation=True), batched=True)",
+                columns.join(", ")
+            )));
+        }
+        if let Some(label) = label_column {
+            if !has(label) {
+                return Err(Error::value(format!("the dataset has no label column {label:?}")));
+            }
+        }
+        let mut input_ids = Sequences { values: Vec::new(), offsets: vec![0] };
+        let mut attention_mask = has("attention_mask").then(|| Sequences { values: Vec::new(), offsets: vec![0] });
+        let mut token_type_ids = has("token_type_ids").then(|| Sequences { values: Vec::new(), offsets: vec![0] });
+        let mut classes = Vec::new();
+        let mut values = Vec::new();
+        let mut width = 0usize;
+        let mut row_base = 0;
+        for batch in batches {
+            let column = |name: &str| batch.column_by_name(name).expect("checked in the schema");
+            append_sequences("input_ids", column("input_ids"), row_base, &mut input_ids)?;
+            if let Some(mask) = attention_mask.as_mut() {
+                append_sequences("attention_mask", column("attention_mask"), row_base, mask)?;
+            }
+            if let Some(types) = token_type_ids.as_mut() {
+                append_sequences("token_type_ids", column("token_type_ids"), row_base, types)?;
+            }
+            if let Some(name) = label_column {
+                let labels = column(name);
+                match labels.data_type() {
+                    DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                        width = 1;
+                        values.extend(floats(name, labels.as_ref(), row_base)?);
+                    }
+                    DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+                        let mut rows = Sequences::default();
+                        rows.offsets.push(0);
+                        let (offsets, inner): (Vec<usize>, ArrayRef) = match labels.data_type() {
+                            DataType::List(_) => {
+                                let l = labels.as_list::<i32>();
+                                (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
+                            }
+                            DataType::LargeList(_) => {
+                                let l = labels.as_list::<i64>();
+                                (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
+                            }
+                            _ => {
+                                let l = labels.as_fixed_size_list();
+                                let n = l.value_length() as usize;
+                                ((0..=l.len()).map(|i| i * n).collect(), l.values().clone())
+                            }
+                        };
+                        let flat = floats(name, inner.as_ref(), row_base)?;
+                        for (row, w) in offsets.windows(2).enumerate() {
+                            let n = w[1] - w[0];
+                            if width == 0 {
+                                width = n;
+                            }
+                            if n != width || n == 0 {
+                                return Err(Error::value(format!(
+                                    "{name} at row {} has {n} values but earlier rows have {width}",
+                                    row_base + row
+                                )));
+                            }
+                            values.extend_from_slice(&flat[w[0]..w[1]]);
+                        }
+                    }
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                        return Err(Error::type_error(format!(
+                            "{name} holds strings; map them to integer class ids first (e.g. with \
+                             config.label2id or datasets' class_encode_column)"
+                        )))
+                    }
+                    _ => classes.extend(integers(name, labels.as_ref(), row_base)?),
+                }
+            }
+            row_base += batch.num_rows();
+        }
+        if input_ids.is_empty() {
+            return Err(Error::value("the dataset is empty (no rows)"));
+        }
+        for (name, column) in [("attention_mask", &attention_mask), ("token_type_ids", &token_type_ids)] {
+            if let Some(column) = column {
+                let lengths = input_ids.lengths();
+                if let Some(row) = column.lengths().iter().zip(&lengths).position(|(a, b)| a != b) {
+                    return Err(Error::value(format!(
+                        "{name} at row {row} has {} values but input_ids has {}",
+                        column.lengths()[row],
+                        lengths[row]
+                    )));
+                }
+            }
+        }
+        if let Some(row) = input_ids.lengths().iter().position(|&n| n == 0) {
+            return Err(Error::value(format!("input_ids at row {row} is empty")));
+        }
+        let labels = match label_column {
+            None => None,
+            Some(_) if !values.is_empty() => Some(Labels::Values { values, width }),
+            Some(_) => Some(Labels::Classes(classes)),
+        };
+        Ok(Examples { input_ids, attention_mask, token_type_ids, labels })
+    }
+
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+
+    /// Checks the labels against the model: classes in [0, num_labels) (or -100, ignored),
+    /// finite values, `num_labels` values per example for multi-label data.
+    pub fn check_labels(&self, num_labels: i64) -> Result<()> {
+        match &self.labels {
+            None => Ok(()),
+            Some(Labels::Classes(classes)) => {
+                if num_labels == 1 {
+                    return Ok(()); // regression on integer targets
+                }
+                match classes.iter().position(|&c| c != -100 && !(0..num_labels).contains(&c)) {
+                    Some(row) => Err(Error::value(format!(
+                        "label {} at row {row} is outside [0, {num_labels}) (the model has num_labels={num_labels})",
+                        classes[row]
+                    ))),
+                    None => Ok(()),
+                }
+            }
+            Some(Labels::Values { values, width }) => {
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::value(format!("label at row {} is {} (not finite)", i / width, values[i])));
+                }
+                if *width != 1 && *width as i64 != num_labels {
+                    return Err(Error::value(format!(
+                        "each example has {width} label values but the model has num_labels={num_labels}"
+                    )));
+                }
+                if *width == 1 && num_labels != 1 {
+                    return Err(Error::value(format!(
+                        "float labels with one value per example need num_labels=1 (regression); \
+                         the model has num_labels={num_labels}. Use integer labels for classification"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn lengths(&self) -> Vec<usize> {
+        self.input_ids.lengths()
+    }
+}
+
+/// A padded batch as tensors, with the labels when the data has them.
+pub struct TensorBatch {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub token_type_ids: Option<Tensor>,
+    pub labels: Option<Tensor>,
+}
+
+/// transformers' DataCollatorWithPadding: pads to the longest example of the batch (rounded
+/// up to `pad_to_multiple_of`), on the right or the left.
+#[derive(Debug, Clone, Copy)]
+pub struct Collator {
+    pub pad_token_id: i64,
+    pub pad_to_multiple_of: Option<usize>,
+    pub pad_left: bool,
+}
+
+impl Collator {
+    pub fn collate(&self, data: &Examples, indices: &[usize], device: Device) -> TensorBatch {
+        let longest = indices.iter().map(|&i| data.input_ids.get(i).len()).max().unwrap_or(0);
+        let width = match self.pad_to_multiple_of {
+            Some(m) if m > 1 => longest.div_ceil(m) * m,
+            _ => longest,
+        };
+        let rows = indices.len();
+        let pad_row = |seq: &[i64], pad: i64, out: &mut Vec<i64>| {
+            let fill = std::iter::repeat_n(pad, width - seq.len());
+            if self.pad_left {
+                out.extend(fill);
+                out.extend_from_slice(seq);
+            } else {
+                out.extend_from_slice(seq);
+                out.extend(fill);
+            }
+        };
+        let to_tensor = |v: Vec<i64>| Tensor::from_slice(&v).view([rows as i64, width as i64]).to_device(device);
+        let mut ids = Vec::with_capacity(rows * width);
+        let mut mask = Vec::with_capacity(rows * width);
+        let mut types = data.token_type_ids.as_ref().map(|_| Vec::with_capacity(rows * width));
+        for &i in indices {
+            let seq = data.input_ids.get(i);
+            pad_row(seq, self.pad_token_id, &mut ids);
+            match &data.attention_mask {
+                Some(m) => pad_row(m.get(i), 0, &mut mask),
+                None => pad_row(&vec![1; seq.len()], 0, &mut mask),
+            }
+            if let (Some(out), Some(t)) = (types.as_mut(), &data.token_type_ids) {
+                pad_row(t.get(i), 0, out);
+            }
+        }
+        let labels = data.labels.as_ref().map(|labels| match labels {
+            Labels::Classes(c) => Tensor::from_slice(&indices.iter().map(|&i| c[i]).collect::<Vec<_>>()),
+            Labels::Values { values, width: w } => {
+                let picked: Vec<f32> = indices.iter().flat_map(|&i| values[i * w..(i + 1) * w].iter().copied()).collect();
+                let t = Tensor::from_slice(&picked);
+                if *w == 1 { t } else { t.view([rows as i64, *w as i64]) }
+            }
+        });
+        TensorBatch {
+            input_ids: to_tensor(ids),
+            attention_mask: to_tensor(mask),
+            token_type_ids: types.map(to_tensor),
+            labels: labels.map(|l| l.to_device(device)),
+        }
+    }
+}
+
+/// Kind of the label tensor a dataset produces (for problem-type inference).
+pub fn label_kind(labels: &Labels) -> Kind {
+    match labels {
+        Labels::Classes(_) => Kind::Int64,
+        Labels::Values { .. } => Kind::Float,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::builder::{Int32Builder, ListBuilder};
+    use arrow_array::{Float32Array, Int64Array};
+    use std::sync::Arc;
+
+    fn list_column(rows: &[&[i32]]) -> ArrayRef {
+        let mut b = ListBuilder::new(Int32Builder::new());
+        for row in rows {
+            b.values().append_slice(row);
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    }
+
+    fn batch(ids: &[&[i32]], labels: ArrayRef) -> RecordBatch {
+        RecordBatch::try_from_iter([("input_ids", list_column(ids)), ("labels", labels)]).unwrap()
+    }
+
+    #[test]
+    fn reads_chunks_and_pads_to_the_longest() {
+        let b1 = batch(&[&[101, 7, 102], &[101, 102]], Arc::new(Int64Array::from(vec![1, 0])));
+        let b2 = batch(&[&[101, 5, 6, 7, 102]], Arc::new(Int64Array::from(vec![1])));
+        let data = Examples::from_record_batches(&[b1, b2], Some("labels")).unwrap();
+        assert_eq!(data.len(), 3);
+        assert_eq!(data.lengths(), vec![3, 2, 5]);
+        data.check_labels(2).unwrap();
+        let collator = Collator { pad_token_id: 0, pad_to_multiple_of: None, pad_left: false };
+        let t = collator.collate(&data, &[1, 0], Device::Cpu);
+        assert_eq!(t.input_ids.size(), vec![2, 3]);
+        assert_eq!(Vec::<i64>::try_from(t.input_ids.view([-1])).unwrap(), vec![101, 102, 0, 101, 7, 102]);
+        assert_eq!(Vec::<i64>::try_from(t.attention_mask.view([-1])).unwrap(), vec![1, 1, 0, 1, 1, 1]);
+        assert_eq!(Vec::<i64>::try_from(t.labels.unwrap()).unwrap(), vec![0, 1]);
+        let padded = Collator { pad_to_multiple_of: Some(4), pad_left: true, ..collator }.collate(&data, &[1], Device::Cpu);
+        assert_eq!(Vec::<i64>::try_from(padded.input_ids.view([-1])).unwrap(), vec![0, 0, 101, 102]);
+    }
+
+    #[test]
+    fn bad_labels_name_the_row() {
+        let b = batch(&[&[1], &[2], &[3]], Arc::new(Int64Array::from(vec![0, 1, 2])));
+        let data = Examples::from_record_batches(&[b], Some("labels")).unwrap();
+        let err = data.check_labels(2).unwrap_err();
+        assert_eq!(err.to_string(), "label 2 at row 2 is outside [0, 2) (the model has num_labels=2)");
+        let b = batch(&[&[1], &[2]], Arc::new(Float32Array::from(vec![0.5, f32::NAN])));
+        let data = Examples::from_record_batches(&[b], Some("labels")).unwrap();
+        assert_eq!(data.check_labels(1).unwrap_err().to_string(), "label at row 1 is NaN (not finite)");
+    }
+
+    #[test]
+    fn missing_columns_are_value_errors() {
+        let b = RecordBatch::try_from_iter([("text", Arc::new(Int64Array::from(vec![1])) as ArrayRef)]).unwrap();
+        let err = Examples::from_record_batches(&[b], None).unwrap_err();
+        assert!(err.to_string().starts_with("the dataset has no 'input_ids' column (columns: text)"), "{err}");
+        let b = batch(&[&[1]], Arc::new(Int64Array::from(vec![1])));
+        let err = Examples::from_record_batches(&[b], Some("label")).unwrap_err();
+        assert_eq!(err.to_string(), "the dataset has no label column \"label\"");
+        assert!(Examples::from_record_batches(&[], None).is_err());
+    }
+}

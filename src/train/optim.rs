@@ -1,0 +1,121 @@
+//! AdamW as the transformers Trainer builds it (`Trainer.create_optimizer`): two parameter
+//! groups, weight decay for all but biases and LayerNorm weights, and torch's fused AdamW
+//! kernel for the update. Its state is laid out as `torch.optim.AdamW.state_dict()` so that a
+//! checkpoint's optimizer.pt reads in torch too.
+
+use crate::error::Result;
+use crate::ops::{self, AdamW};
+use tch::{Kind, Tensor};
+
+/// transformers' `get_decay_parameter_names`: no decay for biases and normalization weights.
+pub fn decays(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !(name.ends_with("bias") || lower.contains("layernorm") || lower.contains("layer_norm"))
+}
+
+pub struct Param {
+    pub name: String,
+    pub tensor: Tensor,
+    /// First and second moments and the step count, created at the first update as torch does.
+    pub exp_avg: Tensor,
+    pub exp_avg_sq: Tensor,
+    pub step: Tensor,
+}
+
+pub struct Group {
+    pub weight_decay: f64,
+    pub params: Vec<Param>,
+}
+
+pub struct Optimizer {
+    /// [with weight decay, without]: the order of transformers' optimizer_grouped_parameters.
+    pub groups: Vec<Group>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Optimizer {
+    pub fn new(named: Vec<(String, Tensor)>, weight_decay: f64, beta1: f64, beta2: f64, eps: f64) -> Optimizer {
+        let mut groups = vec![Group { weight_decay, params: Vec::new() }, Group { weight_decay: 0.0, params: Vec::new() }];
+        for (name, tensor) in named {
+            let group = if decays(&name) { 0 } else { 1 };
+            let exp_avg = tensor.zeros_like().detach();
+            let exp_avg_sq = tensor.zeros_like().detach();
+            let step = Tensor::zeros([], (Kind::Float, tensor.device()));
+            groups[group].params.push(Param { name, tensor, exp_avg, exp_avg_sq, step });
+        }
+        Optimizer { groups, beta1, beta2, eps }
+    }
+
+    pub fn params(&self) -> impl Iterator<Item = &Param> {
+        self.groups.iter().flat_map(|g| g.params.iter())
+    }
+
+    /// The defined gradients of all parameters (for clipping).
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.params().map(|p| p.tensor.grad()).filter(Tensor::defined).collect()
+    }
+
+    /// One AdamW update at learning rate `lr`; parameters without a gradient are left alone.
+    pub fn step(&mut self, lr: f64) -> Result<()> {
+        let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
+        for group in &self.groups {
+            let with_grad: Vec<&Param> = group.params.iter().filter(|p| p.tensor.grad().defined()).collect();
+            let list = |f: fn(&Param) -> Tensor| with_grad.iter().map(|p| f(p)).collect::<Vec<_>>();
+            let hp = AdamW { lr, beta1, beta2, eps, weight_decay: group.weight_decay };
+            tch::no_grad(|| {
+                ops::fused_adamw(
+                    &list(|p| p.tensor.shallow_clone()),
+                    &list(|p| p.tensor.grad()),
+                    &list(|p| p.exp_avg.shallow_clone()),
+                    &list(|p| p.exp_avg_sq.shallow_clone()),
+                    &list(|p| p.step.shallow_clone()),
+                    hp,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes every gradient in place (between optimizer steps).
+    pub fn zero_grad(&self) {
+        for p in self.params() {
+            let mut grad = p.tensor.grad();
+            if grad.defined() {
+                let _ = grad.zero_();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn decay_groups_follow_transformers() {
+        assert!(decays("bert.encoder.layer.0.attention.self.query.weight"));
+        assert!(decays("bert.embeddings.word_embeddings.weight"));
+        assert!(!decays("bert.encoder.layer.0.attention.self.query.bias"));
+        assert!(!decays("bert.embeddings.LayerNorm.weight"));
+        assert!(!decays("distilbert.transformer.layer.1.sa_layer_norm.weight"));
+        assert!(!decays("distilbert.transformer.layer.1.output_layer_norm.weight"));
+    }
+
+    #[test]
+    fn only_parameters_with_gradients_move() {
+        let w = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let b = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let mut opt = Optimizer::new(vec![("w".into(), w.shallow_clone()), ("b.bias".into(), b.shallow_clone())], 0.1, 0.9, 0.999, 1e-8);
+        (&w * 3.0).sum(Kind::Float).backward();
+        opt.step(0.01).unwrap();
+        assert!(w.double_value(&[0]) < 1.0);
+        assert_eq!(b.double_value(&[0]), 1.0);
+        assert_eq!(opt.groups[0].params[0].step.double_value(&[]), 1.0);
+        assert_eq!(opt.groups[1].params[0].step.double_value(&[]), 0.0);
+        opt.zero_grad();
+        assert_eq!(w.grad().abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+}

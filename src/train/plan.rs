@@ -1,0 +1,162 @@
+//! How many steps a run has, and in which order it visits the examples: transformers'
+//! `set_initial_training_values` (trainer.py) and its samplers (accelerate's
+//! SeedableRandomSampler, `LengthGroupedSampler` in trainer_pt_utils.py).
+
+use crate::error::{Error, Result};
+
+/// Steps and epochs of a training run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// Batches per epoch (the dataloader's length).
+    pub batches_per_epoch: usize,
+    pub grad_accum: usize,
+    pub updates_per_epoch: u64,
+    /// Optimizer steps of the whole run.
+    pub max_steps: u64,
+    /// Epochs the loop runs (an integer: `ceil` of a fractional num_train_epochs).
+    pub num_epochs: u64,
+    /// Examples the run sees, for train_samples_per_second.
+    pub num_train_samples: f64,
+}
+
+impl Plan {
+    /// `max_steps > 0` overrides `num_train_epochs`, as in transformers.
+    pub fn new(examples: usize, batch_size: usize, grad_accum: usize, num_train_epochs: f64, max_steps: i64, drop_last: bool) -> Result<Plan> {
+        if batch_size == 0 {
+            return Err(Error::value("per_device_train_batch_size must be a positive integer, got 0"));
+        }
+        if grad_accum == 0 {
+            return Err(Error::value("gradient_accumulation_steps must be a positive integer, got 0"));
+        }
+        let batches_per_epoch = if drop_last { examples / batch_size } else { examples.div_ceil(batch_size) };
+        if batches_per_epoch == 0 {
+            return Err(Error::value(format!(
+                "the training set has {examples} examples, fewer than one batch of \
+                 {batch_size} with dataloader_drop_last=True"
+            )));
+        }
+        let updates_per_epoch = (batches_per_epoch.div_ceil(grad_accum) as u64).max(1);
+        let (max_steps, num_epochs, num_train_samples) = if max_steps > 0 {
+            let steps = max_steps as u64;
+            let epochs = steps.div_ceil(updates_per_epoch);
+            (steps, epochs, (steps * (batch_size * grad_accum) as u64) as f64)
+        } else {
+            let steps = (num_train_epochs * updates_per_epoch as f64).ceil().max(0.0) as u64;
+            (steps, num_train_epochs.ceil().max(0.0) as u64, examples as f64 * num_train_epochs)
+        };
+        Ok(Plan { batches_per_epoch, grad_accum, updates_per_epoch, max_steps, num_epochs, num_train_samples })
+    }
+
+    /// Where a run resumed at `global_step` starts: (epochs done, batches of the current epoch
+    /// already consumed).
+    pub fn resume_point(&self, global_step: u64) -> (u64, usize) {
+        let epochs = global_step / self.updates_per_epoch;
+        let batches = (global_step % self.updates_per_epoch) as usize * self.grad_accum;
+        (epochs, batches)
+    }
+}
+
+/// The order of the examples in an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// `torch.randperm(n, Generator().manual_seed(seed + epoch))`.
+    Random { seed: u64 },
+    Sequential,
+    /// transformers' LengthGroupedSampler over groups of `group_size` (= batch × accumulation),
+    /// drawing from torch's global generator.
+    GroupByLength { group_size: usize },
+}
+
+impl Sampling {
+    pub fn order(&self, epoch: u64, lengths: &[usize]) -> Result<Vec<usize>> {
+        let n = lengths.len();
+        match *self {
+            Sampling::Sequential => Ok((0..n).collect()),
+            Sampling::Random { seed } => crate::ops::randperm(n, seed.wrapping_add(epoch)),
+            Sampling::GroupByLength { group_size } => {
+                let perm = tch::Tensor::randperm(n as i64, (tch::Kind::Int64, tch::Device::Cpu));
+                let perm: Vec<i64> = Vec::try_from(perm).map_err(crate::Error::from)?;
+                Ok(group_by_length(perm.into_iter().map(|i| i as usize).collect(), lengths, group_size))
+            }
+        }
+    }
+}
+
+/// `get_length_grouped_indices`: megabatches of the permutation, each sorted longest first, with
+/// the longest example of all moved to the very front.
+fn group_by_length(perm: Vec<usize>, lengths: &[usize], group_size: usize) -> Vec<usize> {
+    let group_size = group_size.max(1);
+    let mult = (lengths.len() / (group_size * 4)).min(50).max(1);
+    let mut megabatches: Vec<Vec<usize>> = perm.chunks(mult * group_size).map(<[usize]>::to_vec).collect();
+    for m in &mut megabatches {
+        m.sort_by(|&a, &b| lengths[b].cmp(&lengths[a])); // stable, as Python's sorted
+    }
+    if let Some(longest) = (0..megabatches.len()).reduce(|best, i| {
+        if lengths[megabatches[i][0]] > lengths[megabatches[best][0]] { i } else { best }
+    }) {
+        let first = megabatches[0][0];
+        megabatches[0][0] = megabatches[longest][0];
+        megabatches[longest][0] = first;
+    }
+    megabatches.concat()
+}
+
+/// Consecutive batches of `order`; the last one short unless `drop_last`.
+pub fn batches(order: &[usize], batch_size: usize, drop_last: bool) -> Vec<Vec<usize>> {
+    order
+        .chunks(batch_size)
+        .filter(|b| !drop_last || b.len() == batch_size)
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_and_steps_as_transformers() {
+        // 10 examples, batch 4 → 3 batches; accumulation 2 → 2 updates per epoch.
+        let p = Plan::new(10, 4, 2, 3.0, -1, false).unwrap();
+        assert_eq!((p.batches_per_epoch, p.updates_per_epoch, p.max_steps, p.num_epochs), (3, 2, 6, 3));
+        assert_eq!(p.num_train_samples, 30.0);
+        let p = Plan::new(10, 4, 1, 1.5, -1, false).unwrap();
+        assert_eq!((p.max_steps, p.num_epochs), (5, 2)); // ceil(1.5 * 3)
+        let p = Plan::new(10, 4, 1, 3.0, 4, false).unwrap();
+        assert_eq!((p.max_steps, p.num_epochs, p.num_train_samples), (4, 2, 16.0));
+        let p = Plan::new(10, 4, 1, 3.0, -1, true).unwrap();
+        assert_eq!((p.batches_per_epoch, p.max_steps), (2, 6));
+        assert_eq!(Plan::new(10, 4, 1, 3.0, -1, false).unwrap().resume_point(4), (1, 3));
+        assert_eq!(Plan::new(10, 4, 2, 3.0, -1, false).unwrap().resume_point(3), (1, 2));
+    }
+
+    #[test]
+    fn zero_sizes_are_value_errors() {
+        assert!(Plan::new(10, 0, 1, 1.0, -1, false).unwrap_err().to_string().contains("got 0"));
+        assert!(Plan::new(10, 4, 0, 1.0, -1, false).is_err());
+        assert!(Plan::new(3, 4, 1, 1.0, -1, true).is_err());
+    }
+
+    #[test]
+    fn random_order_is_torchs_seeded_permutation_per_epoch() {
+        let s = Sampling::Random { seed: 42 };
+        assert_eq!(s.order(0, &[1; 10]).unwrap(), vec![2, 6, 1, 8, 4, 5, 0, 9, 3, 7]);
+        assert_eq!(s.order(1, &[1; 10]).unwrap(), vec![8, 4, 9, 0, 5, 1, 6, 7, 2, 3]);
+    }
+
+    #[test]
+    fn length_groups_sort_megabatches_and_lead_with_the_longest() {
+        let lengths = [1, 9, 3, 4, 8, 2, 7, 5];
+        // group 2 → mult = max(min(8 / 8, 50), 1) = 1 → megabatches of 2.
+        let order = group_by_length(vec![0, 1, 2, 3, 4, 5, 6, 7], &lengths, 2);
+        assert_eq!(order, vec![1, 0, 3, 2, 4, 5, 6, 7]);
+        let order = group_by_length(vec![2, 3, 0, 1, 4, 5, 6, 7], &lengths, 2);
+        assert_eq!(order, vec![1, 2, 3, 0, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn batches_keep_or_drop_the_tail() {
+        assert_eq!(batches(&[0, 1, 2, 3, 4], 2, false), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(batches(&[0, 1, 2, 3, 4], 2, true), vec![vec![0, 1], vec![2, 3]]);
+    }
+}
