@@ -1,5 +1,6 @@
 """Type stubs of the native module ferrotune._core (built from src/py/)."""
 
+from collections.abc import Sequence
 from os import PathLike
 from typing import Any
 
@@ -28,3 +29,102 @@ def parallelism_enabled() -> bool:
 
 def set_parallelism(enabled: bool) -> None:
     """Turns native parallelism on or off for this process."""
+
+SUPPORTED_MODEL_TYPES: list[str]
+
+def complete_config(config_json: str) -> str:
+    """A config (JSON) with its model type's defaults filled in; NotImplementedError lists the
+    supported model types."""
+
+class SequenceClassifier:
+    """An encoder with a classification head, in Rust (src/models/); the Python API is
+    `ferrotune.modeling.PreTrainedModelForSequenceClassification`, which wraps it."""
+
+    def __init__(self, config_json: str, device: str = "cpu") -> None: ...
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                problem_type: str | None = None,
+                train: bool = False) -> tuple[torch.Tensor | None, torch.Tensor, str | None]:
+        """(loss, logits, problem type used); IndexError / ValueError name bad ids and labels."""
+    def load_safetensors(self, paths: Sequence[str | PathLike[str]],
+                         ignore_mismatched_sizes: bool = False) -> dict[str, list]:
+        """Loads checkpoint files; returns missing_keys, unexpected_keys, mismatched_keys."""
+    def load_state_dict(self, state_dict: Sequence[tuple[str, torch.Tensor]],
+                        ignore_mismatched_sizes: bool = False) -> dict[str, list]: ...
+    def state_dict(self) -> list[tuple[str, torch.Tensor]]:
+        """Every variable by its transformers name, sharing storage with the model."""
+    def named_parameters(self) -> list[tuple[str, torch.Tensor]]: ...
+    def save_safetensors(self, path: str | PathLike[str]) -> None: ...
+    def to_device(self, device: str) -> None: ...
+    def set_dtype(self, dtype: str) -> None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    attention: str
+    """"explicit" (matmul-softmax) or "fused" (scaled_dot_product_attention)."""
+    @property
+    def num_labels(self) -> int: ...
+    @property
+    def class_name(self) -> str: ...
+
+def accuracy(predictions: Any, references: Any) -> float: ...
+def precision_recall_f1(predictions: Any, references: Any, average: str | None = "binary",
+                        pos_label: int = 1) -> tuple[float, float, float]: ...
+def matthews_correlation(predictions: Any, references: Any) -> float: ...
+def confusion_matrix(predictions: Any, references: Any) -> tuple[list[int], Any]: ...
+
+class Examples:
+    """Tokenized examples held in Rust (src/train/data.rs), read from an Arrow table."""
+
+    def __init__(self, table: Any, label_column: str | None = None) -> None: ...
+    def __len__(self) -> int: ...
+    def check_labels(self, num_labels: int) -> None:
+        """ValueError naming the first label outside [0, num_labels) or not finite."""
+    @property
+    def has_labels(self) -> bool: ...
+    @property
+    def label_kind(self) -> str | None: ...
+    def lengths(self) -> list[int]: ...
+
+class TrainingRun:
+    """The training loop (src/train/run.rs): data, AdamW, schedule and position."""
+
+    def __init__(self, model: SequenceClassifier, examples: Examples, *, batch_size: int,
+                 grad_accum: int, num_train_epochs: float, max_steps: int, drop_last: bool,
+                 sampling: str, seed: int, learning_rate: float, lr_scheduler_type: str,
+                 warmup_steps: float, weight_decay: float, adam_beta1: float, adam_beta2: float,
+                 adam_epsilon: float, max_grad_norm: float, bf16: bool, nan_inf_filter: bool,
+                 pad_token_id: int, pad_left: bool, pad_to_multiple_of: int | None = None,
+                 problem_type: str | None = None) -> None: ...
+    def train(self, trainer: Any) -> tuple[int, int, float, float, float]:
+        """Runs the loop, calling trainer._event and trainer._log_save_evaluate; returns
+        (global_step, steps this call, total loss, epoch, total flos)."""
+    @property
+    def max_steps(self) -> int: ...
+    @property
+    def num_train_epochs(self) -> int: ...
+    @property
+    def updates_per_epoch(self) -> int: ...
+    @property
+    def num_train_samples(self) -> float: ...
+    @property
+    def warmup_steps(self) -> int: ...
+    @property
+    def problem_type(self) -> str | None: ...
+    @property
+    def scheduler_steps(self) -> int: ...
+    @property
+    def last_lr(self) -> float: ...
+    def resume_at(self, global_step: int, epoch: float, total_flos: float) -> None: ...
+    def optimizer_state(self) -> list[tuple[float, list[tuple[str, torch.Tensor, torch.Tensor,
+                                                              torch.Tensor]]]]: ...
+    def load_optimizer_state(self, state: Sequence[tuple[str, torch.Tensor, torch.Tensor,
+                                                         torch.Tensor]]) -> None: ...
+
+def predict(model: SequenceClassifier, examples: Examples, batch_size: int, pad_token_id: int = 0,
+            pad_left: bool = False, pad_to_multiple_of: int | None = None, bf16: bool = False,
+            problem_type: str | None = None,
+            nan_inf_filter: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
+    """The evaluation loop: (logits, labels, sample-weighted mean loss)."""
