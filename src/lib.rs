@@ -4,6 +4,7 @@
 pub mod error;
 pub mod files;
 pub mod parallel;
+pub mod tokenizer;
 mod py;
 
 pub use error::{Error, Result};

@@ -22,7 +22,10 @@ _check_torch_version(_torch.__version__)
 
 from . import _core  # noqa: E402  (after the torch check, on purpose)
 
+from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast  # noqa: E402
+
 __version__: str = _core.__version__
 FerrotuneError = _core.FerrotuneError
 
-__all__ = ["FerrotuneError", "__version__"]
+__all__ = ["AutoTokenizer", "BatchEncoding", "FerrotuneError", "PreTrainedTokenizerFast",
+           "__version__"]

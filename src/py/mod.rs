@@ -4,6 +4,7 @@
 mod errors;
 mod json;
 mod tensor;
+mod tokenizer;
 
 use errors::{guard, FerrotuneError};
 use pyo3::prelude::*;
@@ -60,5 +61,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_json, m)?)?;
     m.add_function(wrap_pyfunction!(parallelism_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(set_parallelism, m)?)?;
+    tokenizer::register(m)?;
     Ok(())
 }
