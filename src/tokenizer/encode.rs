@@ -3,6 +3,7 @@
 //! `TokenizerImpl::encode` + `post_process`, in parallel over the rows.
 
 use super::config::Side;
+use super::fast::Scratch;
 use super::Tokenizer;
 use crate::error::{Error, Result};
 use crate::parallel;
@@ -362,13 +363,13 @@ impl Tokenizer {
         text: &str,
         pair: Option<&str>,
         plan: &Plan,
-        words: &mut WordCache,
+        scratch: &mut Scratch,
     ) -> Result<()> {
         if let Some(fast) = &self.fast {
             let model = self.inner.get_model();
-            let first = fast.ids(text, model, words)?;
+            let first = fast.ids(text, model, scratch)?;
             let second = match pair {
-                Some(pair) => fast.ids(pair, model, words)?.map(Some),
+                Some(pair) => fast.ids(pair, model, scratch)?.map(Some),
                 None => Some(None),
             };
             if let (Some(first), Some(second)) = (first, second) {
@@ -401,9 +402,9 @@ impl Tokenizer {
             (0..texts.len()).step_by(step).map(|start| start..texts.len().min(start + step)).collect();
         let parts = parallel::map(&units, |rows| {
             let mut part = Batch::empty();
-            let mut words = WordCache::default();
+            let mut scratch = Scratch::default();
             for i in rows.clone() {
-                self.push_row(&mut part, texts[i], pairs.map(|p| p[i]), plan, &mut words)?;
+                self.push_row(&mut part, texts[i], pairs.map(|p| p[i]), plan, &mut scratch)?;
             }
             Ok::<_, Error>(part)
         });
@@ -528,9 +529,6 @@ impl Frame {
         Ok(())
     }
 }
-
-/// Words already tokenized in this unit of work, with their ids.
-pub(crate) type WordCache = ahash::AHashMap<String, Vec<u32>>;
 
 /// An error of the tokenizers crate (truncation impossible, ...), with its own message.
 pub(crate) fn tokenizers_error(error: tokenizers::Error) -> Error {

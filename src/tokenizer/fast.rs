@@ -14,18 +14,74 @@ use aho_corasick::AhoCorasick;
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::utils::SysRegex;
-use super::encode::WordCache;
+use ahash::AHashMap;
 use tokenizers::Model;
 use unicode_categories::UnicodeCategories;
 use unicode_normalization_alignments::UnicodeNormalization;
 
-/// GPT-2's pre-tokenization regex, as `pre_tokenizers/byte_level.rs` compiles it.
-const BYTE_LEVEL_PATTERN: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
 enum Splitter {
     Bert { clean_text: bool, chinese_chars: bool, strip_accents: bool, lowercase: bool },
-    ByteLevel { add_prefix_space: bool, regex: SysRegex, byte_chars: [char; 256] },
+    ByteLevel { add_prefix_space: bool, classes: ByteLevelClasses, byte_chars: [char; 256] },
+}
+
+/// What the GPT-2 regex tells apart: `\p{L}`, `\p{N}`, `\s` and the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    Letter,
+    Number,
+    Space,
+    Other,
+}
+
+/// The classes of characters by the regex engine of the tokenizers crate itself (oniguruma),
+/// so that they follow its Unicode tables; ASCII is known without asking.
+struct ByteLevelClasses {
+    letter: SysRegex,
+    number: SysRegex,
+    space: SysRegex,
+}
+
+impl ByteLevelClasses {
+    fn new() -> Result<ByteLevelClasses> {
+        let regex = |pattern: &str| {
+            SysRegex::new(pattern).map_err(|e| Error::Other(format!("regex {pattern}: {e}")))
+        };
+        Ok(ByteLevelClasses {
+            letter: regex(r"\A\p{L}\z")?,
+            number: regex(r"\A\p{N}\z")?,
+            space: regex(r"\A\s\z")?,
+        })
+    }
+
+    fn of(&self, c: char, known: &mut AHashMap<char, Class>) -> Class {
+        match c {
+            'a'..='z' | 'A'..='Z' => Class::Letter,
+            '0'..='9' => Class::Number,
+            '\t'..='\r' | ' ' => Class::Space,
+            _ if c.is_ascii() => Class::Other,
+            _ => *known.entry(c).or_insert_with(|| {
+                let mut buffer = [0; 4];
+                let c = &*c.encode_utf8(&mut buffer);
+                let is = |regex: &SysRegex| regex.find_iter(c).next().is_some();
+                if is(&self.letter) {
+                    Class::Letter
+                } else if is(&self.number) {
+                    Class::Number
+                } else if is(&self.space) {
+                    Class::Space
+                } else {
+                    Class::Other
+                }
+            }),
+        }
+    }
+}
+
+/// Per unit of work: the ids of words already tokenized, the classes of characters seen.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    words: AHashMap<String, Vec<u32>>,
+    classes: AHashMap<char, Class>,
 }
 
 pub(crate) struct FastPath {
@@ -49,8 +105,7 @@ impl FastPath {
             }
             (None, Some(PreTokenizerWrapper::ByteLevel(b))) if b.use_regex => Splitter::ByteLevel {
                 add_prefix_space: b.add_prefix_space,
-                regex: SysRegex::new(BYTE_LEVEL_PATTERN)
-                    .map_err(|e| Error::Other(format!("byte-level regex: {e}")))?,
+                classes: ByteLevelClasses::new()?,
                 byte_chars: byte_chars(),
             },
             _ => return Ok(None),
@@ -72,13 +127,14 @@ impl FastPath {
     }
 
     /// The ids of `text`, or `None` when the full pipeline must encode it. Words seen before
-    /// come from `words`.
+    /// come from `scratch`.
     pub(crate) fn ids(
         &self,
         text: &str,
         model: &impl Model,
-        words: &mut WordCache,
+        scratch: &mut Scratch,
     ) -> Result<Option<Vec<u32>>> {
+        let Scratch { words, classes: known } = scratch;
         if text.is_empty() || self.added_tokens.as_ref().is_some_and(|a| a.is_match(text)) {
             return Ok(None);
         }
@@ -101,7 +157,7 @@ impl FastPath {
                     bert_normalize(text, *clean_text, *chinese_chars, *strip_accents, *lowercase);
                 bert_words(&normalized, &mut word_ids)?;
             }
-            Splitter::ByteLevel { add_prefix_space, regex, byte_chars } => {
+            Splitter::ByteLevel { add_prefix_space, classes, byte_chars } => {
                 let prefixed;
                 let text = if *add_prefix_space && !text.starts_with(' ') {
                     prefixed = format!(" {text}");
@@ -110,27 +166,63 @@ impl FastPath {
                     text
                 };
                 let mut word = String::new();
-                let mut mapped = |piece: &str| {
+                byte_level_pieces(text, |c| classes.of(c, known), |piece| {
                     word.clear();
                     word.extend(piece.bytes().map(|b| byte_chars[b as usize]));
                     word_ids(&word)
-                };
-                // SplitDelimiterBehavior::Isolated: the matches and the text between them.
-                let mut previous = 0;
-                for (start, end) in regex.find_iter(text) {
-                    if previous != start {
-                        mapped(&text[previous..start])?;
-                    }
-                    mapped(&text[start..end])?;
-                    previous = end;
-                }
-                if previous != text.len() {
-                    mapped(&text[previous..])?;
-                }
+                })?;
             }
         }
         Ok(Some(ids))
     }
+}
+
+/// The pieces GPT-2's regex (pre_tokenizers/byte_level.rs `RE`) cuts `text` into (`find_iter` with
+/// `SplitDelimiterBehavior::Isolated`), by scanning: at each position the first alternative that
+/// matches, as the backtracking engine takes them. The tests compare it with the regex itself.
+fn byte_level_pieces(
+    text: &str,
+    mut class: impl FnMut(char) -> Class,
+    mut piece: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
+    let chars: Vec<(usize, char, Class)> = text.char_indices().map(|(i, c)| (i, c, class(c))).collect();
+    let at = |k: usize| chars.get(k).map_or(text.len(), |(i, _, _)| *i);
+    let run = |from: usize, of: Class| {
+        from + chars[from..].iter().take_while(|(_, _, c)| *c == of).count()
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let (_, c, own) = chars[i];
+        let next = chars.get(i + 1).map(|(_, c, class)| (*c, *class));
+        let end = match (c, own, next) {
+            // 's|'t|'re|'ve|'m|'ll|'d
+            ('\'', _, _) if contraction(&text[at(i + 1)..]).is_some() => {
+                let length = contraction(&text[at(i + 1)..]).unwrap_or(0);
+                i + 1 + length
+            }
+            // " ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+" with the space
+            (' ', _, Some((_, after))) if after != Class::Space => run(i + 1, after),
+            // ... and without it
+            (_, Class::Letter | Class::Number | Class::Other, _) => run(i, own),
+            // "\s+(?!\S)|\s+": a run of spaces, but its last one when a non-space follows
+            _ => {
+                let end = run(i, Class::Space);
+                if end < chars.len() && end - i >= 2 { end - 1 } else { end }
+            }
+        };
+        piece(&text[at(i)..at(end)])?;
+        i = end;
+    }
+    Ok(())
+}
+
+/// The length in characters of the contraction ("s", "t", "re", "ve", "m", "ll", "d") that
+/// `rest` starts with, after an apostrophe.
+fn contraction(rest: &str) -> Option<usize> {
+    ["s", "t", "re", "ve", "m", "ll", "d"]
+        .iter()
+        .find(|suffix| rest.starts_with(*suffix))
+        .map(|suffix| suffix.len())
 }
 
 /// `BertNormalizer::normalize`: clean-up, spaces around CJK ideographs, accents stripped after
@@ -255,6 +347,92 @@ pub(crate) fn byte_chars() -> [char; 256] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// GPT-2's pre-tokenization regex, as `pre_tokenizers/byte_level.rs` compiles it.
+    const BYTE_LEVEL_PATTERN: &str =
+        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+    /// The pieces of `text` by the regex (tokenizers' `Pattern for &Regex`, Isolated).
+    fn regex_pieces(regex: &SysRegex, text: &str) -> Vec<String> {
+        let mut pieces = Vec::new();
+        let mut previous = 0;
+        for (start, end) in regex.find_iter(text) {
+            if previous != start {
+                pieces.push(text[previous..start].to_string());
+            }
+            pieces.push(text[start..end].to_string());
+            previous = end;
+        }
+        if previous != text.len() {
+            pieces.push(text[previous..].to_string());
+        }
+        pieces
+    }
+
+    fn scanned_pieces(classes: &ByteLevelClasses, text: &str) -> Vec<String> {
+        let mut known = AHashMap::new();
+        let mut pieces = Vec::new();
+        byte_level_pieces(text, |c| classes.of(c, &mut known), |piece| {
+            pieces.push(piece.to_string());
+            Ok(())
+        })
+        .unwrap();
+        pieces
+    }
+
+    const ALPHABET: &[char] = &[
+        ' ', '\'', 's', 't', 'r', 'e', 'v', 'm', 'l', 'd', 'A', '0', '!', '-', '\n', '\t', '\r',
+        '\u{b}', '\u{c}', '\u{1c}', '\u{85}', '\u{a0}', '\u{3000}', '\u{2028}', '\u{1680}',
+        '\u{180e}', '\u{200b}', '\u{feff}', 'é', 'ñ', '中', 'ß', '😀', '\u{301}', '٣', '½', 'Ⅻ', '¿',
+    ];
+
+    #[test]
+    fn the_scanner_cuts_as_the_gpt2_regex_on_every_short_string() {
+        let regex = SysRegex::new(BYTE_LEVEL_PATTERN).unwrap();
+        let classes = ByteLevelClasses::new().unwrap();
+        let mut texts = vec![String::new()];
+        for _ in 0..3 {
+            texts = texts
+                .iter()
+                .flat_map(|t| ALPHABET.iter().map(move |c| format!("{t}{c}")))
+                .chain(texts.iter().cloned())
+                .collect();
+        }
+        for text in &texts {
+            assert_eq!(scanned_pieces(&classes, text), regex_pieces(&regex, text), "{text:?}");
+        }
+        // and on longer ones
+        let mut state: u64 = 7;
+        for _ in 0..5000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = (state >> 58) as usize;
+            let text: String = (0..len)
+                .map(|k| ALPHABET[((state >> (k % 48)) as usize + k * 7) % ALPHABET.len()])
+                .collect();
+            assert_eq!(scanned_pieces(&classes, &text), regex_pieces(&regex, &text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_classes_agree_with_the_regex_engine() {
+        let classes = ByteLevelClasses::new().unwrap();
+        for b in 0..128u8 {
+            let c = char::from(b);
+            let mut buffer = [0; 4];
+            let text = &*c.encode_utf8(&mut buffer);
+            let is = |regex: &SysRegex| regex.find_iter(text).next().is_some();
+            let expected = if is(&classes.letter) {
+                Class::Letter
+            } else if is(&classes.number) {
+                Class::Number
+            } else if is(&classes.space) {
+                Class::Space
+            } else {
+                Class::Other
+            };
+            assert_eq!(classes.of(c, &mut AHashMap::new()), expected, "{c:?}");
+        }
+    }
 
     #[test]
     fn byte_chars_match_gpt2() {

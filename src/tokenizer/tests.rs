@@ -1,7 +1,7 @@
 //! Tests of the tokenizer core on small folders written here, with ids worked out by hand, and
 //! of the fast path against the tokenizers pipeline it stands in for.
 
-use super::encode::WordCache;
+use super::fast::Scratch;
 use super::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -387,10 +387,10 @@ fn tricky_texts() -> Vec<String> {
 /// takes every non-empty text without added tokens.
 fn assert_fast_path_matches(tokenizer: &Tokenizer, texts: &[String]) {
     let fast = tokenizer.fast.as_ref().expect("this pipeline has a fast path");
-    let mut words = WordCache::default();
+    let mut scratch = Scratch::default();
     for text in texts {
         let expected = tokenizer.inner.encode_fast(text.as_str(), false).unwrap();
-        match fast.ids(text, tokenizer.inner.get_model(), &mut words).unwrap() {
+        match fast.ids(text, tokenizer.inner.get_model(), &mut scratch).unwrap() {
             Some(ids) => assert_eq!(ids, expected.get_ids(), "{text:?}"),
             None => assert!(text.is_empty() || text.contains("[CLS]") || text.contains("<s>"), "{text:?}"),
         }
