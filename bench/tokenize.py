@@ -14,7 +14,8 @@ import sys
 
 # This script is named like the standard library's `tokenize`, which the imports below need:
 # keep its folder off the import path.
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [path for path in sys.path if os.path.abspath(path or ".") != HERE]
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402

@@ -4,8 +4,8 @@
 pub mod error;
 pub mod files;
 pub mod parallel;
-pub mod tokenizer;
 mod py;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 

@@ -23,7 +23,7 @@ def minilm_dir() -> Path:
 def roberta_dir(tmp_path_factory, tweets) -> Path:
     """A RoBERTa tokenizer folder (byte-level BPE, 2000 tokens) trained here on the tweets with
     the `tokenizers` package: vocab.json, merges.txt, tokenizer.json (RobertaProcessing),
-    tokenizer_config.json (model_max_length 64, `<mask>` with lstrip) and special_tokens_map.json."""
+    tokenizer_config.json (model_max_length 64, `<mask>` with lstrip), special_tokens_map.json."""
     import json
 
     from tokenizers import ByteLevelBPETokenizer, processors
@@ -45,6 +45,28 @@ def roberta_dir(tmp_path_factory, tweets) -> Path:
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64, "mask_token": mask}))
     return folder
+
+
+@pytest.fixture(scope="module", params=["minilm", "roberta"])
+def tokenizer_folder(request, minilm_dir, roberta_dir) -> Path:
+    """Each tokenizer folder in turn: all-MiniLM-L6-v2 (WordPiece), the tweets' RoBERTa (BPE)."""
+    return {"minilm": minilm_dir, "roberta": roberta_dir}[request.param]
+
+
+@pytest.fixture(scope="module")
+def ours(tokenizer_folder):
+    """ferrotune's AutoTokenizer on `tokenizer_folder`."""
+    from ferrotune import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_folder)
+
+
+@pytest.fixture(scope="module")
+def theirs(tokenizer_folder):
+    """transformers' AutoTokenizer on `tokenizer_folder`, the reference."""
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(tokenizer_folder)
 
 
 @pytest.fixture(scope="session")

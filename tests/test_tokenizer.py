@@ -13,7 +13,7 @@ import transformers
 import ferrotune
 from ferrotune import AutoTokenizer, BatchEncoding
 
-LONG = " ".join(["La tokenización rápida, ¿funciona? ¡Sí! 🚀 https://ejemplo.es/ruta?q=1"] * 60)
+LONG = " ".join(["La tokenización rápida, ¿funciona? ¡Sí! 🚀 https://ejemplo.es/r?q=1"] * 60)
 TEXTS = [
     "¡hola, me llamo lewis!",
     "¿Qué tal? Ça va, naïve café, pingüino, año, ÁÉÍÓÚ ü",
@@ -27,21 +27,6 @@ TEXTS = [
     "Tom's   spaces\u00a0and\u2028odd separators",
     LONG,
 ]
-
-
-@pytest.fixture(scope="module", params=["minilm", "roberta"])
-def folder(request, minilm_dir, roberta_dir):
-    return {"minilm": minilm_dir, "roberta": roberta_dir}[request.param]
-
-
-@pytest.fixture(scope="module")
-def ours(folder):
-    return AutoTokenizer.from_pretrained(folder)
-
-
-@pytest.fixture(scope="module")
-def theirs(folder):
-    return transformers.AutoTokenizer.from_pretrained(folder)
 
 
 def assert_same(a, b):
@@ -109,7 +94,8 @@ def test_the_whole_tweet_corpus(ours, theirs, tweets):
 def test_truncation(ours, theirs, truncation, max_length, pair):
     texts, pairs = TEXTS, (TEXTS[::-1] if pair else None)
     kwargs = dict(truncation=truncation, max_length=max_length)
-    assert_same_outcome(outcome(ours, texts, pairs, **kwargs), outcome(theirs, texts, pairs, **kwargs))
+    assert_same_outcome(outcome(ours, texts, pairs, **kwargs),
+                        outcome(theirs, texts, pairs, **kwargs))
     assert_same_outcome(outcome(ours, texts[0], "b c d e f g h", **kwargs),
                         outcome(theirs, texts[0], "b c d e f g h", **kwargs))
 
@@ -134,9 +120,9 @@ def test_padding(ours, theirs, padding, pad_to_multiple_of, padding_side, return
                         outcome(theirs, TEXTS[1], TEXTS[2], **kwargs))
 
 
-def test_padding_side_and_max_length_padding_from_the_tokenizer(ours, theirs, folder):
-    left_ours = AutoTokenizer.from_pretrained(folder, padding_side="left")
-    left_theirs = transformers.AutoTokenizer.from_pretrained(folder, padding_side="left")
+def test_padding_side_and_max_length_padding_from_the_tokenizer(ours, theirs, tokenizer_folder):
+    left_ours = AutoTokenizer.from_pretrained(tokenizer_folder, padding_side="left")
+    left_theirs = transformers.AutoTokenizer.from_pretrained(tokenizer_folder, padding_side="left")
     assert left_ours.padding_side == "left"
     assert_same(left_ours(TEXTS[:4], padding=True), left_theirs(TEXTS[:4], padding=True))
     assert_same(ours(TEXTS[:2], padding="max_length"), theirs(TEXTS[:2], padding="max_length"))
@@ -174,18 +160,21 @@ def test_return_attention_mask_and_token_type_ids(ours, theirs):
     for kwargs in [dict(return_attention_mask=False), dict(return_token_type_ids=True),
                    dict(return_token_type_ids=False, return_attention_mask=True)]:
         assert_same(ours(TEXTS[:3], **kwargs), theirs(TEXTS[:3], **kwargs))
-    assert_same(ours(TEXTS[:3], add_special_tokens=False), theirs(TEXTS[:3], add_special_tokens=False))
+    assert_same(ours(TEXTS[:3], add_special_tokens=False),
+                theirs(TEXTS[:3], add_special_tokens=False))
 
 
 def test_decode(ours, theirs):
     batch = theirs(TEXTS)["input_ids"]
     for ids in batch:
         for skip in (False, True):
-            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+            assert (ours.decode(ids, skip_special_tokens=skip)
+                    == theirs.decode(ids, skip_special_tokens=skip))
         assert [ours.decode([i]) for i in ids] == [theirs.decode([i]) for i in ids]
         assert (ours.decode(ids, clean_up_tokenization_spaces=True)
                 == theirs.decode(ids, clean_up_tokenization_spaces=True))
-    assert ours.batch_decode(batch, skip_special_tokens=True) == theirs.batch_decode(batch, skip_special_tokens=True)
+    assert (ours.batch_decode(batch, skip_special_tokens=True)
+            == theirs.batch_decode(batch, skip_special_tokens=True))
     assert ours.decode(batch) == theirs.decode(batch)
     tensor = theirs(TEXTS[0], return_tensors="pt")["input_ids"]
     assert ours.decode(tensor[0]) == theirs.decode(tensor[0])
@@ -219,7 +208,8 @@ def test_vocabulary_and_special_tokens(ours, theirs):
     assert ours.convert_ids_to_tokens(ids[1]) == theirs.convert_ids_to_tokens(ids[1])
     for text in TEXTS:
         assert ours.tokenize(text) == theirs.tokenize(text)
-    assert ours.tokenize(TEXTS[0], "b", add_special_tokens=True) == theirs.tokenize(TEXTS[0], "b", add_special_tokens=True)
+    assert (ours.tokenize(TEXTS[0], "b", add_special_tokens=True)
+            == theirs.tokenize(TEXTS[0], "b", add_special_tokens=True))
     for pair in (False, True):
         assert ours.num_special_tokens_to_add(pair) == theirs.num_special_tokens_to_add(pair)
     assert ours.clean_up_tokenization_spaces == theirs.clean_up_tokenization_spaces
@@ -243,6 +233,9 @@ def test_save_pretrained_round_trip(ours, theirs, tmp_path):
     assert_same(reloaded_theirs(TEXTS, truncation=True), expected)
 
 
+CONFIG_FILES = ["tokenizer_config.json", "special_tokens_map.json"]
+
+
 def older_files(source, target, names):
     target.mkdir()
     for name in names:
@@ -252,10 +245,11 @@ def older_files(source, target, names):
 
 @pytest.mark.parametrize("with_config", [True, False])
 def test_bert_from_vocab_txt(minilm_dir, tmp_path, with_config):
-    names = ["vocab.txt"] + (["tokenizer_config.json", "special_tokens_map.json"] if with_config else [])
+    names = ["vocab.txt"] + (CONFIG_FILES if with_config else [])
     folder = older_files(minilm_dir, tmp_path / "bert", names)
     # transformers' AutoTokenizer needs a config to pick the class; the class reads vocab.txt.
-    theirs = (transformers.AutoTokenizer if with_config else transformers.BertTokenizer).from_pretrained(folder)
+    reference = transformers.AutoTokenizer if with_config else transformers.BertTokenizer
+    theirs = reference.from_pretrained(folder)
     ours = AutoTokenizer.from_pretrained(folder)
     assert_same(ours(TEXTS, TEXTS[::-1]), theirs(TEXTS, TEXTS[::-1]))
     assert ours.vocab_size == theirs.vocab_size == 30522
@@ -264,13 +258,14 @@ def test_bert_from_vocab_txt(minilm_dir, tmp_path, with_config):
 
 @pytest.mark.parametrize("with_config", [True, False])
 def test_roberta_from_vocab_json_and_merges(roberta_dir, tmp_path, with_config):
-    names = ["vocab.json", "merges.txt"] + (
-        ["tokenizer_config.json", "special_tokens_map.json"] if with_config else [])
+    names = ["vocab.json", "merges.txt"] + (CONFIG_FILES if with_config else [])
     folder = older_files(roberta_dir, tmp_path / "roberta", names)
-    theirs = (transformers.AutoTokenizer if with_config else transformers.RobertaTokenizer).from_pretrained(folder)
+    reference = transformers.AutoTokenizer if with_config else transformers.RobertaTokenizer
+    theirs = reference.from_pretrained(folder)
     ours = AutoTokenizer.from_pretrained(folder)
     assert_same(ours(TEXTS, TEXTS[::-1]), theirs(TEXTS, TEXTS[::-1]))
-    assert [ours.decode([i]) for i in ours.encode(TEXTS[0])] == [theirs.decode([i]) for i in theirs.encode(TEXTS[0])]
+    assert ([ours.decode([i]) for i in ours.encode(TEXTS[0])]
+            == [theirs.decode([i]) for i in theirs.encode(TEXTS[0])])
     assert len(ours) == len(theirs)
 
 
@@ -298,8 +293,9 @@ def test_the_seed_notebook_cells(roberta_dir, tweets):
 
     assert model(**encoded_text) == model(**reference(text, return_tensors="pt"))
 
+    labels = (tweets.sentiment[:3000] == "positive").astype(int).tolist()
     dataset = datasets.Dataset.from_dict({"review_body": tweets.text[:3000].tolist(),
-                                          "labels": (tweets.sentiment[:3000] == "positive").astype(int).tolist()})
+                                          "labels": labels})
 
     def tokenize_reviews(examples):
         return tokenizer(examples["review_body"], truncation=True)
@@ -324,13 +320,15 @@ def test_batch_encoding_is_a_dict_with_attributes():
     assert encoding.to("cpu") is encoding
     assert encoding.to(torch.device("cpu")).attention_mask.device.type == "cpu"
     restored = pickle.loads(pickle.dumps(encoding))
-    assert isinstance(restored, BatchEncoding) and torch.equal(restored.input_ids, encoding.input_ids)
+    assert isinstance(restored, BatchEncoding)
+    assert torch.equal(restored.input_ids, encoding.input_ids)
     assert dict(**encoding).keys() == {"input_ids", "attention_mask"}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_batch_encoding_moves_to_cuda(minilm_dir):
-    encoding = AutoTokenizer.from_pretrained(minilm_dir)(TEXTS[:2], padding=True, return_tensors="pt")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    encoding = tokenizer(TEXTS[:2], padding=True, return_tensors="pt")
     assert all(t.device.type == "cuda" for t in encoding.to("cuda").values())
 
 
@@ -405,7 +403,7 @@ def test_unsupported_return_tensors_and_sides_are_value_errors(minilm_dir):
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
     with pytest.raises(ValueError, match="return_tensors='tf' is not supported"):
         tokenizer("a", return_tensors="tf")
-    with pytest.raises(ValueError, match="Padding side should be selected between 'right' and 'left'"):
+    with pytest.raises(ValueError, match="Padding side should be selected between 'right' and"):
         tokenizer.padding_side = "middle"
     with pytest.raises(ValueError, match="current value: up"):
         tokenizer(["a", "b c"], padding=True, padding_side="up")

@@ -2,6 +2,7 @@
 Arrow types) to what `datasets.map` stores for transformers' tokenizer; and fork safety."""
 
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -11,30 +12,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import transformers
 
 from ferrotune import AutoTokenizer
 
 
-@pytest.fixture(scope="module", params=["minilm", "roberta"])
-def folder(request, minilm_dir, roberta_dir):
-    return {"minilm": minilm_dir, "roberta": roberta_dir}[request.param]
-
-
-@pytest.fixture(scope="module")
-def ours(folder):
-    return AutoTokenizer.from_pretrained(folder)
-
-
-@pytest.fixture(scope="module")
-def theirs(folder):
-    return transformers.AutoTokenizer.from_pretrained(folder)
+TEXTS_OF_ROWS = ["¿Qué tal?", "Fine, thanks! 😀", ""]
 
 
 @pytest.fixture(scope="module")
 def dataset(tweets):
     # Not the whole corpus: transformers' side of each comparison runs through datasets.map.
-    return datasets.Dataset.from_pandas(tweets[["text", "sentiment"]].iloc[:5000], preserve_index=False)
+    return datasets.Dataset.from_pandas(tweets[["text", "sentiment"]].iloc[:5000],
+                                        preserve_index=False)
 
 
 def mapped(dataset, tokenizer, **kwargs):
@@ -102,14 +91,32 @@ def test_the_table_goes_back_into_the_dataset(ours, theirs, dataset):
                            load_from_cache_file=False)
     assert encoded.features == expected.features
     assert encoded[123] == expected[123]
-    assert encoded.with_format("torch")[:4]["input_ids"][0].dtype == expected.with_format("torch")[:4]["input_ids"][0].dtype
+    first_ids = [d.with_format("torch")[0]["input_ids"] for d in (encoded, expected)]
+    assert first_ids[0].dtype == first_ids[1].dtype and first_ids[0].equal(first_ids[1])
+
+
+def test_datasets_can_hash_and_ship_the_tokenizer(ours, theirs, tokenizer_folder, dataset):
+    """`datasets` fingerprints a map function with its tokenizer, and pickles both for num_proc."""
+    from datasets.fingerprint import Hasher
+
+    again = AutoTokenizer.from_pretrained(tokenizer_folder)
+    assert Hasher.hash(ours) == Hasher.hash(again)
+    again.padding_side = "left"
+    assert Hasher.hash(ours) != Hasher.hash(again)
+    restored = pickle.loads(pickle.dumps(again))
+    assert restored.padding_side == "left" and restored.name_or_path == again.name_or_path
+    assert restored(TEXTS_OF_ROWS) == again(TEXTS_OF_ROWS)
+    small = dataset.select(range(400))
+    parallel = small.map(lambda b: ours(b["text"], truncation=True), batched=True, num_proc=2,
+                         remove_columns=small.column_names, load_from_cache_file=False)
+    assert parallel.data.table.equals(mapped(small, theirs, truncation=True))
 
 
 def test_an_empty_column(ours):
     table = ours.encode_column(pa.array([], type=pa.string()))
     assert table.num_rows == 0
-    assert table.column_names == ["input_ids"] + (
-        ["token_type_ids"] if "token_type_ids" in ours.model_input_names else []) + ["attention_mask"]
+    type_ids = ["token_type_ids"] if "token_type_ids" in ours.model_input_names else []
+    assert table.column_names == ["input_ids", *type_ids, "attention_mask"]
 
 
 def test_nulls_and_non_strings_name_their_row(minilm_dir):
@@ -124,7 +131,7 @@ def test_nulls_and_non_strings_name_their_row(minilm_dir):
         tokenizer.encode_column(["a"], np.array([1.5], dtype=object))
     with pytest.raises(TypeError, match="expected a column of strings, got Arrow type Int64"):
         tokenizer.encode_column(pa.array([1, 2]))
-    with pytest.raises(ValueError, match="batch length of `text`: 2 does not match batch length of `text_pair`: 1"):
+    with pytest.raises(ValueError, match="`text`: 2 does not match batch length of `text_pair`: 1"):
         tokenizer.encode_column(["a", "b"], ["c"])
 
 

@@ -8,6 +8,8 @@ without the GIL), padding, truncation and decoding happen in Rust.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,7 +98,14 @@ def _special_token_property(name: str, as_id: bool) -> property:
         return self._core.convert_token_to_id(token)
 
     what = name.replace("_", " ")
-    return property(get, doc=f"The id of the {what}, or None." if as_id else f"The {what}, or None.")
+    doc = f"The id of the {what}, or None." if as_id else f"The {what}, or None."
+    return property(get, doc=doc)
+
+
+def _core_attribute(name: str, doc: str) -> property:
+    """An attribute the Rust core keeps (and checks), read and written through."""
+    return property(lambda self: getattr(self._core, name),
+                    lambda self, value: setattr(self._core, name, value), doc=doc)
 
 
 def _as_ids(token_ids: Any) -> Any:
@@ -182,21 +191,9 @@ class PreTrainedTokenizerFast:
     def model_max_length(self, value: int) -> None:
         self._core.model_max_length = None if value > LARGE_INTEGER else int(value)
 
-    @property
-    def padding_side(self) -> str:
-        return self._core.padding_side
-
-    @padding_side.setter
-    def padding_side(self, value: str) -> None:
-        self._core.padding_side = value
-
-    @property
-    def truncation_side(self) -> str:
-        return self._core.truncation_side
-
-    @truncation_side.setter
-    def truncation_side(self, value: str) -> None:
-        self._core.truncation_side = value
+    padding_side = _core_attribute("padding_side", "Where padding goes: 'right' or 'left'.")
+    truncation_side = _core_attribute("truncation_side",
+                                      "Where truncation cuts: 'right' or 'left'.")
 
     @property
     def model_input_names(self) -> list[str]:
@@ -206,21 +203,6 @@ class PreTrainedTokenizerFast:
     def clean_up_tokenization_spaces(self) -> bool:
         """Whether `decode` removes spaces before punctuation by default."""
         return self._core.clean_up_tokenization_spaces
-
-    bos_token = _special_token_property("bos_token", as_id=False)
-    eos_token = _special_token_property("eos_token", as_id=False)
-    unk_token = _special_token_property("unk_token", as_id=False)
-    sep_token = _special_token_property("sep_token", as_id=False)
-    pad_token = _special_token_property("pad_token", as_id=False)
-    cls_token = _special_token_property("cls_token", as_id=False)
-    mask_token = _special_token_property("mask_token", as_id=False)
-    bos_token_id = _special_token_property("bos_token", as_id=True)
-    eos_token_id = _special_token_property("eos_token", as_id=True)
-    unk_token_id = _special_token_property("unk_token", as_id=True)
-    sep_token_id = _special_token_property("sep_token", as_id=True)
-    pad_token_id = _special_token_property("pad_token", as_id=True)
-    cls_token_id = _special_token_property("cls_token", as_id=True)
-    mask_token_id = _special_token_property("mask_token", as_id=True)
 
     @property
     def pad_token_type_id(self) -> int:
@@ -375,11 +357,32 @@ class PreTrainedTokenizerFast:
             raise NotADirectoryError(f"{os.fspath(save_directory)!r} is a file, not a directory")
         return tuple(os.fspath(path) for path in self._core.save(save_directory))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickle holds the files `save_pretrained` writes: `datasets` hashes the tokenizer of
+        a `map` function this way (for its cache) and ships it to `num_proc` workers."""
+        with tempfile.TemporaryDirectory() as folder:
+            files = {Path(path).name: Path(path).read_bytes() for path in self._core.save(folder)}
+        return {"files": files, "name_or_path": self.name_or_path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            for name, contents in state["files"].items():
+                Path(folder, name).write_bytes(contents)
+            self._core = _core.Tokenizer.from_folder(folder)
+        self.name_or_path = state["name_or_path"]
+
     def __repr__(self) -> str:
         return (f"{self._core.tokenizer_class}(name_or_path='{self.name_or_path}', "
                 f"vocab_size={self.vocab_size}, model_max_length={self.model_max_length}, "
                 f"padding_side='{self.padding_side}', truncation_side='{self.truncation_side}', "
                 f"special_tokens={self.special_tokens_map})")
+
+
+# `bos_token`, `bos_token_id`, ... `mask_token_id`, read-only.
+for _name in SPECIAL_TOKENS_ATTRIBUTES:
+    setattr(PreTrainedTokenizerFast, _name, _special_token_property(_name, as_id=False))
+    setattr(PreTrainedTokenizerFast, f"{_name}_id", _special_token_property(_name, as_id=True))
+del _name
 
 
 def _text_column(column: Any) -> Any:

@@ -144,7 +144,8 @@ where
         let shape = [batch.len(), width];
         return match kind {
             "pt" => {
-                let tensor = tch::Tensor::from_slice(&flat).view([shape[0] as i64, shape[1] as i64]);
+                let tensor =
+                    tch::Tensor::from_slice(&flat).view([shape[0] as i64, shape[1] as i64]);
                 PyTensor(tensor).into_pyobject(py)
             }
             "np" => Ok(PyArray1::from_vec(py, flat).reshape(shape)?.into_any()),
@@ -301,8 +302,14 @@ impl PyTokenizer {
         return_token_type_ids: bool,
         return_attention_mask: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let request =
-            request(add_special_tokens, padding, truncation, max_length, pad_to_multiple_of, padding_side)?;
+        let request = request(
+            add_special_tokens,
+            padding,
+            truncation,
+            max_length,
+            pad_to_multiple_of,
+            padding_side,
+        )?;
         let texts = Texts::from_sequence(texts, "text")?;
         let pairs = pairs.map(|pairs| Texts::from_sequence(pairs, "text_pair")).transpose()?;
         let batch = self.encode_texts(py, &texts, pairs.as_ref(), &request)?;
@@ -329,8 +336,14 @@ impl PyTokenizer {
         return_token_type_ids: bool,
         return_attention_mask: bool,
     ) -> PyResult<PyTable> {
-        let request =
-            request(add_special_tokens, padding, truncation, max_length, pad_to_multiple_of, padding_side)?;
+        let request = request(
+            add_special_tokens,
+            padding,
+            truncation,
+            max_length,
+            pad_to_multiple_of,
+            padding_side,
+        )?;
         let texts = Texts::from_column(column, "text")?;
         let pairs = pairs.map(|pairs| Texts::from_column(pairs, "text_pair")).transpose()?;
         let batch = self.encode_texts(py, &texts, pairs.as_ref(), &request)?;
@@ -343,7 +356,13 @@ impl PyTokenizer {
 
     /// The tokens of one text (and pair), special tokens included when asked for.
     #[pyo3(signature = (text, pair=None, add_special_tokens=false))]
-    fn tokenize(&self, py: Python<'_>, text: &str, pair: Option<&str>, add_special_tokens: bool) -> PyResult<Vec<String>> {
+    fn tokenize(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        pair: Option<&str>,
+        add_special_tokens: bool,
+    ) -> PyResult<Vec<String>> {
         let request = Request { add_special_tokens, ..Request::default() };
         py.detach(|| {
             guard(|| {
@@ -376,7 +395,11 @@ impl PyTokenizer {
     ) -> PyResult<Vec<String>> {
         py.detach(|| {
             guard(|| {
-                self.inner.decode_batch(&sequences, skip_special_tokens, clean_up_tokenization_spaces)
+                self.inner.decode_batch(
+                    &sequences,
+                    skip_special_tokens,
+                    clean_up_tokenization_spaces,
+                )
             })
         })
     }

@@ -32,7 +32,10 @@ pub fn strings(chunks: &[ArrayRef]) -> Result<Vec<&str>> {
         };
         for (i, value) in values.enumerate() {
             texts.push(value.ok_or_else(|| {
-                Error::type_error(format!("text at index {} is null (None), expected str", first_row + i))
+                Error::type_error(format!(
+                    "text at index {} is null (None), expected str",
+                    first_row + i
+                ))
             })?);
         }
     }
@@ -42,7 +45,11 @@ pub fn strings(chunks: &[ArrayRef]) -> Result<Vec<&str>> {
 /// The columns of `batch` as one Arrow record batch: `input_ids`, then `token_type_ids` and
 /// `attention_mask` when asked for. The buffers move into Arrow without a copy; offsets are
 /// 32-bit (`list`) unless the tokens outgrow them (`large_list`).
-pub fn record_batch(batch: Batch, token_type_ids: bool, attention_mask: bool) -> Result<RecordBatch> {
+pub fn record_batch(
+    batch: Batch,
+    token_type_ids: bool,
+    attention_mask: bool,
+) -> Result<RecordBatch> {
     let Batch { input_ids, token_type_ids: type_ids, attention_mask: mask, offsets } = batch;
     let mut columns: Vec<(&str, ArrayRef)> = Vec::new();
     let fits_32_bits = i32::try_from(input_ids.len()).is_ok();
@@ -76,11 +83,14 @@ fn primitive<T: ArrowPrimitiveType>(values: Vec<T::Native>) -> ArrayRef {
 fn list_array<O: OffsetSizeTrait>(offsets: &[usize], values: ArrayRef) -> Result<ArrayRef> {
     let offsets: Vec<O> = offsets
         .iter()
-        .map(|&o| O::from_usize(o).ok_or_else(|| Error::value(format!("list offset {o} overflows"))))
+        .map(|&o| {
+            O::from_usize(o).ok_or_else(|| Error::value(format!("list offset {o} overflows")))
+        })
         .collect::<Result<_>>()?;
     // pyarrow's `pa.list_(pa.int32())` names its item field "item", nullable.
     let item = Arc::new(Field::new("item", values.data_type().clone(), true));
-    let array = GenericListArray::<O>::try_new(item, OffsetBuffer::new(offsets.into()), values, None)
-        .map_err(|e| Error::Other(format!("building an Arrow list array: {e}")))?;
+    let array =
+        GenericListArray::<O>::try_new(item, OffsetBuffer::new(offsets.into()), values, None)
+            .map_err(|e| Error::Other(format!("building an Arrow list array: {e}")))?;
     Ok(Arc::new(array))
 }

@@ -281,7 +281,12 @@ fn model_max_length(value: Option<&Value>) -> Option<usize> {
 /// A token as `tokenizer_config.json` and `special_tokens_map.json` write it: a string, or an
 /// `AddedToken` object (`{"content": ..., "lstrip": ..., ...}`). Named special tokens are
 /// special whatever the object says (`TokenizersBackend.__init__`).
-pub(crate) fn added_token(value: &Value, force_special: bool, path: &Path, key: &str) -> Result<AddedToken> {
+pub(crate) fn added_token(
+    value: &Value,
+    force_special: bool,
+    path: &Path,
+    key: &str,
+) -> Result<AddedToken> {
     match value {
         Value::String(content) => Ok(AddedToken::from(content.as_str(), true)),
         Value::Object(fields) => {
@@ -368,7 +373,10 @@ mod tests {
 
     #[test]
     fn the_class_comes_from_the_config_then_the_model_type_then_the_files() {
-        let dir = folder(&[("tokenizer_config.json", json!({"tokenizer_class": "RobertaTokenizerFast"}))]);
+        let dir = folder(&[(
+            "tokenizer_config.json",
+            json!({"tokenizer_class": "RobertaTokenizerFast"}),
+        )]);
         assert_eq!(Settings::read(&dir, Family::Bert).unwrap().family, Family::Roberta);
         let dir = folder(&[("config.json", json!({"model_type": "distilbert"}))]);
         assert_eq!(Settings::read(&dir, Family::Generic).unwrap().family, Family::Bert);
@@ -378,13 +386,20 @@ mod tests {
 
     #[test]
     fn special_tokens_map_wins_unless_the_config_has_added_tokens_decoder() {
-        let config = json!({"tokenizer_class": "BertTokenizer", "pad_token": "[P]", "cls_token": null});
+        let config =
+            json!({"tokenizer_class": "BertTokenizer", "pad_token": "[P]", "cls_token": null});
         let map = json!({"pad_token": {"content": "<pad>", "lstrip": true}, "mask_token": "[M]"});
-        let dir = folder(&[("tokenizer_config.json", config), ("special_tokens_map.json", map.clone())]);
+        let dir =
+            folder(&[("tokenizer_config.json", config), ("special_tokens_map.json", map.clone())]);
         let settings = Settings::read(&dir, Family::Generic).unwrap();
         assert_eq!(
             contents(&settings),
-            [("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "<pad>"), ("mask_token", "[M]")]
+            [
+                ("unk_token", "[UNK]"),
+                ("sep_token", "[SEP]"),
+                ("pad_token", "<pad>"),
+                ("mask_token", "[M]")
+            ]
         );
         let pad = &settings.special_tokens[2].1;
         assert!(pad.special && pad.lstrip && !pad.normalized);

@@ -212,10 +212,7 @@ impl Batch {
 /// A token id, type id or mask in the narrower type its column keeps.
 fn narrow<T: TryFrom<u32>>(value: u32, what: &str) -> Result<T> {
     T::try_from(value).map_err(|_| {
-        Error::value(format!(
-            "{what} {value} does not fit in {}",
-            std::any::type_name::<T>()
-        ))
+        Error::value(format!("{what} {value} does not fit in {}", std::any::type_name::<T>()))
     })
 }
 
@@ -344,14 +341,20 @@ impl Tokenizer {
     }
 
     /// Truncation and special tokens (tokenizers' `TokenizerImpl::post_process` without padding).
-    fn finish_row(&self, first: Encoding, second: Option<Encoding>, plan: &Plan) -> Result<Encoding> {
-        let (first, second) = match (&plan.truncation, self.truncation_length(second.is_some(), plan)) {
-            (Some(params), Some(max_length)) => {
-                let params = TruncationParams { max_length, ..params.clone() };
-                truncate_encodings(first, second, &params).map_err(tokenizers_error)?
-            }
-            _ => (first, second),
-        };
+    fn finish_row(
+        &self,
+        first: Encoding,
+        second: Option<Encoding>,
+        plan: &Plan,
+    ) -> Result<Encoding> {
+        let (first, second) =
+            match (&plan.truncation, self.truncation_length(second.is_some(), plan)) {
+                (Some(params), Some(max_length)) => {
+                    let params = TruncationParams { max_length, ..params.clone() };
+                    truncate_encodings(first, second, &params).map_err(tokenizers_error)?
+                }
+                _ => (first, second),
+            };
         post_process(self.inner.get_post_processor(), first, second, plan.add_special_tokens)
     }
 
@@ -374,7 +377,8 @@ impl Tokenizer {
             };
             if let (Some(first), Some(second)) = (first, second) {
                 let total = first.len() + second.as_ref().map_or(0, Vec::len);
-                let frame = &self.frames[usize::from(pair.is_some())][usize::from(plan.add_special_tokens)];
+                let frame =
+                    &self.frames[usize::from(pair.is_some())][usize::from(plan.add_special_tokens)];
                 let truncates = plan.truncation.is_some()
                     && self.truncation_length(pair.is_some(), plan).is_some_and(|max| total > max);
                 if let (Some(frame), false) = (frame, truncates) {
@@ -389,7 +393,12 @@ impl Tokenizer {
     }
 
     /// Encodes `texts` (with `pairs`, row by row) in parallel, then pads them together.
-    pub fn encode_batch(&self, texts: &[&str], pairs: Option<&[&str]>, plan: &Plan) -> Result<Batch> {
+    pub fn encode_batch(
+        &self,
+        texts: &[&str],
+        pairs: Option<&[&str]>,
+        plan: &Plan,
+    ) -> Result<Batch> {
         if let Some(pairs) = pairs.filter(|p| p.len() != texts.len()) {
             return Err(Error::value(format!(
                 "batch length of `text`: {} does not match batch length of `text_pair`: {}.",
@@ -398,8 +407,10 @@ impl Tokenizer {
             )));
         }
         let step = rows_per_unit(texts.len());
-        let units: Vec<Range<usize>> =
-            (0..texts.len()).step_by(step).map(|start| start..texts.len().min(start + step)).collect();
+        let units: Vec<Range<usize>> = (0..texts.len())
+            .step_by(step)
+            .map(|start| start..texts.len().min(start + step))
+            .collect();
         let parts = parallel::map(&units, |rows| {
             let mut part = Batch::empty();
             let mut scratch = Scratch::default();
@@ -492,7 +503,9 @@ impl Frame {
             let expected = run(n_first, n_second)?;
             let mut predicted = Batch::empty();
             let second = vec![Self::SECOND; n_second];
-            frame.push(&mut predicted, &vec![Self::FIRST; n_first], pair.then_some(&second[..])).ok()?;
+            frame
+                .push(&mut predicted, &vec![Self::FIRST; n_first], pair.then_some(&second[..]))
+                .ok()?;
             let mut actual = Batch::empty();
             actual.push(&expected).ok()?;
             if predicted != actual {

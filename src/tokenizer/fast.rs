@@ -10,18 +10,18 @@
 //! the full pipeline.
 
 use crate::error::{Error, Result};
+use ahash::AHashMap;
 use aho_corasick::AhoCorasick;
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::utils::SysRegex;
-use ahash::AHashMap;
 use tokenizers::Model;
 use unicode_categories::UnicodeCategories;
 use unicode_normalization_alignments::UnicodeNormalization;
 
 enum Splitter {
     Bert { clean_text: bool, chinese_chars: bool, strip_accents: bool, lowercase: bool },
-    ByteLevel { add_prefix_space: bool, classes: ByteLevelClasses, byte_chars: [char; 256] },
+    ByteLevel { add_prefix_space: bool, classes: ByteLevelClasses, byte_chars: Box<[char; 256]> },
 }
 
 /// What the GPT-2 regex tells apart: `\p{L}`, `\p{N}`, `\s` and the rest.
@@ -53,26 +53,30 @@ impl ByteLevelClasses {
         })
     }
 
+    /// The class of `c`: ASCII by table, the rest by the regex engine, remembered in `known`.
     fn of(&self, c: char, known: &mut AHashMap<char, Class>) -> Class {
         match c {
             'a'..='z' | 'A'..='Z' => Class::Letter,
             '0'..='9' => Class::Number,
             '\t'..='\r' | ' ' => Class::Space,
             _ if c.is_ascii() => Class::Other,
-            _ => *known.entry(c).or_insert_with(|| {
-                let mut buffer = [0; 4];
-                let c = &*c.encode_utf8(&mut buffer);
-                let is = |regex: &SysRegex| regex.find_iter(c).next().is_some();
-                if is(&self.letter) {
-                    Class::Letter
-                } else if is(&self.number) {
-                    Class::Number
-                } else if is(&self.space) {
-                    Class::Space
-                } else {
-                    Class::Other
-                }
-            }),
+            _ => *known.entry(c).or_insert_with(|| self.ask(c)),
+        }
+    }
+
+    /// The class of `c` by the regex engine.
+    fn ask(&self, c: char) -> Class {
+        let mut buffer = [0; 4];
+        let c = &*c.encode_utf8(&mut buffer);
+        let is = |regex: &SysRegex| regex.find_iter(c).next().is_some();
+        if is(&self.letter) {
+            Class::Letter
+        } else if is(&self.number) {
+            Class::Number
+        } else if is(&self.space) {
+            Class::Space
+        } else {
+            Class::Other
         }
     }
 }
@@ -95,18 +99,19 @@ impl FastPath {
     /// pipelines covered and its added tokens are matched on the raw text.
     pub(crate) fn of(tokenizer: &tokenizers::Tokenizer) -> Result<Option<FastPath>> {
         let splitter = match (tokenizer.get_normalizer(), tokenizer.get_pre_tokenizer()) {
-            (Some(NormalizerWrapper::BertNormalizer(n)), Some(PreTokenizerWrapper::BertPreTokenizer(_))) => {
-                Splitter::Bert {
-                    clean_text: n.clean_text,
-                    chinese_chars: n.handle_chinese_chars,
-                    strip_accents: n.strip_accents.unwrap_or(n.lowercase),
-                    lowercase: n.lowercase,
-                }
-            }
+            (
+                Some(NormalizerWrapper::BertNormalizer(n)),
+                Some(PreTokenizerWrapper::BertPreTokenizer(_)),
+            ) => Splitter::Bert {
+                clean_text: n.clean_text,
+                chinese_chars: n.handle_chinese_chars,
+                strip_accents: n.strip_accents.unwrap_or(n.lowercase),
+                lowercase: n.lowercase,
+            },
             (None, Some(PreTokenizerWrapper::ByteLevel(b))) if b.use_regex => Splitter::ByteLevel {
                 add_prefix_space: b.add_prefix_space,
                 classes: ByteLevelClasses::new()?,
-                byte_chars: byte_chars(),
+                byte_chars: Box::new(byte_chars()),
             },
             _ => return Ok(None),
         };
@@ -166,11 +171,15 @@ impl FastPath {
                     text
                 };
                 let mut word = String::new();
-                byte_level_pieces(text, |c| classes.of(c, known), |piece| {
-                    word.clear();
-                    word.extend(piece.bytes().map(|b| byte_chars[b as usize]));
-                    word_ids(&word)
-                })?;
+                byte_level_pieces(
+                    text,
+                    |c| classes.of(c, known),
+                    |piece| {
+                        word.clear();
+                        word.extend(piece.bytes().map(|b| byte_chars[b as usize]));
+                        word_ids(&word)
+                    },
+                )?;
             }
         }
         Ok(Some(ids))
@@ -185,7 +194,8 @@ fn byte_level_pieces(
     mut class: impl FnMut(char) -> Class,
     mut piece: impl FnMut(&str) -> Result<()>,
 ) -> Result<()> {
-    let chars: Vec<(usize, char, Class)> = text.char_indices().map(|(i, c)| (i, c, class(c))).collect();
+    let chars: Vec<(usize, char, Class)> =
+        text.char_indices().map(|(i, c)| (i, c, class(c))).collect();
     let at = |k: usize| chars.get(k).map_or(text.len(), |(i, _, _)| *i);
     let run = |from: usize, of: Class| {
         from + chars[from..].iter().take_while(|(_, _, c)| *c == of).count()
@@ -207,7 +217,11 @@ fn byte_level_pieces(
             // "\s+(?!\S)|\s+": a run of spaces, but its last one when a non-space follows
             _ => {
                 let end = run(i, Class::Space);
-                if end < chars.len() && end - i >= 2 { end - 1 } else { end }
+                if end < chars.len() && end - i >= 2 {
+                    end - 1
+                } else {
+                    end
+                }
             }
         };
         piece(&text[at(i)..at(end)])?;
@@ -240,7 +254,11 @@ fn bert_normalize(
             if c == '\0' || c == '\u{fffd}' || is_control(c) {
                 continue;
             }
-            if is_whitespace(c) { ' ' } else { c }
+            if is_whitespace(c) {
+                ' '
+            } else {
+                c
+            }
         } else {
             c
         };
@@ -372,10 +390,14 @@ mod tests {
     fn scanned_pieces(classes: &ByteLevelClasses, text: &str) -> Vec<String> {
         let mut known = AHashMap::new();
         let mut pieces = Vec::new();
-        byte_level_pieces(text, |c| classes.of(c, &mut known), |piece| {
-            pieces.push(piece.to_string());
-            Ok(())
-        })
+        byte_level_pieces(
+            text,
+            |c| classes.of(c, &mut known),
+            |piece| {
+                pieces.push(piece.to_string());
+                Ok(())
+            },
+        )
         .unwrap();
         pieces
     }
@@ -383,7 +405,8 @@ mod tests {
     const ALPHABET: &[char] = &[
         ' ', '\'', 's', 't', 'r', 'e', 'v', 'm', 'l', 'd', 'A', '0', '!', '-', '\n', '\t', '\r',
         '\u{b}', '\u{c}', '\u{1c}', '\u{85}', '\u{a0}', '\u{3000}', '\u{2028}', '\u{1680}',
-        '\u{180e}', '\u{200b}', '\u{feff}', 'é', 'ñ', '中', 'ß', '😀', '\u{301}', '٣', '½', 'Ⅻ', '¿',
+        '\u{180e}', '\u{200b}', '\u{feff}', 'é', 'ñ', '中', 'ß', '😀', '\u{301}', '٣', '½', 'Ⅻ',
+        '¿',
     ];
 
     #[test]
@@ -418,18 +441,7 @@ mod tests {
         let classes = ByteLevelClasses::new().unwrap();
         for b in 0..128u8 {
             let c = char::from(b);
-            let mut buffer = [0; 4];
-            let text = &*c.encode_utf8(&mut buffer);
-            let is = |regex: &SysRegex| regex.find_iter(text).next().is_some();
-            let expected = if is(&classes.letter) {
-                Class::Letter
-            } else if is(&classes.number) {
-                Class::Number
-            } else if is(&classes.space) {
-                Class::Space
-            } else {
-                Class::Other
-            };
+            let expected = classes.ask(c);
             assert_eq!(classes.of(c, &mut AHashMap::new()), expected, "{c:?}");
         }
     }

@@ -9,8 +9,8 @@ mod pipeline;
 
 use crate::error::{Error, Result};
 use crate::parallel;
-pub use config::{Family, Side, SPECIAL_TOKEN_NAMES};
 use config::Settings;
+pub use config::{Family, Side, SPECIAL_TOKEN_NAMES};
 pub use encode::{Batch, Padding, Plan, Request, Truncation};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -40,8 +40,9 @@ impl Tokenizer {
         let settings = Settings::read(dir, files.family())?;
         let inner = pipeline::build(&files, &settings)?;
         let processor = inner.get_post_processor();
-        let frames = [false, true]
-            .map(|pair| [false, true].map(|special| encode::Frame::learn(processor, pair, special)));
+        let frames = [false, true].map(|pair| {
+            [false, true].map(|special| encode::Frame::learn(processor, pair, special))
+        });
         Ok(Tokenizer {
             fast: fast::FastPath::of(&inner)?,
             frames,

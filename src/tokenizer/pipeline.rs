@@ -73,7 +73,8 @@ impl Files {
 
 /// The pipeline of `files` configured by `settings`.
 pub(crate) fn build(files: &Files, settings: &Settings) -> Result<Tokenizer> {
-    let json = files.json.as_ref().map(|path| Ok::<_, Error>((path, read_json(path)?))).transpose()?;
+    let json =
+        files.json.as_ref().map(|path| Ok::<_, Error>((path, read_json(path)?))).transpose()?;
     let mut tokenizer = match settings.family {
         Family::Generic => match &json {
             Some((path, value)) => serde_json::from_value::<Tokenizer>(value.clone())
@@ -92,11 +93,8 @@ pub(crate) fn build(files: &Files, settings: &Settings) -> Result<Tokenizer> {
         (None, _, Family::Generic) | (None, None, _) => Vec::new(),
         (None, Some((path, value)), _) => tokenizer_json_added_tokens(value, path)?,
     };
-    for token in settings
-        .special_tokens
-        .iter()
-        .map(|(_, token)| token)
-        .chain(&settings.extra_special_tokens)
+    for token in
+        settings.special_tokens.iter().map(|(_, token)| token).chain(&settings.extra_special_tokens)
     {
         let present = tokenizer.get_added_vocabulary().get_vocab().contains_key(&token.content);
         if !present && !added.iter().any(|t| t.content == token.content) {
@@ -144,9 +142,11 @@ fn bert(files: &Files, json: &Option<(&PathBuf, Value)>, settings: &Settings) ->
             ModelWrapper::WordPiece(model) => model,
             _ => return Err(wrong_model(path, "WordPiece", settings)),
         },
-        (None, Some(vocab)) => WordPiece::from_file(&vocab.to_string_lossy())
-            .build()
-            .map_err(|e| Error::value(format!("{}: not a WordPiece vocabulary: {e}", vocab.display())))?,
+        (None, Some(vocab)) => {
+            WordPiece::from_file(&vocab.to_string_lossy()).build().map_err(|e| {
+                Error::value(format!("{}: not a WordPiece vocabulary: {e}", vocab.display()))
+            })?
+        }
         (None, None) => return Err(files.none_found(&[TOKENIZER_FILE, BERT_VOCAB])),
     };
     let defaults = WordPiece::default();
@@ -171,20 +171,26 @@ fn bert(files: &Files, json: &Option<(&PathBuf, Value)>, settings: &Settings) ->
 }
 
 /// `RobertaTokenizer.__init__`: byte-level BPE without unknown token, no normalizer.
-fn roberta(files: &Files, json: &Option<(&PathBuf, Value)>, settings: &Settings) -> Result<Tokenizer> {
+fn roberta(
+    files: &Files,
+    json: &Option<(&PathBuf, Value)>,
+    settings: &Settings,
+) -> Result<Tokenizer> {
     let mut model = match (json, &files.bpe) {
         (Some((path, value)), _) => match json_model(path, value)? {
             ModelWrapper::BPE(model) => model,
             _ => return Err(wrong_model(path, "BPE", settings)),
         },
         (None, Some((vocab, merges))) => {
-            BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy()).build().map_err(|e| {
-                Error::value(format!(
-                    "{} + {}: not a BPE vocabulary and merges: {e}",
-                    vocab.display(),
-                    merges.display()
-                ))
-            })?
+            BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy()).build().map_err(
+                |e| {
+                    Error::value(format!(
+                        "{} + {}: not a BPE vocabulary and merges: {e}",
+                        vocab.display(),
+                        merges.display()
+                    ))
+                },
+            )?
         }
         (None, None) => return Err(files.none_found(&[TOKENIZER_FILE, "vocab.json + merges.txt"])),
     };
@@ -230,9 +236,9 @@ fn special_token_with_id(
     name: &str,
     default_id: u32,
 ) -> Result<(String, u32)> {
-    let token = settings
-        .special_token(name)
-        .ok_or_else(|| Error::value(format!("the {:?} tokenizer needs a {name}", settings.family)))?;
+    let token = settings.special_token(name).ok_or_else(|| {
+        Error::value(format!("the {:?} tokenizer needs a {name}", settings.family))
+    })?;
     let id = tokenizer
         .token_to_id(token)
         .or_else(|| settings.special_token("unk_token").and_then(|unk| tokenizer.token_to_id(unk)))

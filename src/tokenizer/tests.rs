@@ -60,7 +60,12 @@ fn roberta() -> Tokenizer {
     Tokenizer::from_folder(&folder(&roberta_files(ROBERTA_MERGES))).unwrap()
 }
 
-fn encode(tokenizer: &Tokenizer, texts: &[&str], pairs: Option<&[&str]>, request: Request) -> Result<Batch> {
+fn encode(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    pairs: Option<&[&str]>,
+    request: Request,
+) -> Result<Batch> {
     let plan = tokenizer.plan(&request)?;
     tokenizer.encode_batch(texts, pairs, &plan)
 }
@@ -69,7 +74,12 @@ fn rows<T: Copy>(batch: &Batch, values: &[T]) -> Vec<Vec<T>> {
     (0..batch.len()).map(|i| values[batch.row(i)].to_vec()).collect()
 }
 
-fn ids(tokenizer: &Tokenizer, texts: &[&str], pairs: Option<&[&str]>, request: Request) -> Vec<Vec<i32>> {
+fn ids(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    pairs: Option<&[&str]>,
+    request: Request,
+) -> Vec<Vec<i32>> {
     let batch = encode(tokenizer, texts, pairs, request).unwrap();
     rows(&batch, &batch.input_ids)
 }
@@ -83,7 +93,12 @@ fn bert_from_vocab_txt_lowercases_strips_accents_and_splits_punctuation() {
     let tokenizer = bert(json!({}));
     assert_eq!(tokenizer.family(), Family::Bert);
     assert_eq!((tokenizer.vocab_size(), tokenizer.len()), (20, 20));
-    let got = ids(&tokenizer, &["Hello, worlds!", "¿Qué tal, naïve café? 中", ""], None, Request::default());
+    let got = ids(
+        &tokenizer,
+        &["Hello, worlds!", "¿Qué tal, naïve café? 中", ""],
+        None,
+        Request::default(),
+    );
     assert_eq!(got[0], [2, 5, 9, 6, 7, 8, 3]);
     // "tal" has no WordPiece split in this vocabulary: [UNK].
     assert_eq!(got[1], [2, 13, 14, 1, 9, 11, 12, 10, 16, 15, 3]);
@@ -99,9 +114,19 @@ fn pairs_get_the_second_type_id_and_longest_first_truncation() {
     assert_eq!(rows(&batch, &batch.input_ids), [[2, 5, 3, 6, 3]]);
     assert_eq!(batch.token_type_ids, [0, 0, 0, 1, 1]);
     // 3 + 2 tokens into 6 - 3 special tokens: tokenizers' truncate_encodings keeps 2 + 1.
-    let got = ids(&tokenizer, &["hello hello hello"], Some(&["world world"]), truncating(Truncation::LongestFirst, 6));
+    let got = ids(
+        &tokenizer,
+        &["hello hello hello"],
+        Some(&["world world"]),
+        truncating(Truncation::LongestFirst, 6),
+    );
     assert_eq!(got, [[2, 5, 5, 3, 6, 3]]);
-    let got = ids(&tokenizer, &["hello hello hello"], Some(&["world world"]), truncating(Truncation::OnlyFirst, 6));
+    let got = ids(
+        &tokenizer,
+        &["hello hello hello"],
+        Some(&["world world"]),
+        truncating(Truncation::OnlyFirst, 6),
+    );
     assert_eq!(got, [[2, 5, 3, 6, 6, 3]]);
 }
 
@@ -109,11 +134,20 @@ fn pairs_get_the_second_type_id_and_longest_first_truncation() {
 fn truncation_below_the_special_tokens_follows_tokenizers_release_builds() {
     let tokenizer = bert(json!({}));
     // max_length 1 < 2 special tokens: the unchecked subtraction wraps, nothing is truncated.
-    assert_eq!(ids(&tokenizer, &["hello world"], None, truncating(Truncation::LongestFirst, 1)), [[2, 5, 6, 3]]);
+    assert_eq!(
+        ids(&tokenizer, &["hello world"], None, truncating(Truncation::LongestFirst, 1)),
+        [[2, 5, 6, 3]]
+    );
     // max_length 2 leaves no room: both special tokens only.
-    assert_eq!(ids(&tokenizer, &["hello world"], None, truncating(Truncation::LongestFirst, 2)), [[2, 3]]);
+    assert_eq!(
+        ids(&tokenizer, &["hello world"], None, truncating(Truncation::LongestFirst, 2)),
+        [[2, 3]]
+    );
     let left = Tokenizer { truncation_side: Side::Left, ..bert(json!({})) };
-    assert_eq!(ids(&left, &["hello world !"], None, truncating(Truncation::LongestFirst, 4)), [[2, 6, 8, 3]]);
+    assert_eq!(
+        ids(&left, &["hello world !"], None, truncating(Truncation::LongestFirst, 4)),
+        [[2, 6, 8, 3]]
+    );
 }
 
 #[test]
@@ -121,13 +155,22 @@ fn impossible_truncations_are_errors_with_tokenizers_messages() {
     let tokenizer = bert(json!({}));
     // Only a row that needs truncating fails (tokenizers' truncate_encodings returns early).
     assert!(encode(&tokenizer, &["hello"], None, truncating(Truncation::OnlySecond, 4)).is_ok());
-    let err = encode(&tokenizer, &["hello world hello"], None, truncating(Truncation::OnlySecond, 4))
-        .unwrap_err();
+    let err =
+        encode(&tokenizer, &["hello world hello"], None, truncating(Truncation::OnlySecond, 4))
+            .unwrap_err();
     assert_eq!(err.to_string(), "Truncation error: Second sequence not provided");
-    let err = encode(&tokenizer, &["hello"], Some(&["world world"]), truncating(Truncation::OnlyFirst, 5))
-        .unwrap_err();
+    let err = encode(
+        &tokenizer,
+        &["hello"],
+        Some(&["world world"]),
+        truncating(Truncation::OnlyFirst, 5),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Value(_)));
-    assert_eq!(err.to_string(), "Truncation error: Sequence to truncate too short to respect the provided max_length");
+    assert_eq!(
+        err.to_string(),
+        "Truncation error: Sequence to truncate too short to respect the provided max_length"
+    );
 }
 
 #[test]
@@ -147,11 +190,19 @@ fn truncation_without_max_length_uses_model_max_length_or_none() {
 fn padding_longest_max_length_and_multiples_on_both_sides() {
     let tokenizer = bert(json!({"model_max_length": 8}));
     let texts = ["hello", "hello world !"];
-    let longest = Request { padding: Padding::Longest, pad_to_multiple_of: Some(4), ..Request::default() };
+    let longest =
+        Request { padding: Padding::Longest, pad_to_multiple_of: Some(4), ..Request::default() };
     let batch = encode(&tokenizer, &texts, None, longest).unwrap();
-    assert_eq!(rows(&batch, &batch.input_ids), [vec![2, 5, 3, 0, 0, 0, 0, 0], vec![2, 5, 6, 8, 3, 0, 0, 0]]);
+    assert_eq!(
+        rows(&batch, &batch.input_ids),
+        [vec![2, 5, 3, 0, 0, 0, 0, 0], vec![2, 5, 6, 8, 3, 0, 0, 0]]
+    );
     assert_eq!(rows(&batch, &batch.attention_mask)[0], [1, 1, 1, 0, 0, 0, 0, 0]);
-    let max_length = Request { padding: Padding::MaxLength, padding_side: Some(Side::Left), ..Request::default() };
+    let max_length = Request {
+        padding: Padding::MaxLength,
+        padding_side: Some(Side::Left),
+        ..Request::default()
+    };
     assert_eq!(ids(&tokenizer, &texts, None, max_length)[0], [0, 0, 0, 0, 0, 2, 5, 3]);
     let err = tokenizer
         .plan(&Request {
@@ -162,7 +213,9 @@ fn padding_longest_max_length_and_multiples_on_both_sides() {
             ..Request::default()
         })
         .unwrap_err();
-    assert!(err.to_string().contains("truncation length (10) is not a multiple of pad_to_multiple_of (4)"));
+    assert!(err
+        .to_string()
+        .contains("truncation length (10) is not a multiple of pad_to_multiple_of (4)"));
     // Without model_max_length, padding to max_length pads nothing.
     let unlimited = bert(json!({}));
     let request = Request { padding: Padding::MaxLength, ..Request::default() };
@@ -173,8 +226,11 @@ fn padding_longest_max_length_and_multiples_on_both_sides() {
 fn padding_needs_a_pad_token() {
     let tokenizer = bert(json!({"pad_token": null}));
     assert_eq!(tokenizer.pad_token_id(), None);
-    let err = tokenizer.plan(&Request { padding: Padding::Longest, ..Request::default() }).unwrap_err();
-    assert!(err.to_string().starts_with("Asking to pad but the tokenizer does not have a padding token"));
+    let err =
+        tokenizer.plan(&Request { padding: Padding::Longest, ..Request::default() }).unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("Asking to pad but the tokenizer does not have a padding token"));
 }
 
 #[test]
@@ -199,13 +255,22 @@ fn special_tokens_come_from_the_class_defaults_and_the_config() {
     let named: Vec<_> = tokenizer.special_tokens().collect();
     assert_eq!(
         named,
-        [("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"), ("cls_token", "[CLS]"), ("mask_token", "[MASK]")]
+        [
+            ("unk_token", "[UNK]"),
+            ("sep_token", "[SEP]"),
+            ("pad_token", "[PAD]"),
+            ("cls_token", "[CLS]"),
+            ("mask_token", "[MASK]")
+        ]
     );
     assert_eq!(tokenizer.special_token_id("cls_token"), Some(2));
     assert_eq!(tokenizer.convert_token_to_id("nope"), Some(1));
     assert_eq!(tokenizer.all_special_tokens(), ["[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"]);
     // Special tokens in the text are kept whole.
-    assert_eq!(ids(&tokenizer, &["hello [MASK] world"], None, Request::default()), [[2, 5, 4, 6, 3]]);
+    assert_eq!(
+        ids(&tokenizer, &["hello [MASK] world"], None, Request::default()),
+        [[2, 5, 4, 6, 3]]
+    );
     assert_eq!(tokenizer.model_input_names(), ["input_ids", "token_type_ids", "attention_mask"]);
 }
 
@@ -216,11 +281,18 @@ fn roberta_from_vocab_json_and_merges() {
     // "hello" merges whole; " world" is "Ġwo" + r + l + d (bytes 0x72, 0x6c, 0x64 at 5 + byte).
     let got = ids(&tokenizer, &["hello world"], Some(&["hello"]), Request::default());
     assert_eq!(got, [[0, 264, 266, 119, 113, 105, 2, 2, 264, 2]]);
-    assert_eq!(tokenizer.decode(&[0, 264, 266, 119, 113, 105, 2], true, None).unwrap(), "hello world");
+    assert_eq!(
+        tokenizer.decode(&[0, 264, 266, 119, 113, 105, 2], true, None).unwrap(),
+        "hello world"
+    );
     assert_eq!(tokenizer.decode(&[266], false, None).unwrap(), " wo");
     assert_eq!(tokenizer.model_input_names(), ["input_ids", "attention_mask"]);
     let with_prefix = Tokenizer::from_folder(&folder(
-        &[roberta_files(ROBERTA_MERGES), vec![("tokenizer_config.json", json!({"add_prefix_space": true}).to_string())]].concat(),
+        &[
+            roberta_files(ROBERTA_MERGES),
+            vec![("tokenizer_config.json", json!({"add_prefix_space": true}).to_string())],
+        ]
+        .concat(),
     ))
     .unwrap();
     assert_eq!(ids(&with_prefix, &["wo"], None, Request::default()), [[0, 266, 2]]);
@@ -269,8 +341,11 @@ fn missing_and_corrupt_files_name_what_is_wrong() {
     let corrupt = folder(&[("tokenizer.json", "{\"model\": ".into())]);
     let err = Tokenizer::from_folder(&corrupt).err().unwrap();
     assert!(matches!(err, Error::Value(_)));
-    assert!(err.to_string().starts_with(&format!("{}: not valid JSON", corrupt.join("tokenizer.json").display())));
-    let not_a_tokenizer = folder(&[("tokenizer.json", json!({"model": {"type": "Nope"}}).to_string())]);
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}: not valid JSON", corrupt.join("tokenizer.json").display())));
+    let not_a_tokenizer =
+        folder(&[("tokenizer.json", json!({"model": {"type": "Nope"}}).to_string())]);
     let err = Tokenizer::from_folder(&not_a_tokenizer).err().unwrap();
     assert!(err.to_string().contains("tokenizer.json: not a valid tokenizers file"), "{err}");
 }
@@ -278,7 +353,8 @@ fn missing_and_corrupt_files_name_what_is_wrong() {
 #[test]
 fn parallel_and_serial_encodings_are_the_same() {
     let tokenizer = roberta();
-    let texts: Vec<String> = (0..3000).map(|i| format!("hello {i} world{} !!", "o".repeat(i % 7))).collect();
+    let texts: Vec<String> =
+        (0..3000).map(|i| format!("hello {i} world{} !!", "o".repeat(i % 7))).collect();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let request = Request { padding: Padding::Longest, ..Request::default() };
     crate::parallel::set_enabled(false);
@@ -346,14 +422,37 @@ fn arrow_record_batches_are_laid_out_as_datasets_stores_them() {
 /// Texts with every kind of character the normalizers and pre-tokenizers treat specially.
 fn tricky_texts() -> Vec<String> {
     let mut texts: Vec<String> = [
-        "Hello, World!", "¡¿Qué?!", "naïve café Ça ÀÉÎÕÜ", "İstanbul ΣΑΣ ß ﬁ ǅ", "中文字符 and 日本語 한국어",
-        "emoji 😀👍🏽 👨‍👩‍👧 \u{1F600}\u{FE0F}", "tab\tnew\nline\rcr", "nul\0char \u{fffd} repl \u{7f}",
-        "zero\u{200b}width \u{200d} joiner \u{feff}", "nbsp\u{a0}here \u{2028} ls \u{2029} ps \u{85} nel",
-        "combining e\u{301} a\u{308}\u{301} e\u{301}\u{327}", "https://t.co/abc?x=1&y=2 #tag @user",
-        "   leading and trailing   ", "   ", "a", "ＡＢＣ！ fullwidth", "٣ arabic שלום", "ΑΣ. \u{0345}",
-        "'s 're 've 'm 'll 'd 'S", "numbers 123 4.5 ½ ²", "can't won't", "a  b   c", "!!! ... ???",
-        "\u{3000}ideographic space", "x\u{301}", "\u{301}leading mark", "<s> looks special",
-        "[CLS] looks special", "\u{E000} private use", "\u{10FFFF}", "😀😀😀😀",
+        "Hello, World!",
+        "¡¿Qué?!",
+        "naïve café Ça ÀÉÎÕÜ",
+        "İstanbul ΣΑΣ ß ﬁ ǅ",
+        "中文字符 and 日本語 한국어",
+        "emoji 😀👍🏽 👨‍👩‍👧 \u{1F600}\u{FE0F}",
+        "tab\tnew\nline\rcr",
+        "nul\0char \u{fffd} repl \u{7f}",
+        "zero\u{200b}width \u{200d} joiner \u{feff}",
+        "nbsp\u{a0}here \u{2028} ls \u{2029} ps \u{85} nel",
+        "combining e\u{301} a\u{308}\u{301} e\u{301}\u{327}",
+        "https://t.co/abc?x=1&y=2 #tag @user",
+        "   leading and trailing   ",
+        "   ",
+        "a",
+        "ＡＢＣ！ fullwidth",
+        "٣ arabic שלום",
+        "ΑΣ. \u{0345}",
+        "'s 're 've 'm 'll 'd 'S",
+        "numbers 123 4.5 ½ ²",
+        "can't won't",
+        "a  b   c",
+        "!!! ... ???",
+        "\u{3000}ideographic space",
+        "x\u{301}",
+        "\u{301}leading mark",
+        "<s> looks special",
+        "[CLS] looks special",
+        "\u{E000} private use",
+        "\u{10FFFF}",
+        "😀😀😀😀",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -362,8 +461,17 @@ fn tricky_texts() -> Vec<String> {
     texts.push("long ".repeat(300));
     // Pseudo-random strings over the same kinds of characters.
     let pools: &[(u32, u32)] = &[
-        (0x20, 0x7e), (0x00, 0x1f), (0xa0, 0xff), (0x300, 0x36f), (0x370, 0x3ff), (0x4e00, 0x4e40),
-        (0xac00, 0xac20), (0x2000, 0x206f), (0x1f600, 0x1f64f), (0xff01, 0xff5e), (0x600, 0x6ff),
+        (0x20, 0x7e),
+        (0x00, 0x1f),
+        (0xa0, 0xff),
+        (0x300, 0x36f),
+        (0x370, 0x3ff),
+        (0x4e00, 0x4e40),
+        (0xac00, 0xac20),
+        (0x2000, 0x206f),
+        (0x1f600, 0x1f64f),
+        (0xff01, 0xff5e),
+        (0x600, 0x6ff),
     ];
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move |bound: u32| {
@@ -392,7 +500,10 @@ fn assert_fast_path_matches(tokenizer: &Tokenizer, texts: &[String]) {
         let expected = tokenizer.inner.encode_fast(text.as_str(), false).unwrap();
         match fast.ids(text, tokenizer.inner.get_model(), &mut scratch).unwrap() {
             Some(ids) => assert_eq!(ids, expected.get_ids(), "{text:?}"),
-            None => assert!(text.is_empty() || text.contains("[CLS]") || text.contains("<s>"), "{text:?}"),
+            None => assert!(
+                text.is_empty() || text.contains("[CLS]") || text.contains("<s>"),
+                "{text:?}"
+            ),
         }
     }
 }
@@ -413,7 +524,8 @@ fn bert_of_every_character(config: serde_json::Value, texts: &[String]) -> Token
             }
         }
     }
-    let dir = folder(&[("vocab.txt", vocab.join("\n")), ("tokenizer_config.json", config.to_string())]);
+    let dir =
+        folder(&[("vocab.txt", vocab.join("\n")), ("tokenizer_config.json", config.to_string())]);
     Tokenizer::from_folder(&dir).unwrap()
 }
 
@@ -437,7 +549,8 @@ fn the_byte_level_fast_path_gives_the_pipeline_ids() {
     // Merges across word boundaries ("a Ġ", "Ġ Ġ") only fire if the words are split wrongly.
     let merges = [ROBERTA_MERGES, &["Ġ Ġ", "' s", "Ġ '", "1 2", "Ã ©", "Ġ Ã"]].concat();
     for config in [json!({}), json!({"add_prefix_space": true})] {
-        let files = [roberta_files(&merges), vec![("tokenizer_config.json", config.to_string())]].concat();
+        let files =
+            [roberta_files(&merges), vec![("tokenizer_config.json", config.to_string())]].concat();
         let tokenizer = Tokenizer::from_folder(&folder(&files)).unwrap();
         assert_fast_path_matches(&tokenizer, &texts);
     }
@@ -461,7 +574,8 @@ fn rows_through_the_fast_path_and_the_full_pipeline_agree() {
                 let mut full = Batch::default();
                 full.offsets.push(0);
                 for (i, text) in texts.iter().enumerate() {
-                    let row = tokenizer.encode_row(text, pairs.map(|p| p[i]), &plan, false).unwrap();
+                    let row =
+                        tokenizer.encode_row(text, pairs.map(|p| p[i]), &plan, false).unwrap();
                     full.push(&row).unwrap();
                 }
                 assert_eq!(batch, full, "{request:?}, pairs: {}", pairs.is_some());
