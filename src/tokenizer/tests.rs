@@ -113,21 +113,16 @@ fn pairs_get_the_second_type_id_and_longest_first_truncation() {
     let batch = encode(&tokenizer, &["hello"], Some(&["world"]), Request::default()).unwrap();
     assert_eq!(rows(&batch, &batch.input_ids), [[2, 5, 3, 6, 3]]);
     assert_eq!(batch.token_type_ids, [0, 0, 0, 1, 1]);
-    // 3 + 2 tokens into 6 - 3 special tokens: tokenizers' truncate_encodings keeps 2 + 1.
-    let got = ids(
-        &tokenizer,
-        &["hello hello hello"],
-        Some(&["world world"]),
-        truncating(Truncation::LongestFirst, 6),
-    );
-    assert_eq!(got, [[2, 5, 5, 3, 6, 3]]);
-    let got = ids(
-        &tokenizer,
-        &["hello hello hello"],
-        Some(&["world world"]),
-        truncating(Truncation::OnlyFirst, 6),
-    );
-    assert_eq!(got, [[2, 5, 3, 6, 6, 3]]);
+    // 3 + 2 tokens into 6 - 3 special tokens: tokenizers' truncate_encodings keeps 2 + 1
+    // longest first, 1 + 2 only first.
+    for (strategy, expected) in [
+        (Truncation::LongestFirst, [2, 5, 5, 3, 6, 3]),
+        (Truncation::OnlyFirst, [2, 5, 3, 6, 6, 3]),
+    ] {
+        let pairs: &[&str] = &["world world"];
+        let got = ids(&tokenizer, &["hello hello hello"], Some(pairs), truncating(strategy, 6));
+        assert_eq!(got, [expected], "{strategy:?}");
+    }
 }
 
 #[test]
