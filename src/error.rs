@@ -12,6 +12,10 @@ pub enum Error {
     #[error("{}: no such file or directory", .0.display())]
     NotFound(PathBuf),
 
+    /// None of the files that would serve is in a folder.
+    #[error("{}: no {what} found (looked for {})", dir.display(), looked_for.join(", "))]
+    NoneFound { dir: PathBuf, what: String, looked_for: Vec<String> },
+
     /// Any other I/O failure, with the path it concerned.
     #[error("{}: {source}", path.display())]
     Io {

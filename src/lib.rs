@@ -8,6 +8,7 @@ pub mod ops;
 pub mod parallel;
 pub mod train;
 mod py;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 

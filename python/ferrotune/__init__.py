@@ -49,6 +49,7 @@ from .trainer_callback import (  # noqa: E402
     TrainerControl,
     TrainerState,
 )
+from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast  # noqa: E402
 from .training_args import TrainingArguments  # noqa: E402
 
 __version__: str = _core.__version__
@@ -57,6 +58,8 @@ FerrotuneError = _core.FerrotuneError
 __all__ = [
     "AutoConfig",
     "AutoModelForSequenceClassification",
+    "AutoTokenizer",
+    "BatchEncoding",
     "BertForSequenceClassification",
     "DefaultFlowCallback",
     "DistilBertForSequenceClassification",
@@ -67,6 +70,7 @@ __all__ = [
     "PrinterCallback",
     "ProgressCallback",
     "PreTrainedModelForSequenceClassification",
+    "PreTrainedTokenizerFast",
     "PretrainedConfig",
     "RobertaForSequenceClassification",
     "SequenceClassifierOutput",

@@ -3,6 +3,7 @@ else as a Hugging Face hub id through huggingface_hub's cache (which honours HF_
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -35,9 +36,11 @@ def resolve_folder(path_or_id: str | os.PathLike, *, revision: str | None = None
                                    local_files_only=local_files_only,
                                    allow_patterns=allow_patterns)
     except HFValidationError as e:
-        raise OSError(
-            f"{repo_id!r} is not a local folder and not a valid Hugging Face hub id ({e}). "
-            f"Pass the path of a folder that holds the model or tokenizer files.") from e
+        # Not a hub id, so a local path that does not exist.
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"not a local folder and not a valid Hugging Face hub id ({e}). Pass the path of a "
+            f"folder that holds the model or tokenizer files", repo_id) from e
     except Exception as e:  # offline, unreachable, unknown repo, gated, ...
         raise OSError(
             f"could not find {repo_id!r}: it is not a local folder, and it could not be "

