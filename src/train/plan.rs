@@ -126,7 +126,7 @@ mod tests {
         assert_eq!((p.max_steps, p.num_epochs, p.num_train_samples), (4, 2, 16.0));
         let p = Plan::new(10, 4, 1, 3.0, -1, true).unwrap();
         assert_eq!((p.batches_per_epoch, p.max_steps), (2, 6));
-        assert_eq!(Plan::new(10, 4, 1, 3.0, -1, false).unwrap().resume_point(4), (1, 3));
+        assert_eq!(Plan::new(10, 4, 1, 3.0, -1, false).unwrap().resume_point(4), (1, 1));
         assert_eq!(Plan::new(10, 4, 2, 3.0, -1, false).unwrap().resume_point(3), (1, 2));
     }
 
