@@ -49,6 +49,7 @@ from .trainer_callback import (  # noqa: E402
     TrainerControl,
     TrainerState,
 )
+from .pipelines import TextClassificationPipeline, pipeline  # noqa: E402
 from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast  # noqa: E402
 from .training_args import TrainingArguments  # noqa: E402
 
@@ -74,6 +75,7 @@ __all__ = [
     "PretrainedConfig",
     "RobertaForSequenceClassification",
     "SequenceClassifierOutput",
+    "TextClassificationPipeline",
     "TrainOutput",
     "Trainer",
     "TrainerCallback",
@@ -82,6 +84,7 @@ __all__ = [
     "TrainingArguments",
     "XLMRobertaForSequenceClassification",
     "evaluate",
+    "pipeline",
     "set_seed",
     "__version__",
 ]

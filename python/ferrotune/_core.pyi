@@ -191,3 +191,10 @@ class Tokenizer:
                      clean_up_tokenization_spaces: bool | None = None) -> list[str]: ...
     def save(self, directory: str | PathLike[str]) -> list[PathLike[str]]:
         """Writes tokenizer_config.json and tokenizer.json; returns their paths."""
+
+def classify(model: SequenceClassifier, tokenizer: Tokenizer, texts: Any, pairs: Any = None,
+             truncation: bool | str | None = None, max_length: int | None = None,
+             batch_size: int | None = None, bf16: bool = False) -> torch.Tensor:
+    """Logits [texts, num_labels] of `pipeline("text-classification")`: parallel tokenization,
+    batches of similar lengths (a token budget when batch_size is None), input order kept.
+    ValueError names an input longer than the model takes without truncation."""

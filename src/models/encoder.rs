@@ -224,6 +224,15 @@ impl Encoder {
         }
     }
 
+    /// The longest input the position embeddings cover (RoBERTa's positions start after the
+    /// padding index).
+    pub fn max_sequence_length(&self) -> i64 {
+        match self.embeddings.roberta_padding_idx {
+            Some(pad) => self.max_positions - pad - 1,
+            None => self.max_positions,
+        }
+    }
+
     /// Checks the inputs, so that bad ids give an exception instead of a libtorch error.
     pub fn check_inputs(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>) -> Result<()> {
         let (batch, seq) = match input_ids.size()[..] {
@@ -237,15 +246,11 @@ impl Encoder {
         if !is_integer(input_ids.kind()) {
             return Err(Error::type_error(format!("input_ids must hold integers, got {:?}", input_ids.kind())));
         }
-        let positions_needed = match self.embeddings.roberta_padding_idx {
-            Some(pad) => seq + pad + 1,
-            None => seq,
-        };
-        if position_ids.is_none() && positions_needed > self.max_positions {
+        if position_ids.is_none() && seq > self.max_sequence_length() {
             return Err(Error::value(format!(
                 "the sequence length {seq} is longer than the model's maximum of {} positions \
                  (max_position_embeddings {}); truncate the inputs, e.g. tokenizer(..., truncation=True)",
-                self.max_positions - (positions_needed - seq),
+                self.max_sequence_length(),
                 self.max_positions
             )));
         }

@@ -52,6 +52,11 @@ impl SequenceClassifier {
         SequenceClassifier { config, vs, encoder, head }
     }
 
+    /// The longest sequence the model takes (max_position_embeddings, less RoBERTa's offset).
+    pub fn max_sequence_length(&self) -> i64 {
+        self.encoder.max_sequence_length()
+    }
+
     pub fn attention(&self) -> AttentionImpl {
         self.encoder.attention
     }

@@ -5,6 +5,7 @@ mod errors;
 mod json;
 mod metrics;
 mod model;
+mod pipeline;
 mod tensor;
 mod train;
 mod tokenizer;
@@ -67,6 +68,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     model::register(m)?;
     metrics::register(m)?;
     train::register(m)?;
+    pipeline::register(m)?;
     tokenizer::register(m)?;
     Ok(())
 }

@@ -18,11 +18,11 @@ use std::path::PathBuf;
 
 #[pyclass(name = "Tokenizer", module = "ferrotune._core")]
 pub struct PyTokenizer {
-    inner: Tokenizer,
+    pub(super) inner: Tokenizer,
 }
 
 /// Texts as the core reads them: Python strings (kept alive here) or Arrow string chunks.
-enum Texts<'py> {
+pub(super) enum Texts<'py> {
     Python(Vec<Bound<'py, PyString>>),
     Arrow(Vec<ArrayRef>),
 }
@@ -52,7 +52,7 @@ impl<'py> Texts<'py> {
     }
 
     /// An Arrow array or chunked array (through the Arrow PyCapsule interface), or a sequence.
-    fn from_column(column: &Bound<'py, PyAny>, what: &str) -> PyResult<Texts<'py>> {
+    pub(super) fn from_column(column: &Bound<'py, PyAny>, what: &str) -> PyResult<Texts<'py>> {
         let py = column.py();
         if column.hasattr(intern!(py, "__arrow_c_stream__"))?
             || column.hasattr(intern!(py, "__arrow_c_array__"))?
@@ -109,7 +109,7 @@ fn truncation(value: &Bound<'_, PyAny>) -> PyResult<Option<Truncation>> {
 }
 
 /// The request of a call; a missing `padding` is `False`, a missing `truncation` is `None`.
-fn request(
+pub(super) fn request(
     add_special_tokens: bool,
     padding_arg: Option<&Bound<'_, PyAny>>,
     truncation_arg: Option<&Bound<'_, PyAny>>,
@@ -412,7 +412,7 @@ impl PyTokenizer {
 
 impl PyTokenizer {
     /// The shared body of `encode` and `encode_column`: the core encodes without the GIL.
-    fn encode_texts(
+    pub(super) fn encode_texts(
         &self,
         py: Python<'_>,
         texts: &Texts<'_>,

@@ -100,7 +100,10 @@ fn predict(
     let data = examples.inner.clone();
     let collator = collator(pad_token_id, pad_left, pad_to_multiple_of);
     let out = py.detach(|| {
-        guard(|| run::predict(model.get().model(), &data, &collator, batch_size, bf16, problem_type, nan_inf_filter))
+        guard(|| {
+            let batching = run::Batching::Examples(batch_size);
+            run::predict(model.get().model(), &data, &collator, batching, bf16, problem_type, nan_inf_filter)
+        })
     })?;
     Ok((PyTensor(out.logits), out.labels.map(PyTensor), out.loss))
 }

@@ -263,6 +263,17 @@ impl Examples {
         Ok(Examples { input_ids, attention_mask, token_type_ids, labels })
     }
 
+    /// The unpadded rows the tokenizer encoded, without labels (for inference).
+    pub fn from_encoded(batch: &crate::tokenizer::Batch, token_type_ids: bool) -> Examples {
+        let widen = |values: Vec<i64>| Sequences { values, offsets: batch.offsets.clone() };
+        Examples {
+            input_ids: widen(batch.input_ids.iter().map(|&v| v as i64).collect()),
+            attention_mask: None,
+            token_type_ids: token_type_ids.then(|| widen(batch.token_type_ids.iter().map(|&v| v as i64).collect())),
+            labels: None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.input_ids.len()
     }

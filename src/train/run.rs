@@ -266,11 +266,45 @@ pub struct Predictions {
     pub loss: Option<f64>,
 }
 
-/// transformers' `evaluation_loop`: no gradients, no dropout, batches of `batch_size`. Batches
-/// are formed from examples sorted by length (less padding; each example's logits do not depend
-/// on its batch) and the results are put back in the data's order.
-pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Collator, batch_size: usize, bf16: bool, problem_type: Option<ProblemType>, nan_inf_filter: bool) -> Result<Predictions> {
-    if batch_size == 0 {
+/// How inference groups the examples (sorted by length, longest first) into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// A fixed number of examples per batch.
+    Examples(usize),
+    /// As many examples as fit `tokens` padded tokens, at most `max_examples`.
+    Tokens { tokens: usize, max_examples: usize },
+}
+
+impl Batching {
+    /// Splits `order` (longest first) into batches.
+    fn split(self, order: &[usize], lengths: &[usize]) -> Vec<Vec<usize>> {
+        match self {
+            Batching::Examples(n) => order.chunks(n.max(1)).map(<[usize]>::to_vec).collect(),
+            Batching::Tokens { tokens, max_examples } => {
+                let mut out: Vec<Vec<usize>> = Vec::new();
+                let mut current: Vec<usize> = Vec::new();
+                for &i in order {
+                    // Longest first: the batch's first example sets its width.
+                    let width = current.first().map_or(lengths[i], |&f| lengths[f]);
+                    if !current.is_empty() && ((current.len() + 1) * width > tokens || current.len() == max_examples) {
+                        out.push(std::mem::take(&mut current));
+                    }
+                    current.push(i);
+                }
+                if !current.is_empty() {
+                    out.push(current);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// transformers' `evaluation_loop`: no gradients, no dropout. Batches are formed from examples
+/// sorted by length (less padding; each example's logits do not depend on its batch) and the
+/// results are put back in the data's order.
+pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Collator, batching: Batching, bf16: bool, problem_type: Option<ProblemType>, nan_inf_filter: bool) -> Result<Predictions> {
+    if batching == Batching::Examples(0) {
         return Err(Error::value("per_device_eval_batch_size must be a positive integer, got 0"));
     }
     let lengths = data.lengths();
@@ -283,13 +317,16 @@ pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Co
     let _ = Tensor::empty([], (Kind::Int64, tch::Device::Cpu)).random_();
     let mut logits = Vec::new();
     let mut losses: Vec<(f64, usize)> = Vec::new();
-    for chunk in order.chunks(batch_size) {
-        let batch = collator.collate(data, chunk, model.device());
+    for chunk in batching.split(&order, &lengths) {
+        let batch = collator.collate(data, &chunk, model.device());
         let out = model.forward(&batch_view(&batch), problem_type, false)?;
         if let Some(loss) = out.loss {
             losses.push((loss.to_kind(Kind::Double).double_value(&[]), chunk.len()));
         }
         logits.push(out.logits.to_kind(Kind::Float).to_device(tch::Device::Cpu));
+    }
+    if logits.is_empty() {
+        return Err(Error::value("there is nothing to predict (no examples)"));
     }
     let sorted = Tensor::cat(&logits, 0);
     let position: Vec<i64> = {
@@ -323,4 +360,20 @@ fn collator_labels(data: &Examples) -> Option<Tensor> {
             if *width == 1 { t } else { t.view([-1, *width as i64]) }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batching;
+
+    #[test]
+    fn token_budget_batches_grow_as_examples_shrink() {
+        let lengths = [10, 2, 8, 2, 4, 2];
+        let order = [0, 2, 4, 1, 3, 5]; // longest first
+        let b = Batching::Tokens { tokens: 20, max_examples: 100 }.split(&order, &lengths);
+        assert_eq!(b, vec![vec![0, 2], vec![4, 1, 3, 5]]);
+        let b = Batching::Tokens { tokens: 100, max_examples: 4 }.split(&order, &lengths);
+        assert_eq!(b, vec![vec![0, 2, 4, 1], vec![3, 5]]);
+        assert_eq!(Batching::Examples(4).split(&order, &lengths), vec![vec![0, 2, 4, 1], vec![3, 5]]);
+    }
 }
