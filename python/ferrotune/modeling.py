@@ -29,6 +29,7 @@ class ModelOutput(OrderedDict):
 
     def __init__(self, **fields: Any):
         super().__init__((k, v) for k, v in fields.items() if v is not None)
+        object.__setattr__(self, "_fields", tuple(fields))
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
@@ -40,8 +41,8 @@ class ModelOutput(OrderedDict):
     def to_tuple(self) -> tuple:
         return tuple(self.values())
 
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.items())
+    def __repr__(self) -> str:  # every field, None ones too, as the dataclass repr shows them
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._fields)
         return f"{type(self).__name__}({fields})"
 
 

