@@ -108,8 +108,12 @@ def work_train(library: str, quick: bool, bf16: bool) -> dict:
     steps = 12 if quick else 40
     texts, labels = tweets(16 * steps)
     data, tokenizer = dataset(library, texts, labels)
-    t = trainer(library, MINILM, data, tokenizer, bf16=bf16, steps=steps)
-    t.train()  # includes one warm-up step in the runtime, as a user would see
+    return train_speed(library, trainer(library, MINILM, data, tokenizer, bf16=bf16, steps=steps))
+
+
+def train_speed(library: str, t) -> dict:
+    """samples/s of a second train() (the first warms up), and ferrotune's FLOP/s."""
+    t.train()
     out = t.train()
     result = {"value": out.metrics["train_samples_per_second"], "unit": "samples/s"}
     if library == "ferrotune":
@@ -175,13 +179,8 @@ def work_base(library: str, quick: bool, length: int) -> dict:
     texts, labels = tweets(16 * steps)
     texts = [(t + " ") * 12 for t in texts]  # long enough to fill `length` tokens
     data, tokenizer = dataset(library, texts, labels, base_model_dir(), max_length=length)
-    t = trainer(library, base_model_dir(), data, tokenizer, bf16=True, steps=steps)
-    t.train()
-    out = t.train()
-    result = {"value": out.metrics["train_samples_per_second"], "unit": "samples/s"}
-    if library == "ferrotune":
-        result["flops"] = out.metrics["total_flos"] / out.metrics["train_runtime"]
-    return result
+    return train_speed(library, trainer(library, base_model_dir(), data, tokenizer, bf16=True,
+                                        steps=steps))
 
 
 def work_base_128(library, quick):

@@ -163,22 +163,16 @@ impl Fields<'_> {
     }
 
     fn positive_int(&self, key: &str) -> Result<i64> {
-        match self.get(key)?.as_i64() {
-            Some(v) if v > 0 => Ok(v),
-            _ => Err(Error::value(format!(
-                "config {key:?} must be a positive integer, got {}",
-                self.get(key)?
-            ))),
-        }
+        self.int_at_least(key, 1)
     }
 
     fn int_at_least(&self, key: &str, min: i64) -> Result<i64> {
         match self.get(key)?.as_i64() {
             Some(v) if v >= min => Ok(v),
-            _ => Err(Error::value(format!(
-                "config {key:?} must be an integer >= {min}, got {}",
-                self.get(key)?
-            ))),
+            _ => {
+                let what = if min == 1 { "a positive integer".to_string() } else { format!("an integer >= {min}") };
+                Err(Error::value(format!("config {key:?} must be {what}, got {}", self.get(key)?)))
+            }
         }
     }
 

@@ -121,9 +121,9 @@ fn floats(column: &str, array: &dyn Array, row_base: usize) -> Result<Vec<f32>> 
     })
 }
 
-/// Appends a list<integer> column chunk to `out`.
-fn append_sequences(column: &str, array: &ArrayRef, row_base: usize, out: &mut Sequences) -> Result<()> {
-    let (offsets, values): (Vec<usize>, ArrayRef) = match array.data_type() {
+/// The offsets and the values of a list column chunk (list, large list or fixed-size list).
+fn list_parts(column: &str, array: &ArrayRef) -> Result<(Vec<usize>, ArrayRef)> {
+    Ok(match array.data_type() {
         DataType::List(_) => {
             let l = array.as_list::<i32>();
             (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
@@ -132,12 +132,22 @@ fn append_sequences(column: &str, array: &ArrayRef, row_base: usize, out: &mut S
             let l = array.as_list::<i64>();
             (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
         }
+        DataType::FixedSizeList(_, _) => {
+            let l = array.as_fixed_size_list();
+            let n = l.value_length() as usize;
+            ((0..=l.len()).map(|i| i * n).collect(), l.values().clone())
+        }
         other => {
             return Err(Error::type_error(format!(
-                "{column} must be a column of token id lists, got Arrow type {other}"
+                "{column} must be a column of lists, got Arrow type {other}"
             )))
         }
-    };
+    })
+}
+
+/// Appends a list<integer> column chunk to `out`.
+fn append_sequences(column: &str, array: &ArrayRef, row_base: usize, out: &mut Sequences) -> Result<()> {
+    let (offsets, values) = list_parts(column, array)?;
     if let Some(row) = (0..array.len()).find(|&i| array.is_null(i)) {
         return Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row)));
     }
@@ -194,23 +204,7 @@ impl Examples {
                         values.extend(floats(name, labels.as_ref(), row_base)?);
                     }
                     DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
-                        let mut rows = Sequences::default();
-                        rows.offsets.push(0);
-                        let (offsets, inner): (Vec<usize>, ArrayRef) = match labels.data_type() {
-                            DataType::List(_) => {
-                                let l = labels.as_list::<i32>();
-                                (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
-                            }
-                            DataType::LargeList(_) => {
-                                let l = labels.as_list::<i64>();
-                                (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
-                            }
-                            _ => {
-                                let l = labels.as_fixed_size_list();
-                                let n = l.value_length() as usize;
-                                ((0..=l.len()).map(|i| i * n).collect(), l.values().clone())
-                            }
-                        };
+                        let (offsets, inner) = list_parts(name, labels)?;
                         let flat = floats(name, inner.as_ref(), row_base)?;
                         for (row, w) in offsets.windows(2).enumerate() {
                             let n = w[1] - w[0];
