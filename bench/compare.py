@@ -117,7 +117,8 @@ def train_speed(library: str, t) -> dict:
     out = t.train()
     result = {"value": out.metrics["train_samples_per_second"], "unit": "samples/s"}
     if library == "ferrotune":
-        result["flops"] = out.metrics["total_flos"] / out.metrics["train_runtime"]
+        # total_flos is in the state (the printer callback pops it from the metrics)
+        result["flops"] = t.state.total_flos / out.metrics["train_runtime"]
     return result
 
 

@@ -23,7 +23,7 @@ def train_roberta_tokenizer(texts: list[str], folder: Path) -> Path:
     """A RoBERTa tokenizer folder (byte-level BPE, 2000 tokens) trained on `texts` with the
     `tokenizers` package: vocab.json, merges.txt, tokenizer.json (RobertaProcessing),
     tokenizer_config.json (model_max_length 64, `<mask>` with lstrip), special_tokens_map.json.
-    Also used by bench/tokenize.py."""
+    Also used by bench/tokenizer_speed.py."""
     import json
 
     from tokenizers import ByteLevelBPETokenizer, processors

@@ -8,6 +8,7 @@
 //! checkpoints load without a renaming table.
 
 use super::config::{Activation, Arch, ModelConfig};
+use super::dropout::dropout;
 use crate::error::{Error, Result};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -131,7 +132,7 @@ impl Embeddings {
             embeddings = embeddings + token_type.forward(&ids);
         }
         embeddings = embeddings + self.position.forward(&position_ids);
-        self.layer_norm.forward(&embeddings).dropout(self.dropout, train)
+        dropout(&self.layer_norm.forward(&embeddings), self.dropout, train)
     }
 }
 
@@ -277,41 +278,52 @@ impl Encoder {
         Ok(())
     }
 
-    /// The last hidden states, [batch, seq, hidden]. Inputs must have passed `check_inputs`.
-    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>, train: bool) -> Tensor {
-        let mut hidden = self.embeddings.forward(input_ids, token_type_ids, position_ids, train);
-        let kind = hidden.kind();
+    /// The last hidden states. Inputs must have passed `check_inputs`.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>, train: bool) -> Hidden {
+        let embedded = self.embeddings.forward(input_ids, token_type_ids, position_ids, train);
+        let kind = embedded.kind();
         // [b, 1, 1, s]: 0 where attended, the dtype's minimum where masked (transformers'
         // bidirectional mask in the computation dtype).
         let bias = attention_mask.map(|m| {
             let keep = m.to_kind(kind).unsqueeze(1).unsqueeze(1);
             (keep.ones_like() - keep) * min_value(kind)
         });
+        let packing = attention_mask.and_then(Packing::of);
+        let mut states = match &packing {
+            Some(p) => p.pack(&embedded),
+            None => embedded,
+        };
         for layer in &self.layers {
-            hidden = self.layer_forward(layer, &hidden, bias.as_ref(), train);
+            states = self.layer_forward(layer, &states, packing.as_ref(), bias.as_ref(), train);
         }
-        hidden
+        Hidden { states, packing }
     }
 
-    fn layer_forward(&self, layer: &Layer, x: &Tensor, bias: Option<&Tensor>, train: bool) -> Tensor {
-        let context = self.self_attention(layer, x, bias, train);
+    fn layer_forward(&self, layer: &Layer, x: &Tensor, packing: Option<&Packing>, bias: Option<&Tensor>, train: bool) -> Tensor {
+        let context = self.self_attention(layer, x, packing, bias, train);
         let mut attended = layer.attention_output.forward(&context);
         if layer.attention_output_dropout {
-            attended = attended.dropout(self.hidden_dropout, train);
+            attended = dropout(&attended, self.hidden_dropout, train);
         }
         let attended = layer.attention_norm.forward(&(attended + x));
         let inner = activate(self.activation, &layer.ffn_in.forward(&attended));
-        let out = layer.ffn_out.forward(&inner).dropout(self.hidden_dropout, train);
+        let out = dropout(&layer.ffn_out.forward(&inner), self.hidden_dropout, train);
         layer.output_norm.forward(&(out + attended))
     }
 
-    fn self_attention(&self, layer: &Layer, x: &Tensor, bias: Option<&Tensor>, train: bool) -> Tensor {
-        let (b, s, _) = x.size3().expect("hidden states are 3-D");
+    /// Attention over the [batch, seq] layout; `x` and the result are packed when `packing` is.
+    fn self_attention(&self, layer: &Layer, x: &Tensor, packing: Option<&Packing>, bias: Option<&Tensor>, train: bool) -> Tensor {
         let (h, d) = (self.num_heads, self.head_dim);
+        let padded = |t: Tensor| match packing {
+            Some(p) => p.unpack(&t),
+            None => t,
+        };
+        let q = padded(layer.query.forward(x));
+        let (b, s, _) = q.size3().expect("hidden states are 3-D");
         let heads = |t: Tensor| t.view([b, s, h, d]).transpose(1, 2);
-        let q = heads(layer.query.forward(x));
-        let k = heads(layer.key.forward(x));
-        let v = heads(layer.value.forward(x));
+        let q = heads(q);
+        let k = heads(padded(layer.key.forward(x)));
+        let v = heads(padded(layer.value.forward(x)));
         let scale = (d as f64).powf(-0.5);
         let p = if train { self.attention_dropout } else { 0.0 };
         let context = match self.attention {
@@ -320,11 +332,72 @@ impl Encoder {
                 if let Some(bias) = bias {
                     scores = scores + bias;
                 }
-                scores.softmax(-1, scores.kind()).dropout(p, train).matmul(&v)
+                dropout(&scores.softmax(-1, scores.kind()), p, train).matmul(&v)
             }
             AttentionImpl::Fused => Tensor::scaled_dot_product_attention(&q, &k, &v, bias, p, false, scale, false),
         };
-        context.transpose(1, 2).contiguous().view([b, s, h * d])
+        let context = context.transpose(1, 2).contiguous().view([b, s, h * d]);
+        match packing {
+            Some(p) => p.pack(&context),
+            None => context,
+        }
+    }
+}
+
+/// The real (attended) tokens of a padded batch, so that the token-wise layers (all but
+/// attention) skip the padding: the padded positions' outputs never reach the attended ones, so
+/// the results are transformers' while the padding costs no matrix products.
+pub struct Packing {
+    /// Flat [batch × seq] positions of the attended tokens, row by row.
+    index: Tensor,
+    /// For each row, where its first token is in the packed layout.
+    first: Tensor,
+    batch: i64,
+    seq: i64,
+}
+
+impl Packing {
+    /// None when there is no padding, or when a row starts with padding (left padding: the
+    /// heads read position 0, which transformers computes even when it is padding).
+    fn of(mask: &Tensor) -> Option<Packing> {
+        let (batch, seq) = mask.size2().ok()?;
+        let keep = mask.ne(0);
+        let lengths = keep.sum_dim_intlist(1, false, Kind::Int64);
+        if lengths.sum(Kind::Int64).int64_value(&[]) == batch * seq || keep.select(1, 0).all().int64_value(&[]) == 0 {
+            return None;
+        }
+        let index = keep.view([-1]).nonzero().squeeze_dim(1);
+        let first = lengths.cumsum(0, Kind::Int64) - &lengths;
+        Some(Packing { index, first, batch, seq })
+    }
+
+    /// [batch, seq, hidden] → [tokens, hidden].
+    fn pack(&self, x: &Tensor) -> Tensor {
+        x.reshape([self.batch * self.seq, -1]).index_select(0, &self.index)
+    }
+
+    /// [tokens, hidden] → [batch, seq, hidden], zeros at the padding.
+    fn unpack(&self, x: &Tensor) -> Tensor {
+        let width = x.size()[1];
+        Tensor::zeros([self.batch * self.seq, width], (x.kind(), x.device()))
+            .index_copy(0, &self.index, x)
+            .view([self.batch, self.seq, width])
+    }
+}
+
+/// The encoder's last hidden states, packed (padding skipped) or [batch, seq, hidden].
+pub struct Hidden {
+    states: Tensor,
+    packing: Option<Packing>,
+}
+
+impl Hidden {
+    /// The hidden state of each row's first token ([CLS] / <s>), [batch, hidden].
+    pub fn first_tokens(&self) -> Tensor {
+        match &self.packing {
+            Some(p) => self.states.index_select(0, &p.first),
+            None => self.states.select(1, 0),
+        }
     }
 }
 

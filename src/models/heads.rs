@@ -4,6 +4,7 @@
 //! classifier).
 
 use super::config::{Arch, ModelConfig};
+use super::dropout::dropout;
 use super::encoder::linear;
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -34,21 +35,20 @@ impl Head {
         }
     }
 
-    /// Logits [batch, num_labels] from the last hidden states [batch, seq, hidden].
-    pub fn forward(&self, hidden: &Tensor, dropout: f64, train: bool) -> Tensor {
-        let first = hidden.select(1, 0);
+    /// Logits [batch, num_labels] from the first token's hidden state [batch, hidden].
+    pub fn forward(&self, first: &Tensor, p: f64, train: bool) -> Tensor {
         match self {
             Head::Bert { pooler, classifier } => {
                 let pooled = pooler.forward(&first).tanh();
-                classifier.forward(&pooled.dropout(dropout, train))
+                classifier.forward(&dropout(&pooled, p, train))
             }
             Head::Roberta { dense, out_proj } => {
-                let x = dense.forward(&first.dropout(dropout, train)).tanh();
-                out_proj.forward(&x.dropout(dropout, train))
+                let x = dense.forward(&dropout(first, p, train)).tanh();
+                out_proj.forward(&dropout(&x, p, train))
             }
             Head::DistilBert { pre_classifier, classifier } => {
                 let x = pre_classifier.forward(&first).relu();
-                classifier.forward(&x.dropout(dropout, train))
+                classifier.forward(&dropout(&x, p, train))
             }
         }
     }

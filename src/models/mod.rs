@@ -1,6 +1,7 @@
 //! Encoders with sequence-classification heads on tch: BERT, RoBERTa, XLM-RoBERTa, DistilBERT.
 
 pub mod config;
+pub mod dropout;
 pub mod encoder;
 pub mod heads;
 pub mod loss;
@@ -89,7 +90,7 @@ impl SequenceClassifier {
             position_ids.as_ref(),
             train,
         );
-        let logits = self.head.forward(&hidden, self.config.classifier_dropout, train);
+        let logits = self.head.forward(&hidden.first_tokens(), self.config.classifier_dropout, train);
         let loss = match (labels, problem_type) {
             (Some(labels), Some(problem)) => Some(loss::loss(problem, &logits, &labels.to_device(device))),
             _ => None,

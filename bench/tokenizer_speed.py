@@ -2,33 +2,29 @@
 `datasets.Dataset.map(tokenizer, batched=True)` with transformers' fast tokenizer, on the same
 machine, in the same run, with the same output (checked, values and Arrow types).
 
-    python bench/tokenize.py                          # all-MiniLM-L6-v2 (WordPiece)
-    python bench/tokenize.py --tokenizer roberta-tweets   # byte-level BPE trained on the tweets
-    python bench/tokenize.py --tokenizer FOLDER       # any tokenizer folder
+    python bench/tokenizer_speed.py                          # all-MiniLM-L6-v2 (WordPiece)
+    python bench/tokenizer_speed.py --tokenizer roberta-tweets   # byte-level BPE trained on the tweets
+    python bench/tokenizer_speed.py --tokenizer FOLDER       # any tokenizer folder
 
 Prints rows/s of each way and the ratios to transformers; the best of `--repeat` runs counts.
 ferrotune's own tokenizer through `datasets.map` is timed too (the drop-in speed).
 """
 
+import argparse
+import importlib.util
 import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-# This script is named like the standard library's `tokenize`, which the imports below need:
-# keep its folder off the import path.
+import datasets
+import pandas as pd
+import transformers
+
+import ferrotune
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path = [path for path in sys.path if os.path.abspath(path or ".") != HERE]
-
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import datasets  # noqa: E402
-import pandas as pd  # noqa: E402
-import transformers  # noqa: E402
-
-import ferrotune  # noqa: E402
 
 
 def package_file(package: str, *parts: str) -> Path:
