@@ -36,7 +36,7 @@ def main():
     config = ferrotune.AutoConfig.for_model("bert", hidden_size=384, num_hidden_layers=6,
                                             num_attention_heads=12, intermediate_size=1536)
     model = ferrotune.AutoModelForSequenceClassification.from_config(config)
-    modes = ["explicit", "fused"]
+    modes = ["explicit", "fused", "auto"]
     print(f"batch {args.batch}, MiniLM shape (6 layers, 384 hidden, 12 heads), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'dtype':9} {'pass':8} {'length':>6} " + " ".join(f"{m:>10}" for m in modes)

@@ -61,7 +61,7 @@ def padded_batch(model_type: str, with_token_types: bool = True):
     return batch
 
 
-@pytest.mark.parametrize("attention", ["explicit", "fused"])
+@pytest.mark.parametrize("attention", ["explicit", "fused", "auto"])
 def test_eval_logits_match_transformers(tiny, attention):
     model_type, folder = tiny
     hf, ft = load_both(folder)

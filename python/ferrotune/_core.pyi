@@ -63,7 +63,8 @@ class SequenceClassifier:
     @property
     def dtype(self) -> str: ...
     attention: str
-    """"explicit" (matmul-softmax) or "fused" (scaled_dot_product_attention)."""
+    """"auto" (chosen per call), "explicit" (matmul-softmax) or "fused"
+    (scaled_dot_product_attention)."""
     @property
     def num_labels(self) -> int: ...
     @property

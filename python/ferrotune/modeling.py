@@ -262,7 +262,8 @@ class PreTrainedModelForSequenceClassification:
 
     @property
     def attention_implementation(self) -> str:
-        """"explicit" (matmul-softmax) or "fused" (libtorch's scaled_dot_product_attention)."""
+        """"auto" (the faster per call, the default), "explicit" (matmul-softmax) or "fused"
+        (libtorch's scaled_dot_product_attention); all give the same results."""
         return self._model.attention
 
     @attention_implementation.setter

@@ -13,13 +13,27 @@ use crate::error::{Error, Result};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-/// How attention probabilities are computed; both give transformers' results.
+/// How attention probabilities are computed; all give transformers' results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionImpl {
     /// matmul, additive mask, softmax, dropout, matmul (`eager_attention_forward`).
     Explicit,
     /// libtorch's fused scaled_dot_product_attention.
     Fused,
+    /// Per call, the faster of the two as measured by bench/attention.py: fused on CUDA and
+    /// for float32 inference on 64 tokens or more; explicit otherwise (on this CPU the fused
+    /// backward took up to 1.8x longer in bf16 and 1.14x in fp32).
+    Auto,
+}
+
+impl AttentionImpl {
+    fn resolve(self, device: tch::Device, kind: Kind, train: bool, seq: i64) -> AttentionImpl {
+        match self {
+            AttentionImpl::Auto if device.is_cuda() || (!train && kind == Kind::Float && seq >= 64) => AttentionImpl::Fused,
+            AttentionImpl::Auto => AttentionImpl::Explicit,
+            chosen => chosen,
+        }
+    }
 }
 
 pub(crate) fn normal_init(config: &ModelConfig) -> nn::Init {
@@ -221,7 +235,7 @@ impl Encoder {
             max_positions: config.max_position_embeddings,
             vocab_size: config.vocab_size,
             type_vocab_size: config.type_vocab_size,
-            attention: AttentionImpl::Explicit,
+            attention: AttentionImpl::Auto,
         }
     }
 
@@ -326,8 +340,8 @@ impl Encoder {
         let v = heads(padded(layer.value.forward(x)));
         let scale = (d as f64).powf(-0.5);
         let p = if train { self.attention_dropout } else { 0.0 };
-        let context = match self.attention {
-            AttentionImpl::Explicit => {
+        let context = match self.attention.resolve(q.device(), q.kind(), train, s) {
+            AttentionImpl::Explicit | AttentionImpl::Auto => {
                 let mut scores = q.matmul(&k.transpose(2, 3)) * scale;
                 if let Some(bias) = bias {
                     scores = scores + bias;

@@ -190,12 +190,14 @@ impl PySequenceClassifier {
         kind_name(self.lock().kind())
     }
 
-    /// "explicit" (matmul-softmax) or "fused" (scaled_dot_product_attention).
+    /// "auto" (chosen per call), "explicit" (matmul-softmax) or "fused"
+    /// (scaled_dot_product_attention).
     #[getter]
     fn attention(&self) -> &'static str {
         match self.lock().attention() {
             AttentionImpl::Explicit => "explicit",
             AttentionImpl::Fused => "fused",
+            AttentionImpl::Auto => "auto",
         }
     }
 
@@ -204,7 +206,8 @@ impl PySequenceClassifier {
         let attention = match value {
             "explicit" => AttentionImpl::Explicit,
             "fused" => AttentionImpl::Fused,
-            other => return Err(Error::value(format!("attention must be \"explicit\" or \"fused\", got {other:?}")).into()),
+            "auto" => AttentionImpl::Auto,
+            other => return Err(Error::value(format!("attention must be \"auto\", \"explicit\" or \"fused\", got {other:?}")).into()),
         };
         self.lock().set_attention(attention);
         Ok(())
