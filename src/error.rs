@@ -44,6 +44,15 @@ pub enum Error {
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 
+    /// More memory than can be had (a padding length far beyond the data, say).
+    #[error("{0}")]
+    Memory(String),
+
+    /// A long call stopped because a Python signal handler raised (Ctrl+C); the bindings
+    /// re-raise that exception itself.
+    #[error("interrupted")]
+    Interrupted,
+
     /// Anything else: an internal failure, reported rather than aborting.
     #[error("{0}")]
     Other(String),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _core
-from .hub import resolve_folder
+from .hub import ignore_remote_code, resolve_folder
 
 CONFIG_NAME = "config.json"
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -116,6 +116,7 @@ class PretrainedConfig:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
                         **kwargs: Any) -> PretrainedConfig:
+        ignore_remote_code(kwargs.pop("trust_remote_code", False))
         hub_kwargs = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "token",
                                                  "local_files_only") if k in kwargs}
         folder = resolve_folder(pretrained_model_name_or_path, **hub_kwargs)

@@ -4,8 +4,20 @@ else as a Hugging Face hub id through huggingface_hub's cache (which honours HF_
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
+
+logger = logging.getLogger("ferrotune")
+
+
+def ignore_remote_code(trust_remote_code: bool) -> None:
+    """ferrotune never imports or runs code from a model folder or the hub (transformers does
+    with trust_remote_code=True); the flag is accepted so that notebooks run, and said to do
+    nothing."""
+    if trust_remote_code:
+        logger.warning("trust_remote_code=True is ignored: ferrotune never runs code from a model "
+                       "folder or the hub, it uses its own implementation of the model_type")
 
 
 def resolve_folder(path_or_id: str | os.PathLike, *, revision: str | None = None,
@@ -31,6 +43,12 @@ def resolve_folder(path_or_id: str | os.PathLike, *, revision: str | None = None
     from huggingface_hub.errors import HFValidationError
 
     repo_id = os.fspath(path_or_id)
+    # Never let a hub id name a place outside the hub cache, whatever huggingface_hub accepts.
+    if os.path.isabs(repo_id) or ".." in repo_id.replace("\\", "/").split("/"):
+        raise FileNotFoundError(
+            errno.ENOENT, "not a local folder and not a valid Hugging Face hub id (a hub id is "
+            "'name' or 'namespace/name', never an absolute path nor one with '..'). Pass the path "
+            "of a folder that holds the model or tokenizer files", repo_id)
     try:
         folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token,
                                    local_files_only=local_files_only,

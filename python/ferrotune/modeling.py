@@ -3,6 +3,7 @@ Rust model (`_core.SequenceClassifier`), whose weights are torch tensors shared 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -13,8 +14,8 @@ from typing import Any, Iterator
 import torch
 
 from . import _core
-from .configuration import PretrainedConfig, _write_atomically
-from .hub import resolve_folder
+from .configuration import CONFIG_NAME, PretrainedConfig, _write_atomically
+from .hub import ignore_remote_code, resolve_folder
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,20 @@ def _checkpoint_files(folder: Path) -> tuple[str, list[Path]]:
     raise FileNotFoundError(
         2, f"no model weights in {str(folder)!r}: looked for {SAFE_WEIGHTS_NAME}, "
            f"{SAFE_WEIGHTS_INDEX_NAME} and {WEIGHTS_NAME}", str(folder))
+
+
+def _unset_sizes(path: Path) -> list[str]:
+    """The size keys that config.json leaves to the model type's defaults."""
+    sizes = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+             "max_position_embeddings", "type_vocab_size", "dim", "hidden_dim", "n_layers")
+    try:
+        written = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(written, dict) or not isinstance(written.get("model_type"), str):
+        return []
+    defaults = json.loads(_core.complete_config(json.dumps({"model_type": written["model_type"]})))
+    return [key for key in sizes if key in defaults and key not in written]
 
 
 def _read_torch_bin(path: Path) -> list[tuple[str, torch.Tensor]]:
@@ -300,9 +315,10 @@ class PreTrainedModelForSequenceClassification:
                         dtype: Any = None, torch_dtype: Any = None,
                         revision: str | None = None, cache_dir: str | os.PathLike | None = None,
                         token: str | bool | None = None, local_files_only: bool = False,
-                        **config_kwargs: Any):
+                        trust_remote_code: bool = False, **config_kwargs: Any):
         """Loads config.json and the weights of a local folder or a hub id; `num_labels`,
         `id2label`, `label2id`, `problem_type` and other config keys may be overridden."""
+        ignore_remote_code(trust_remote_code)
         folder = resolve_folder(pretrained_model_name_or_path, revision=revision,
                                 cache_dir=cache_dir, token=token,
                                 local_files_only=local_files_only)
@@ -313,10 +329,17 @@ class PreTrainedModelForSequenceClassification:
         kind, files = _checkpoint_files(folder)
         device = device if device is not None else (device_map if isinstance(device_map, (str, torch.device)) else "cpu")
         model = cls.from_config(config, device=device)
-        if kind == "safetensors":
-            info = model._model.load_safetensors([str(f) for f in files], ignore_mismatched_sizes)
-        else:
-            info = model._model.load_state_dict(_read_torch_bin(files[0]), ignore_mismatched_sizes)
+        try:
+            if kind == "safetensors":
+                info = model._model.load_safetensors([str(f) for f in files], ignore_mismatched_sizes)
+            else:
+                info = model._model.load_state_dict(_read_torch_bin(files[0]), ignore_mismatched_sizes)
+        except ValueError as e:
+            unset = _unset_sizes(folder / CONFIG_NAME)
+            if unset and "has shape" in str(e):
+                raise ValueError(f"{e}. {folder / CONFIG_NAME} does not set {', '.join(unset)}, so "
+                                 f"the defaults of the model type were used") from e
+            raise
         dtype = dtype if dtype is not None else torch_dtype
         if dtype is not None and dtype != "auto":
             model.to(dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype)))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import _core
+from .hub import ignore_remote_code
 from .modeling import PreTrainedModelForSequenceClassification
 from .tokenization import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -79,11 +80,12 @@ class TextClassificationPipeline:
         truncation = kwargs.pop("truncation", None)
         max_length = kwargs.pop("max_length", None)
         kwargs.pop("padding", None)  # batches are padded as needed
+        batch_size = _check_batch_size(kwargs.pop("batch_size", self.batch_size))
         if kwargs:
             raise TypeError(f"unsupported arguments for the pipeline: {', '.join(sorted(kwargs))}")
         logits = _core.classify(self.model._model, self.tokenizer._core, texts, pairs,
                                 truncation=truncation, max_length=max_length,
-                                batch_size=self.batch_size,
+                                batch_size=batch_size,
                                 bf16=self.model.dtype == torch.bfloat16)
         return logits.numpy()
 
@@ -124,8 +126,9 @@ class TextClassificationPipeline:
             return result if legacy else result[0]
         if isinstance(inputs, dict):
             return run([inputs])[0]
-        if inputs is None:
-            raise TypeError("the pipeline needs a string, a list of strings or text pairs, got None")
+        if inputs is None or not isinstance(inputs, Iterable):
+            raise TypeError(f"the pipeline needs a string, a list of strings or text pairs, got "
+                            f"{type(inputs).__name__}: {inputs!r:.80}")
         if isinstance(inputs, (Iterator,)) or (isinstance(inputs, Iterable) and
                                                not hasattr(inputs, "__len__")):
             return self._stream(iter(inputs), run)
@@ -136,6 +139,13 @@ class TextClassificationPipeline:
         """Results of a generator, as they come, classified in chunks."""
         while chunk := list(itertools.islice(items, STREAM_CHUNK)):
             yield from run(chunk)
+
+
+def _check_batch_size(batch_size: Any) -> int | None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    return batch_size
 
 
 def _load_model(model: Any, device: Any, dtype: Any) -> PreTrainedModelForSequenceClassification:
@@ -185,6 +195,7 @@ def pipeline(task: str | None = None, model: Any = None, tokenizer: Any = None,
     """`pipeline("sentiment-analysis", model=path_or_model, tokenizer=...)`, as transformers';
     `batch_size` None lets ferrotune batch by length. Extra keyword arguments (e.g.
     `truncation=True`) apply to every call."""
+    ignore_remote_code(kwargs.pop("trust_remote_code", False))
     if task is None and model is None:
         raise RuntimeError("Impossible to instantiate a pipeline without either a task or a "
                            "model being specified.")
@@ -194,9 +205,7 @@ def pipeline(task: str | None = None, model: Any = None, tokenizer: Any = None,
     if model is None:
         raise ValueError("ferrotune has no default model to download; pass model=<a local "
                          "folder, a hub id or a model object>")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    _check_batch_size(batch_size)
     loaded = _load_model(model, device, dtype if dtype is not None else torch_dtype)
     return TextClassificationPipeline(loaded, _load_tokenizer(tokenizer, model),
                                       batch_size=batch_size, task=task, **kwargs)

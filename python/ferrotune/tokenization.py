@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import _core
-from .hub import resolve_folder
+from .hub import ignore_remote_code, resolve_folder
 
 # transformers' VERY_LARGE_INTEGER and LARGE_INTEGER (tokenization_utils_base.py): a
 # model_max_length above LARGE_INTEGER means "no limit".
@@ -148,10 +148,12 @@ class PreTrainedTokenizerFast:
                         token: str | bool | None = None, local_files_only: bool = False,
                         use_fast: bool = True, model_max_length: int | None = None,
                         padding_side: str | None = None,
-                        truncation_side: str | None = None) -> PreTrainedTokenizerFast:
+                        truncation_side: str | None = None,
+                        trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
         """Loads the tokenizer of a local folder or of a Hugging Face hub id (through
         huggingface_hub's cache, which honours HF_HUB_OFFLINE). `use_fast` is accepted for
         compatibility; ferrotune's tokenizers are all fast."""
+        ignore_remote_code(trust_remote_code)
         folder = resolve_folder(pretrained_model_name_or_path, revision=revision,
                                 cache_dir=cache_dir, token=token,
                                 local_files_only=local_files_only, allow_patterns=TOKENIZER_FILES)

@@ -110,6 +110,22 @@ def get_last_checkpoint(folder: str) -> str | None:
     return os.path.join(folder, max(found, key=lambda p: int(pattern.search(p).group(1))))
 
 
+def _remove_dead_partials(folder: str) -> None:
+    """Removes the unfinished checkpoints (`.checkpoint-N-PID-...`) of processes that died
+    while saving; those of a live process are left to it."""
+    pattern = re.compile(rf"^\.{PREFIX_CHECKPOINT_DIR}-\d+-(\d+)-")
+    for entry in os.listdir(folder):
+        if (m := pattern.match(entry)) is None:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            logger.info(f"Removing {entry}, an unfinished checkpoint of a process that stopped")
+            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
+        except OSError:
+            pass  # alive, owned by another user
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars and 0-d tensors as Python numbers (transformers' denumpify_detensorize)."""
     if isinstance(value, dict):
@@ -214,7 +230,8 @@ class Trainer:
             probe = tempfile.NamedTemporaryFile(dir=self.args.output_dir, prefix=".write-test-")
             probe.close()
         except OSError as e:
-            raise PermissionError(
+            # OSError(errno, ...) is the subclass of that errno (PermissionError, ...).
+            raise OSError(
                 e.errno, f"output_dir {self.args.output_dir!r} cannot be written ({e.strerror})",
                 self.args.output_dir) from e
 
@@ -244,8 +261,7 @@ class Trainer:
                            remove_unused_columns=self.args.remove_unused_columns,
                            require_labels=require_labels)
         if data.has_labels:
-            if data.label_kind == "int" or self.model.num_labels == 1:
-                data.check_labels(self.model.num_labels)
+            data.check_labels(self.model.num_labels)
         self._examples[id(dataset)] = (dataset, data)
         return data
 
@@ -303,6 +319,7 @@ class Trainer:
                                                         self.control)
         if args.eval_on_start:
             self._evaluate_and_track()
+        self._non_finite_steps: list[int] = []
         try:
             global_step, steps, total_loss, epoch, total_flos = run.train(self)
         finally:
@@ -317,6 +334,9 @@ class Trainer:
         metrics["total_flos"] = total_flos
         metrics["train_loss"] = train_loss
         self.log(metrics)
+        if len(self._non_finite_steps) > 1:
+            logger.warning(f"{len(self._non_finite_steps)} batches had a NaN or infinite training "
+                           f"loss, the first at step {self._non_finite_steps[0]}")
         if args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
             logger.info(f"Loading best model from {self.state.best_model_checkpoint} "
                         f"(score: {self.state.best_metric}).")
@@ -341,6 +361,16 @@ class Trainer:
             self._hf_model.config.problem_type = self.model.config.problem_type
 
     # -- hooks called by the Rust loop -----------------------------------------------------------
+    def _non_finite_loss(self, step: int, epoch: float, loss: float) -> None:
+        """Says where the training loss first became NaN or infinite (transformers is silent)."""
+        self._non_finite_steps.append(step)
+        if len(self._non_finite_steps) == 1:
+            treatment = ("logging_nan_inf_filter=True leaves such losses out of the logged loss"
+                         if self.args.logging_nan_inf_filter else "the logged loss will be "
+                         "non-finite too (logging_nan_inf_filter=False)")
+            logger.warning(f"The training loss is {loss} at step {step} (epoch {epoch:.2f}); "
+                           f"{treatment}. Lower the learning rate or check the inputs and labels.")
+
     def _event(self, name: str, global_step: int, epoch: float) -> tuple[bool, bool, bool]:
         self.state.global_step, self.state.epoch = global_step, epoch
         self.control = self.callback_handler.call_event(name, self.args, self.state, self.control)
@@ -466,7 +496,8 @@ class Trainer:
         args, state, run = self.args, self.state, self._run
         name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         final = os.path.join(args.output_dir, name)
-        partial = tempfile.mkdtemp(prefix=f".{name}-", dir=args.output_dir)
+        _remove_dead_partials(args.output_dir)
+        partial = tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=args.output_dir)
         try:
             self.save_model(partial)
             if state.best_global_step is not None:
@@ -594,7 +625,7 @@ class Trainer:
         self._run.resume_at(saved.global_step, float(saved.epoch or 0), float(saved.total_flos))
         rng_path = os.path.join(folder, RNG_STATE_NAME)
         if os.path.isfile(rng_path):
-            _set_rng_state(torch.load(rng_path, weights_only=False))
+            _set_rng_state(_load_rng_state(rng_path))
 
     # -- hub -------------------------------------------------------------------------------------
     def _repo_id(self) -> str:
@@ -639,6 +670,14 @@ def _rng_state() -> dict:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.random.get_rng_state_all()
     return state
+
+
+def _load_rng_state(path: str) -> dict:
+    """rng_state.pth read with weights_only=True, as every file of a checkpoint folder (it may
+    come from anywhere): only numpy's array and dtype types are allowed besides tensors."""
+    allowed = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _set_rng_state(state: dict) -> None:

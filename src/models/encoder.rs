@@ -258,6 +258,12 @@ impl Encoder {
                 )))
             }
         };
+        if seq == 0 {
+            return Err(Error::value(format!(
+                "input_ids has shape [{batch}, 0]: every sequence needs at least one token (a \
+                 tokenizer adds [CLS]/<s> even to an empty string)"
+            )));
+        }
         if !is_integer(input_ids.kind()) {
             return Err(Error::type_error(format!("input_ids must hold integers, got {:?}", input_ids.kind())));
         }

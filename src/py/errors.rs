@@ -7,11 +7,12 @@
 use crate::error::Error;
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyIndexError, PyNotImplementedError, PyOSError, PyTypeError,
-    PyValueError,
+    PyException, PyFileNotFoundError, PyIndexError, PyKeyboardInterrupt, PyMemoryError, PyNotImplementedError,
+    PyOSError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
 create_exception!(
     ferrotune,
@@ -45,6 +46,8 @@ impl From<Error> for PyErr {
             Error::Type(_) => PyTypeError::new_err(message),
             Error::Index(_) => PyIndexError::new_err(message),
             Error::NotImplemented(_) => PyNotImplementedError::new_err(message),
+            Error::Interrupted => PyKeyboardInterrupt::new_err(message),
+            Error::Memory(_) => PyMemoryError::new_err(message),
             Error::Torch(_) | Error::Other(_) => FerrotuneError::new_err(message),
         }
     }
@@ -63,6 +66,30 @@ pub fn guard<T>(f: impl FnOnce() -> crate::Result<T>) -> PyResult<T> {
             Err(FerrotuneError::new_err(format!(
                 "internal error in ferrotune's native core: {detail}"
             )))
+        }
+    }
+}
+
+/// Python's signal handlers, run between two batches of work done without the GIL, so that
+/// Ctrl+C stops a long native call within a batch. The exception a handler raised (usually
+/// KeyboardInterrupt) is kept and re-raised as it is.
+#[derive(Default)]
+pub struct Signals(Mutex<Option<PyErr>>);
+
+impl Signals {
+    /// Runs the pending signal handlers; an exception from one stops the call.
+    pub fn check(&self) -> crate::Result<()> {
+        Python::attach(|py| py.check_signals()).map_err(|err| {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+            Error::Interrupted
+        })
+    }
+
+    /// `result`, unless a signal handler raised during the call: then that exception.
+    pub fn raised<T>(&self, result: PyResult<T>) -> PyResult<T> {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(err) => Err(err),
+            None => result,
         }
     }
 }
@@ -119,6 +146,8 @@ mod tests {
             "NotImplementedError"
         );
         assert_eq!(raised(Error::Other("boom".into())), ("FerrotuneError".into(), "boom".into()));
+        assert_eq!(raised(Error::Interrupted).0, "KeyboardInterrupt");
+        assert_eq!(raised(Error::Memory("padding".into())).0, "MemoryError");
     }
 
     #[test]

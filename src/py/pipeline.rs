@@ -2,7 +2,7 @@
 //! parallel tokenization, batches of examples of similar length, no autograd, logits back in
 //! input order, all without the GIL.
 
-use super::errors::guard;
+use super::errors::{guard, Signals};
 use super::model::PySequenceClassifier;
 use super::tensor::PyTensor;
 use super::tokenizer::{request, PyTokenizer, Texts};
@@ -47,7 +47,8 @@ fn classify(
     let core = &tokenizer.inner;
     let pad_token_id = core.pad_token_id().map(i64::from);
     let token_types = core.model_input_names().iter().any(|n| n == "token_type_ids");
-    let logits = py.detach(|| {
+    let signals = Signals::default();
+    let logits = signals.raised(py.detach(|| {
         guard(|| {
             let model = model.get().model();
             let (limit, device, has_types, config_pad) = {
@@ -64,9 +65,9 @@ fn classify(
             let examples = Examples::from_encoded(&encoded, token_types && has_types);
             let collator = Collator { pad_token_id: pad_token_id.or(config_pad).unwrap_or(0), pad_to_multiple_of: None, pad_left: false };
             let batching = batch_size.map_or_else(|| automatic_batching(device.is_cuda()), Batching::Examples);
-            run::predict(model, &examples, &collator, batching, bf16, None, false).map(|p| p.logits)
+            run::predict(model, &examples, &collator, batching, bf16, None, false, &|| signals.check()).map(|p| p.logits)
         })
-    })?;
+    }))?;
     Ok(PyTensor(logits))
 }
 

@@ -2,7 +2,7 @@
 //! `_core.TrainingRun` (the loop, calling back into the Python Trainer for callbacks, logs,
 //! evaluation and checkpoints) and `_core.predict` (the evaluation loop).
 
-use super::errors::guard;
+use super::errors::{guard, Signals};
 use super::model::PySequenceClassifier;
 use super::tensor::PyTensor;
 use crate::error::Error;
@@ -99,12 +99,13 @@ fn predict(
     let problem_type = problem(problem_type)?;
     let data = examples.inner.clone();
     let collator = collator(pad_token_id, pad_left, pad_to_multiple_of);
-    let out = py.detach(|| {
+    let signals = Signals::default();
+    let out = signals.raised(py.detach(|| {
         guard(|| {
             let batching = run::Batching::Examples(batch_size);
-            run::predict(model.get().model(), &data, &collator, batching, bf16, problem_type, nan_inf_filter)
+            run::predict(model.get().model(), &data, &collator, batching, bf16, problem_type, nan_inf_filter, &|| signals.check())
         })
-    })?;
+    }))?;
     Ok((PyTensor(out.logits), out.labels.map(PyTensor), out.loss))
 }
 
@@ -125,6 +126,13 @@ impl Hooks for PyHooks {
         Python::attach(|py| {
             py.check_signals()?; // Ctrl+C stops the run between two steps
             control(self.trainer.bind(py).call_method1("_event", (event.name(), at.global_step, at.epoch))?)
+        })
+    }
+
+    fn non_finite_loss(&mut self, at: Position, loss: f32) -> PyResult<()> {
+        Python::attach(|py| {
+            self.trainer.bind(py).call_method1("_non_finite_loss", (at.global_step, at.epoch, loss))?;
+            Ok(())
         })
     }
 

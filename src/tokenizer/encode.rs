@@ -172,19 +172,25 @@ impl Batch {
     fn pad(self, to: &PadTo) -> Result<Batch> {
         let mut length = to.length.unwrap_or_else(|| self.longest());
         if let Some(multiple) = to.multiple.filter(|m| *m > 0) {
-            length = length.div_ceil(multiple) * multiple;
+            length = length.checked_next_multiple_of(multiple).ok_or_else(|| too_long(length))?;
         }
         if self.row_lengths().all(|n| n >= length) {
             return Ok(self);
         }
         let pad_id: i32 = narrow(to.pad_id, "pad token id")?;
-        let capacity = self.len() * length;
-        let mut out = Batch {
-            input_ids: Vec::with_capacity(capacity),
-            token_type_ids: Vec::with_capacity(capacity),
-            attention_mask: Vec::with_capacity(capacity),
-            offsets: Vec::with_capacity(self.offsets.len()),
-        };
+        // A length far beyond the data (max_length=10**12) is a MemoryError, not an abort.
+        let capacity = self.len().checked_mul(length).ok_or_else(|| too_long(length))?;
+        let mut out = Batch { input_ids: Vec::new(), token_type_ids: Vec::new(), attention_mask: Vec::new(), offsets: Vec::with_capacity(self.offsets.len()) };
+        let reserved = out.input_ids.try_reserve_exact(capacity).is_ok()
+            && out.token_type_ids.try_reserve_exact(capacity).is_ok()
+            && out.attention_mask.try_reserve_exact(capacity).is_ok();
+        if !reserved {
+            return Err(Error::Memory(format!(
+                "padding {} texts to {length} tokens needs more memory than can be had; pass a \
+                 smaller max_length",
+                self.len()
+            )));
+        }
         out.offsets.push(0);
         for i in 0..self.len() {
             let row = self.row(i);
@@ -210,6 +216,10 @@ impl Batch {
 }
 
 /// A token id, type id or mask in the narrower type its column keeps.
+fn too_long(length: usize) -> Error {
+    Error::Memory(format!("cannot pad to {length} tokens: the size overflows; pass a smaller max_length"))
+}
+
 fn narrow<T: TryFrom<u32>>(value: u32, what: &str) -> Result<T> {
     T::try_from(value).map_err(|_| {
         Error::value(format!("{what} {value} does not fit in {}", std::any::type_name::<T>()))

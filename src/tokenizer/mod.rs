@@ -40,9 +40,20 @@ impl Tokenizer {
         let settings = Settings::read(dir, files.family())?;
         let inner = pipeline::build(&files, &settings)?;
         let processor = inner.get_post_processor();
-        let frames = [false, true].map(|pair| {
-            [false, true].map(|special| encode::Frame::learn(processor, pair, special))
-        });
+        // tokenizers panics on a template that names a token missing from its special_tokens
+        // (it checks that only when a template is built, not when one is read).
+        let frames = std::panic::catch_unwind(|| {
+            [false, true].map(|pair| {
+                [false, true].map(|special| encode::Frame::learn(processor, pair, special))
+            })
+        })
+        .map_err(|_| {
+            Error::value(format!(
+                "{}: the tokenizer's post_processor fails on a plain sequence; does its template \
+                 name a special token missing from its special_tokens?",
+                dir.display()
+            ))
+        })?;
         Ok(Tokenizer {
             fast: fast::FastPath::of(&inner)?,
             frames,

@@ -71,6 +71,23 @@ impl Files {
     }
 }
 
+/// Refuses token ids far beyond the vocabulary: tokenizers numbers added tokens after the
+/// largest id (an id near u32::MAX overflows there), `save` lists every id below the largest
+/// (gigabytes for one stray id), and batches hold ids as i32.
+fn check_ids(tokenizer: &Tokenizer, dir: &Path) -> Result<()> {
+    let vocab = tokenizer.get_vocab(true);
+    let limit = (vocab.len() as u64 + 65_536).min(i32::MAX as u64);
+    match vocab.iter().find(|(_, &id)| u64::from(id) >= limit) {
+        Some((token, id)) => Err(Error::value(format!(
+            "{}: the vocabulary gives {token:?} the id {id}, but it has {} tokens; token ids \
+             must lie below {limit}",
+            dir.display(),
+            vocab.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The pipeline of `files` configured by `settings`.
 pub(crate) fn build(files: &Files, settings: &Settings) -> Result<Tokenizer> {
     let json =
@@ -84,6 +101,8 @@ pub(crate) fn build(files: &Files, settings: &Settings) -> Result<Tokenizer> {
         Family::Bert | Family::DistilBert => bert(files, &json, settings)?,
         Family::Roberta => roberta(files, &json, settings)?,
     };
+
+    check_ids(&tokenizer, &files.dir)?;
 
     // TokenizersBackend.__init__: the config's added tokens (or, for an older config, those of
     // tokenizer.json), then every special token not added yet.

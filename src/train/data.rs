@@ -187,17 +187,21 @@ impl Examples {
         let mut values = Vec::new();
         let mut width = 0usize;
         let mut row_base = 0;
-        for batch in batches {
-            let column = |name: &str| batch.column_by_name(name).expect("checked in the schema");
-            append_sequences("input_ids", column("input_ids"), row_base, &mut input_ids)?;
+        for (index, batch) in batches.iter().enumerate() {
+            let column = |name: &str| {
+                batch.column_by_name(name).ok_or_else(|| {
+                    Error::value(format!("record batch {index} has no {name:?} column, unlike the first"))
+                })
+            };
+            append_sequences("input_ids", column("input_ids")?, row_base, &mut input_ids)?;
             if let Some(mask) = attention_mask.as_mut() {
-                append_sequences("attention_mask", column("attention_mask"), row_base, mask)?;
+                append_sequences("attention_mask", column("attention_mask")?, row_base, mask)?;
             }
             if let Some(types) = token_type_ids.as_mut() {
-                append_sequences("token_type_ids", column("token_type_ids"), row_base, types)?;
+                append_sequences("token_type_ids", column("token_type_ids")?, row_base, types)?;
             }
             if let Some(name) = label_column {
-                let labels = column(name);
+                let labels = column(name)?;
                 match labels.data_type() {
                     DataType::Float16 | DataType::Float32 | DataType::Float64 => {
                         width = 1;
@@ -304,8 +308,10 @@ impl Examples {
                 }
                 if *width == 1 && num_labels != 1 {
                     return Err(Error::value(format!(
-                        "float labels with one value per example need num_labels=1 (regression); \
-                         the model has num_labels={num_labels}. Use integer labels for classification"
+                        "the labels are floats ({} at row 0) with one value per example, which needs \
+                         num_labels=1 (regression); the model has num_labels={num_labels}. Use \
+                         integer class ids for classification",
+                        values.first().copied().unwrap_or(f32::NAN)
                     )));
                 }
                 Ok(())

@@ -73,6 +73,9 @@ pub trait Hooks {
     fn event(&mut self, event: Event, at: Position) -> std::result::Result<Control, Self::Error>;
     /// Logs, evaluates and saves as the callbacks asked (`_maybe_log_save_evaluate`).
     fn log_save_evaluate(&mut self, at: Position, stats: UpdateStats) -> std::result::Result<Control, Self::Error>;
+    /// The loss of a batch of step `at.global_step` (counted from 1, as the logs do) was NaN or
+    /// infinite; transformers stays silent, ferrotune says where it began.
+    fn non_finite_loss(&mut self, at: Position, loss: f32) -> std::result::Result<(), Self::Error>;
 }
 
 /// Settings of the training step.
@@ -186,7 +189,12 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
                     tr_loss += loss;
                 }
                 r.total_flos += 6.0 * batch.input_ids.numel() as f64 * r.flos_parameters;
+                // The step and epoch this batch belongs to, as the logs will give them.
+                let at = Position { global_step: r.global_step + 1, epoch: epoch as f64 + window_end as f64 / total as f64 };
                 drop(r);
+                if !loss.is_finite() {
+                    hooks.non_finite_loss(at, loss)?;
+                }
                 if i + 1 < window_end {
                     hooks.event(Event::SubstepEnd, position(run))?;
                 }
@@ -302,8 +310,10 @@ impl Batching {
 
 /// transformers' `evaluation_loop`: no gradients, no dropout. Batches are formed from examples
 /// sorted by length (less padding; each example's logits do not depend on its batch) and the
-/// results are put back in the data's order.
-pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Collator, batching: Batching, bf16: bool, problem_type: Option<ProblemType>, nan_inf_filter: bool) -> Result<Predictions> {
+/// results are put back in the data's order. `interrupt` runs before each batch; its error
+/// stops the loop (Ctrl+C).
+#[allow(clippy::too_many_arguments)]
+pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Collator, batching: Batching, bf16: bool, problem_type: Option<ProblemType>, nan_inf_filter: bool, interrupt: &dyn Fn() -> Result<()>) -> Result<Predictions> {
     if batching == Batching::Examples(0) {
         return Err(Error::value("per_device_eval_batch_size must be a positive integer, got 0"));
     }
@@ -318,6 +328,7 @@ pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Co
     let mut logits = Vec::new();
     let mut losses: Vec<(f64, usize)> = Vec::new();
     for chunk in batching.split(&order, &lengths) {
+        interrupt()?;
         let batch = collator.collate(data, &chunk, model.device());
         let out = model.forward(&batch_view(&batch), problem_type, false)?;
         if let Some(loss) = out.loss {
