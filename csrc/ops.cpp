@@ -1,5 +1,5 @@
 // libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
-// clipping, autocast, and randperm with a private seeded generator. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// clipping, GradScaler's unscaling, autocast, and randperm with a private seeded generator. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
 
@@ -65,13 +65,22 @@ char *ft_clip_grad_norm(at::Tensor **grads, int n, double max_norm, double *tota
   });
 }
 
-// Enters (enabled != 0) or leaves autocast to bfloat16 on the CPU (cuda == 0) or CUDA, as
-// `torch.autocast(device_type, dtype=torch.bfloat16)` does.
-char *ft_autocast(int cuda, int enabled) {
+// GradScaler.unscale_ (torch/amp/grad_scaler.py): multiplies the gradients by inv_scale in
+// place and sets found_inf to 1 if any of them holds an inf or a NaN.
+char *ft_unscale(at::Tensor **grads, int n, at::Tensor *found_inf, at::Tensor *inv_scale) {
+  return guarded([&] {
+    auto g = list(grads, n);
+    if (!g.empty()) at::_amp_foreach_non_finite_check_and_unscale_(g, *found_inf, *inv_scale);
+  });
+}
+
+// Enters (enabled != 0) or leaves autocast to bfloat16 (half == 0) or float16 on the CPU
+// (cuda == 0) or CUDA, as `torch.autocast(device_type, dtype=...)` does.
+char *ft_autocast(int cuda, int half, int enabled) {
   return guarded([&] {
     auto device = cuda ? at::kCUDA : at::kCPU;
     if (enabled) {
-      at::autocast::set_autocast_dtype(device, at::kBFloat16);
+      at::autocast::set_autocast_dtype(device, half ? at::kHalf : at::kBFloat16);
       at::autocast::set_autocast_enabled(device, true);
       at::autocast::increment_nesting();
     } else {

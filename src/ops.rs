@@ -20,7 +20,8 @@ extern "C" {
         eps: f64,
     ) -> *mut c_char;
     fn ft_clip_grad_norm(grads: *const *const C_tensor, n: c_int, max_norm: f64, total_norm: *mut f64) -> *mut c_char;
-    fn ft_autocast(cuda: c_int, enabled: c_int) -> *mut c_char;
+    fn ft_autocast(cuda: c_int, half: c_int, enabled: c_int) -> *mut c_char;
+    fn ft_unscale(grads: *const *const C_tensor, n: c_int, found_inf: *const C_tensor, inv_scale: *const C_tensor) -> *mut c_char;
     fn ft_randperm(n: i64, seed: u64, out: *mut i64) -> *mut c_char;
 }
 
@@ -77,26 +78,42 @@ pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<f64> {
     Ok(total)
 }
 
-/// Autocast to bfloat16 while alive, as `with torch.autocast(device_type, torch.bfloat16)`.
+/// GradScaler.unscale_: `grads *= inv_scale` in place, and `found_inf` (a float tensor of one
+/// element on the gradients' device) set to 1 if any gradient holds an inf or a NaN.
+pub fn unscale(grads: &[Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Result<()> {
+    let g = pointers(grads);
+    // SAFETY: as in fused_adamw.
+    check(unsafe { ft_unscale(g.as_ptr(), g.len() as c_int, found_inf.as_ptr(), inv_scale.as_ptr()) })
+}
+
+/// The half precision of mixed-precision training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    BFloat16,
+    Float16,
+}
+
+/// Autocast to `half` while alive, as `with torch.autocast(device_type, dtype)`.
 /// Autocast state is per thread: the guard must be dropped on the thread that made it.
 pub struct Autocast {
     cuda: bool,
+    half: Half,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Autocast {
-    pub fn enter(device: tch::Device) -> Result<Autocast> {
+    pub fn enter(device: tch::Device, half: Half) -> Result<Autocast> {
         let cuda = device.is_cuda();
         // SAFETY: only sets libtorch's thread-local autocast state.
-        check(unsafe { ft_autocast(cuda as c_int, 1) })?;
-        Ok(Autocast { cuda, _not_send: std::marker::PhantomData })
+        check(unsafe { ft_autocast(cuda as c_int, (half == Half::Float16) as c_int, 1) })?;
+        Ok(Autocast { cuda, half, _not_send: std::marker::PhantomData })
     }
 }
 
 impl Drop for Autocast {
     fn drop(&mut self) {
         // SAFETY: as in enter; leaving cannot fail short of a libtorch bug, which is reported.
-        if let Err(e) = check(unsafe { ft_autocast(self.cuda as c_int, 0) }) {
+        if let Err(e) = check(unsafe { ft_autocast(self.cuda as c_int, (self.half == Half::Float16) as c_int, 0) }) {
             eprintln!("ferrotune: leaving autocast failed: {e}");
         }
     }
@@ -155,12 +172,14 @@ mod tests {
     }
 
     #[test]
-    fn autocast_makes_cpu_matmuls_bfloat16_inside_only() {
+    fn autocast_makes_cpu_matmuls_half_inside_only() {
         let a = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
-        {
-            let _guard = Autocast::enter(Device::Cpu).unwrap();
-            assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+        for (half, kind) in [(Half::BFloat16, Kind::BFloat16), (Half::Float16, Kind::Half)] {
+            {
+                let _guard = Autocast::enter(Device::Cpu, half).unwrap();
+                assert_eq!(a.matmul(&a).kind(), kind);
+            }
+            assert_eq!(a.matmul(&a).kind(), Kind::Float);
         }
-        assert_eq!(a.matmul(&a).kind(), Kind::Float);
     }
 }

@@ -86,3 +86,19 @@ def tweets(tweets_csv):
     import pandas as pd
 
     return pd.read_csv(tweets_csv, encoding="latin-1")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A seeded tiny BERT classifier (vocabulary 99, hidden 32, 2 layers, 2 labels, no dropout)
+    saved by transformers."""
+    import torch
+    import transformers
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=37, num_labels=2,
+                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    transformers.BertForSequenceClassification(cfg).save_pretrained(folder)
+    return folder

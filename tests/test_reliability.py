@@ -300,7 +300,14 @@ BAD_INPUTS = [
      "top_k must be a positive integer or None, got 0"),
     ("pipeline batch_size 0", lambda c: c.pipe(["fine"], batch_size=0), ValueError,
      "batch_size must be a positive integer or None, got 0"),
-]
+] + ([] if torch.cuda.is_available() else [
+    ("model on a GPU that is not there", lambda c: ferrotune.AutoModelForSequenceClassification
+     .from_pretrained(c.tiny_dir, device="cuda"), ValueError,
+     'device "cuda" is not available: libtorch sees 0 CUDA device'),
+    ("pipeline on a GPU that is not there", lambda c: ferrotune.pipeline(
+        "sentiment-analysis", model=c.tiny_dir, tokenizer=c.minilm_dir, device=0), ValueError,
+     "was asked for, but torch sees no CUDA device"),
+])
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,8 @@ class Examples:
 
     def __init__(self, table: Any, label_column: str | None = None) -> None: ...
     def __len__(self) -> int: ...
+    def shard(self, index: int, count: int) -> Examples:
+        """The rows index, index + count, ... (one process's part of an evaluation set)."""
     def check_labels(self, num_labels: int) -> None:
         """ValueError naming the first label outside [0, num_labels) or not finite."""
     @property
@@ -98,10 +100,13 @@ class TrainingRun:
                  warmup_steps: float, weight_decay: float, adam_beta1: float, adam_beta2: float,
                  adam_epsilon: float, max_grad_norm: float, bf16: bool, nan_inf_filter: bool,
                  pad_token_id: int, pad_left: bool, pad_to_multiple_of: int | None = None,
-                 problem_type: str | None = None) -> None: ...
+                 problem_type: str | None = None, process_index: int = 0,
+                 num_processes: int = 1, fp16: bool = False) -> None: ...
     def train(self, trainer: Any) -> tuple[int, int, float, float, float]:
-        """Runs the loop, calling trainer._event and trainer._log_save_evaluate; returns
-        (global_step, steps this call, total loss, epoch, total flos)."""
+        """Runs the loop, calling trainer._event, trainer._log_save_evaluate,
+        trainer._average_across_processes (with several processes) and
+        trainer._non_finite_loss; returns (global_step, steps this call, total loss, epoch,
+        total flos)."""
     @property
     def max_steps(self) -> int: ...
     @property
@@ -118,7 +123,12 @@ class TrainingRun:
     def scheduler_steps(self) -> int: ...
     @property
     def last_lr(self) -> float: ...
-    def resume_at(self, global_step: int, epoch: float, total_flos: float) -> None: ...
+    def resume_at(self, global_step: int, epoch: float, total_flos: float,
+                  scheduler_steps: int | None = None) -> None: ...
+    @property
+    def scaler_state(self) -> tuple[float, int] | None:
+        """(scale, growth tracker) of the float16 loss scaler; None without fp16."""
+    def load_scaler_state(self, scale: float, growth_tracker: int) -> None: ...
     def optimizer_state(self) -> list[tuple[float, list[tuple[str, torch.Tensor, torch.Tensor,
                                                               torch.Tensor]]]]: ...
     def load_optimizer_state(self, state: Sequence[tuple[str, torch.Tensor, torch.Tensor,
@@ -126,8 +136,8 @@ class TrainingRun:
 
 def predict(model: SequenceClassifier, examples: Examples, batch_size: int, pad_token_id: int = 0,
             pad_left: bool = False, pad_to_multiple_of: int | None = None, bf16: bool = False,
-            problem_type: str | None = None,
-            nan_inf_filter: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
+            problem_type: str | None = None, nan_inf_filter: bool = True,
+            fp16: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
     """The evaluation loop: (logits, labels, sample-weighted mean loss)."""
 class Tokenizer:
     """A Hugging Face tokenizer in Rust (src/tokenizer/): loading, parallel encoding, decoding.

@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import torch
 
-from . import _core
+from . import _core, distributed
 from .data import examples as to_examples
 from .modeling import SAFE_WEIGHTS_NAME, PreTrainedModelForSequenceClassification
 from .trainer_callback import (
@@ -45,6 +45,7 @@ PREFIX_CHECKPOINT_DIR = "checkpoint"
 TRAINER_STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.pt"
+SCALER_NAME = "scaler.pt"
 RNG_STATE_NAME = "rng_state.pth"
 TRAINING_ARGS_NAME = "training_args.bin"
 
@@ -160,6 +161,7 @@ class Trainer:
             args = TrainingArguments(output_dir="tmp_trainer")
         self.args = args
         set_seed(args.seed)
+        self._processes = distributed.join(args.device)
         if tokenizer is not None:
             warnings.warn("`tokenizer` is deprecated (transformers 5 removed it); use "
                           "`processing_class` instead", FutureWarning, stacklevel=2)
@@ -199,12 +201,13 @@ class Trainer:
                 args.metric_for_best_model is None:
             raise ValueError("`args.metric_for_best_model` must be provided when using 'best' "
                              "save_strategy or if `args.load_best_model_at_end` is set to `True`.")
-        self._make_output_dir()
+        if self._processes.is_main:
+            self._make_output_dir()
         progress = (PrinterCallback if args.disable_tqdm else
                     NotebookProgressCallback if is_in_notebook() else ProgressCallback)
         self.callback_handler = CallbackHandler(
             [DefaultFlowCallback, *(callbacks or []), progress], self.model, processing_class)
-        self.state = TrainerState()
+        self.state = self._new_state()
         self.control = TrainerControl()
         self._examples: dict[int, tuple[Any, Any]] = {}
         self._run = None
@@ -285,6 +288,8 @@ class Trainer:
                              else [self.eval_dataset]):
                 self._data(eval_set, "evaluation", require_labels=False)
         model = self.model
+        distributed.check_agreement(self._processes, parameters=model.num_parameters(),
+                                    training_examples=len(train_data))
         model.train()
         self._run = run = _core.TrainingRun(
             model._model, train_data, batch_size=args.train_batch_size,
@@ -295,10 +300,11 @@ class Trainer:
             learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler_type,
             warmup_steps=float(args.warmup_steps), weight_decay=args.weight_decay,
             adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2, adam_epsilon=args.adam_epsilon,
-            max_grad_norm=args.max_grad_norm, bf16=args.bf16,
+            max_grad_norm=args.max_grad_norm, bf16=args.bf16, fp16=self._fp16(),
             nan_inf_filter=args.logging_nan_inf_filter, problem_type=model.config.problem_type,
+            process_index=self._processes.index, num_processes=self._processes.count,
             **self._pad())
-        self.state = TrainerState(train_batch_size=args.train_batch_size)
+        self.state = self._new_state(train_batch_size=args.train_batch_size)
         self.state.compute_steps(args, run.max_steps)
         self.state.max_steps = run.max_steps
         self.state.num_train_epochs = run.num_train_epochs
@@ -320,6 +326,8 @@ class Trainer:
         if args.eval_on_start:
             self._evaluate_and_track()
         self._non_finite_steps: list[int] = []
+        # The logged losses, this process's and averaged over the processes (train_loss).
+        self._logged_loss = [0.0, 0.0]
         try:
             global_step, steps, total_loss, epoch, total_flos = run.train(self)
         finally:
@@ -327,6 +335,8 @@ class Trainer:
             model.eval()
             self._write_back()
         self.state.global_step, self.state.epoch, self.state.total_flos = global_step, epoch, total_flos
+        # As transformers: the logged parts averaged over the processes, the rest this process's.
+        total_loss += self._logged_loss[1] - self._logged_loss[0]
         train_loss = total_loss / max(steps, 0.001)
         metrics = speed_metrics("train", self._start_time,
                                 num_samples=run.num_train_samples * steps / max(run.max_steps, 1),
@@ -343,7 +353,8 @@ class Trainer:
             self.model._model.load_safetensors(
                 [os.path.join(self.state.best_model_checkpoint, SAFE_WEIGHTS_NAME)])
             self._write_back()
-        if args.save_total_limit == 1 and self.state.best_model_checkpoint is not None:
+        if (args.save_total_limit == 1 and self.state.best_model_checkpoint is not None
+                and self._processes.is_main):
             for folder in self._sorted_checkpoints():
                 if os.path.abspath(folder) != os.path.abspath(self.state.best_model_checkpoint):
                     logger.info(f"Deleting older checkpoint [{folder}] due to args.save_total_limit")
@@ -360,7 +371,27 @@ class Trainer:
                     {k: v.detach() for k, v in self.model.state_dict().items()}, strict=False)
             self._hf_model.config.problem_type = self.model.config.problem_type
 
+    def _fp16(self) -> bool:
+        """float16 autocast with loss scaling, on a GPU only: on the CPU, as transformers
+        (accelerate) does, fp16=True trains in float32."""
+        if self.args.fp16 and self.model.device.type == "cpu":
+            if not getattr(self, "_fp16_warned", False):
+                logger.warning("fp16 mixed precision needs a GPU; on the CPU the model trains in "
+                               "float32, as with transformers (bf16=True is the CPU's half "
+                               "precision)")
+                self._fp16_warned = True
+            return False
+        return self.args.fp16
+
+    def _new_state(self, **kwargs: Any) -> TrainerState:
+        return TrainerState(is_world_process_zero=self._processes.is_main,
+                            is_local_process_zero=int(os.environ.get("LOCAL_RANK", "0")) == 0,
+                            **kwargs)
+
     # -- hooks called by the Rust loop -----------------------------------------------------------
+    def _average_across_processes(self, flat: torch.Tensor) -> None:
+        distributed.average_(flat, self._processes)
+
     def _non_finite_loss(self, step: int, epoch: float, loss: float) -> None:
         """Says where the training loss first became NaN or infinite (transformers is silent)."""
         self._non_finite_steps.append(step)
@@ -381,7 +412,10 @@ class Trainer:
         self.state.global_step, self.state.epoch = global_step, epoch
         logged = False
         if self.control.should_log and steps > 0:
-            logs: dict[str, float] = {"loss": loss_sum / steps}
+            averaged = distributed.mean(loss_sum, self._processes)
+            self._logged_loss[0] += loss_sum
+            self._logged_loss[1] += averaged
+            logs: dict[str, float] = {"loss": averaged / steps}
             if grad_norm is not None:
                 logs["grad_norm"] = grad_norm
             logs["learning_rate"] = learning_rate
@@ -433,14 +467,26 @@ class Trainer:
     def _predict(self, dataset: Any, description: str, prefix: str):
         data = self._data(dataset, description, require_labels=False)
         start = time.time()
+        processes = self._processes
+        if len(data) < processes.count:
+            raise ValueError(f"the {description} set has {len(data)} examples, fewer than the "
+                             f"{processes.count} processes that share it")
+        part = data.shard(processes.index, processes.count) if processes.count > 1 else data
         logits, labels, loss = _core.predict(
-            self.model._model, data, self.args.eval_batch_size, bf16=self.args.bf16,
+            self.model._model, part, self.args.eval_batch_size, bf16=self.args.bf16,
+            fp16=self._fp16(),
             problem_type=self.model.config.problem_type,
             nan_inf_filter=self.args.logging_nan_inf_filter, **self._pad())
         if self.preprocess_logits_for_metrics is not None:
             logits = self.preprocess_logits_for_metrics(logits, labels)
         predictions = logits.numpy()
         label_ids = labels.numpy() if labels is not None else None
+        if processes.count > 1:
+            # Every process gets all the rows back in order, and computes the same metrics.
+            predictions = distributed.gather_rows(processes, len(data), predictions)
+            label_ids = distributed.gather_rows(processes, len(data), label_ids)
+            if loss is not None:
+                loss = distributed.mean(loss * len(part), processes) * processes.count / len(data)
         metrics: dict[str, float] = {}
         if self.compute_metrics is not None and label_ids is not None:
             metrics = _plain(self.compute_metrics(EvalPrediction(predictions, label_ids)))
@@ -482,7 +528,10 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """config.json, model.safetensors, the tokenizer files and training_args.bin."""
+        """config.json, model.safetensors, the tokenizer files and training_args.bin (written
+        by the first process only)."""
+        if not self._processes.is_main:
+            return
         folder = output_dir if output_dir is not None else self.args.output_dir
         os.makedirs(folder, exist_ok=True)
         self.model.save_pretrained(folder)
@@ -491,22 +540,34 @@ class Trainer:
         torch.save(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
 
     def _save_checkpoint(self) -> None:
+        """The checkpoint of this step, written by the first process; the others wait for it."""
+        args, state = self.args, self.state
+        if state.best_global_step is not None:
+            best = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
+            if os.path.exists(best) or state.best_global_step == state.global_step:
+                state.best_model_checkpoint = best
+        if self._processes.is_main:
+            self._write_checkpoint()
+        distributed.barrier(self._processes)
+
+    def _write_checkpoint(self) -> None:
         """A checkpoint written in a temporary folder and renamed into place: a crash leaves
         the previous checkpoints as they were, never half of a new one."""
-        args, state, run = self.args, self.state, self._run
+        args, state = self.args, self.state
         name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         final = os.path.join(args.output_dir, name)
         _remove_dead_partials(args.output_dir)
         partial = tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=args.output_dir)
         try:
             self.save_model(partial)
-            if state.best_global_step is not None:
-                best = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
-                if os.path.exists(best) or state.best_global_step == state.global_step:
-                    state.best_model_checkpoint = best
             if not args.save_only_model:
                 torch.save(self._optimizer_state_dict(), os.path.join(partial, OPTIMIZER_NAME))
                 torch.save(self._scheduler_state_dict(), os.path.join(partial, SCHEDULER_NAME))
+                if self._run.scaler_state is not None:
+                    scale, growth_tracker = self._run.scaler_state
+                    torch.save({"scale": scale, "growth_factor": 2.0, "backoff_factor": 0.5,
+                                "growth_interval": 2000, "_growth_tracker": growth_tracker},
+                               os.path.join(partial, SCALER_NAME))
                 torch.save(_rng_state(), os.path.join(partial, RNG_STATE_NAME))
             state.stateful_callbacks = {"TrainerControl": self.control.state()}
             for cb in self.callback_handler.callbacks:
@@ -622,7 +683,17 @@ class Trainer:
                     s = saved_opt["state"][i]
                     rows.append((name, s["exp_avg"], s["exp_avg_sq"], s["step"]))
             self._run.load_optimizer_state(rows)
-        self._run.resume_at(saved.global_step, float(saved.epoch or 0), float(saved.total_flos))
+        scaler_path = os.path.join(folder, SCALER_NAME)
+        if os.path.isfile(scaler_path) and self._run.scaler_state is not None:
+            scaler = torch.load(scaler_path, map_location="cpu", weights_only=True)
+            self._run.load_scaler_state(float(scaler["scale"]), int(scaler["_growth_tracker"]))
+        scheduler_path = os.path.join(folder, SCHEDULER_NAME)
+        scheduler_steps = None
+        if os.path.isfile(scheduler_path):
+            scheduler_steps = int(torch.load(scheduler_path, map_location="cpu",
+                                             weights_only=True)["last_epoch"])
+        self._run.resume_at(saved.global_step, float(saved.epoch or 0), float(saved.total_flos),
+                            scheduler_steps)
         rng_path = os.path.join(folder, RNG_STATE_NAME)
         if os.path.isfile(rng_path):
             _set_rng_state(_load_rng_state(rng_path))
@@ -635,7 +706,10 @@ class Trainer:
                     token: str | None = None, revision: str | None = None,
                     private: bool | None = None, **kwargs: Any) -> Any:
         """Saves the model in output_dir, then uploads that folder to the hub (create_repo and
-        upload_folder). The local save happens first, so a failed upload loses nothing."""
+        upload_folder). The local save happens first, so a failed upload loses nothing. Only
+        the first of several processes pushes."""
+        if not self._processes.is_main:
+            return None
         self.callback_handler.call_event("on_push_begin", self.args, self.state, self.control)
         self.save_model()
         from huggingface_hub import HfApi

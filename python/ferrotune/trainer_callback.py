@@ -213,6 +213,8 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         from tqdm.auto import tqdm
 
+        if not state.is_world_process_zero:
+            return
         self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True)
         self.training_bar.update(state.global_step)
         self.current_step = state.global_step
@@ -237,7 +239,7 @@ class PrinterCallback(TrainerCallback):
     """Prints the logs (used when the progress bar is disabled)."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is not None:
+        if logs is not None and state.is_local_process_zero:
             logs.pop("total_flos", None)
             print(_formatted(logs))
 

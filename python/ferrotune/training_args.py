@@ -206,8 +206,6 @@ class TrainingArguments:
                              "you want to train the model on CPU.")
         if self.fp16 and self.bf16:
             raise ValueError("At most one of fp16 and bf16 can be True, but not both")
-        if self.fp16:
-            raise NotImplementedError("fp16 training is not supported yet; use bf16=True")
         if self.warmup_steps < 0:
             raise ValueError(f"Got warmup_steps = {self.warmup_steps}, Expected value "
                              f"warmup_steps >= 0")
@@ -245,17 +243,35 @@ class TrainingArguments:
 
     @property
     def device(self) -> torch.device:
+        """The CPU with use_cpu or without CUDA; else this process's GPU (torchrun's
+        LOCAL_RANK)."""
         if self.use_cpu or not torch.cuda.is_available():
             return torch.device("cpu")
-        return torch.device("cuda", 0)
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
     @property
     def n_gpu(self) -> int:
         return 0 if self.device.type == "cpu" else 1
 
     @property
+    def world_size(self) -> int:
+        """The number of processes training together (torch.distributed), 1 alone."""
+        dist = torch.distributed
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    @property
+    def process_index(self) -> int:
+        dist = torch.distributed
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+    @property
     def should_save(self) -> bool:
-        return True
+        """Whether this process writes checkpoints and models: the first one only."""
+        return self.process_index == 0
+
+    @property
+    def should_log(self) -> bool:
+        return self.process_index == 0
 
     def get_warmup_steps(self, num_training_steps: int) -> int:
         if self.warmup_steps >= 1:

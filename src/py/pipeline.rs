@@ -7,6 +7,7 @@ use super::model::PySequenceClassifier;
 use super::tensor::PyTensor;
 use super::tokenizer::{request, PyTokenizer, Texts};
 use crate::error::Error;
+use crate::ops::Half;
 use crate::train::data::{Collator, Examples};
 use crate::train::run::{self, Batching};
 use pyo3::prelude::*;
@@ -65,7 +66,7 @@ fn classify(
             let examples = Examples::from_encoded(&encoded, token_types && has_types);
             let collator = Collator { pad_token_id: pad_token_id.or(config_pad).unwrap_or(0), pad_to_multiple_of: None, pad_left: false };
             let batching = batch_size.map_or_else(|| automatic_batching(device.is_cuda()), Batching::Examples);
-            run::predict(model, &examples, &collator, batching, bf16, None, false, &|| signals.check()).map(|p| p.logits)
+            run::predict(model, &examples, &collator, batching, bf16.then_some(Half::BFloat16), None, false, &|| signals.check()).map(|p| p.logits)
         })
     }))?;
     Ok(PyTensor(logits))

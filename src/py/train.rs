@@ -9,14 +9,16 @@ use crate::error::Error;
 use crate::models::ProblemType;
 use crate::train::data::{Collator, Examples};
 use crate::train::optim::Optimizer;
-use crate::train::plan::{Plan, Sampling};
+use crate::train::plan::{Plan, Sampling, Shard};
 use crate::train::run::{self, Control, Event, Hooks, Position, Run, StepSettings, UpdateStats};
+use crate::train::scaler::LossScaler;
 use crate::train::schedule::{Schedule, ScheduleKind};
+use crate::ops::Half;
 use pyo3::prelude::*;
 use pyo3_arrow::PyTable;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 /// Tokenized examples (input_ids, attention_mask, token_type_ids, labels) held in Rust.
 #[pyclass(name = "Examples", module = "ferrotune._core", frozen)]
@@ -41,6 +43,15 @@ impl PyExamples {
     }
 
     /// Raises ValueError naming the first label outside [0, num_labels) (or not finite).
+    /// The rows `index`, `index + count`, ... (this process's part of an evaluation set).
+    fn shard(&self, index: usize, count: usize) -> PyResult<Self> {
+        if count == 0 || index >= count {
+            return Err(Error::value(format!("shard {index} of {count} does not exist")).into());
+        }
+        let rows: Vec<usize> = (index..self.inner.len()).step_by(count).collect();
+        Ok(PyExamples { inner: Arc::new(self.inner.select(&rows)) })
+    }
+
     fn check_labels(&self, num_labels: i64) -> PyResult<()> {
         Ok(self.inner.check_labels(num_labels)?)
     }
@@ -82,7 +93,7 @@ fn guard_py<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 /// The evaluation loop: (logits [N, num_labels] float32, labels or None, mean loss or None).
 #[pyfunction]
-#[pyo3(signature = (model, examples, batch_size, pad_token_id=0, pad_left=false, pad_to_multiple_of=None, bf16=false, problem_type=None, nan_inf_filter=true))]
+#[pyo3(signature = (model, examples, batch_size, pad_token_id=0, pad_left=false, pad_to_multiple_of=None, bf16=false, problem_type=None, nan_inf_filter=true, fp16=false))]
 #[allow(clippy::too_many_arguments)]
 fn predict(
     py: Python<'_>,
@@ -95,7 +106,9 @@ fn predict(
     bf16: bool,
     problem_type: Option<&str>,
     nan_inf_filter: bool,
+    fp16: bool,
 ) -> PyResult<(PyTensor, Option<PyTensor>, Option<f64>)> {
+    let half = mixed_precision(bf16, fp16)?;
     let problem_type = problem(problem_type)?;
     let data = examples.inner.clone();
     let collator = collator(pad_token_id, pad_left, pad_to_multiple_of);
@@ -103,10 +116,20 @@ fn predict(
     let out = signals.raised(py.detach(|| {
         guard(|| {
             let batching = run::Batching::Examples(batch_size);
-            run::predict(model.get().model(), &data, &collator, batching, bf16, problem_type, nan_inf_filter, &|| signals.check())
+            run::predict(model.get().model(), &data, &collator, batching, half, problem_type, nan_inf_filter, &|| signals.check())
         })
     }))?;
     Ok((PyTensor(out.logits), out.labels.map(PyTensor), out.loss))
+}
+
+/// The autocast precision of `bf16` / `fp16` (at most one).
+fn mixed_precision(bf16: bool, fp16: bool) -> PyResult<Option<Half>> {
+    match (bf16, fp16) {
+        (true, true) => Err(Error::value("At most one of fp16 and bf16 can be True, but not both").into()),
+        (true, false) => Ok(Some(Half::BFloat16)),
+        (false, true) => Ok(Some(Half::Float16)),
+        (false, false) => Ok(None),
+    }
 }
 
 /// Calls the Python Trainer's `_event` and `_log_save_evaluate` from the loop.
@@ -126,6 +149,13 @@ impl Hooks for PyHooks {
         Python::attach(|py| {
             py.check_signals()?; // Ctrl+C stops the run between two steps
             control(self.trainer.bind(py).call_method1("_event", (event.name(), at.global_step, at.epoch))?)
+        })
+    }
+
+    fn average_across_processes(&mut self, flat: &Tensor) -> PyResult<()> {
+        Python::attach(|py| {
+            self.trainer.bind(py).call_method1("_average_across_processes", (PyTensor(flat.shallow_clone()),))?;
+            Ok(())
         })
     }
 
@@ -164,7 +194,7 @@ impl PyTrainingRun {
         model, examples, *, batch_size, grad_accum, num_train_epochs, max_steps, drop_last,
         sampling, seed, learning_rate, lr_scheduler_type, warmup_steps, weight_decay, adam_beta1,
         adam_beta2, adam_epsilon, max_grad_norm, bf16, nan_inf_filter, pad_token_id, pad_left,
-        pad_to_multiple_of=None, problem_type=None
+        pad_to_multiple_of=None, problem_type=None, process_index=0, num_processes=1, fp16=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -191,9 +221,20 @@ impl PyTrainingRun {
         pad_left: bool,
         pad_to_multiple_of: Option<usize>,
         problem_type: Option<&str>,
+        process_index: usize,
+        num_processes: usize,
+        fp16: bool,
     ) -> PyResult<Self> {
+        let half = mixed_precision(bf16, fp16)?;
+        if process_index >= num_processes {
+            return Err(Error::value(format!(
+                "process_index {process_index} must be below num_processes {num_processes}"
+            ))
+            .into());
+        }
+        let shard = Shard { index: process_index, count: num_processes };
         let data = examples.inner.clone();
-        let plan = Plan::new(data.len(), batch_size, grad_accum, num_train_epochs, max_steps, drop_last)?;
+        let plan = Plan::new(data.len(), batch_size, grad_accum, num_train_epochs, max_steps, drop_last, shard)?;
         let sampling = match sampling {
             "random" => Sampling::Random { seed },
             "sequential" => Sampling::Sequential,
@@ -215,7 +256,7 @@ impl PyTrainingRun {
             total_steps: plan.max_steps,
         };
         let classifier = model.get().model();
-        let (optimizer, flos_parameters) = {
+        let (optimizer, flos_parameters, device) = {
             let m = classifier.lock().unwrap_or_else(|p| p.into_inner());
             let named = m.named_parameters();
             let non_embedding: i64 = named
@@ -223,7 +264,7 @@ impl PyTrainingRun {
                 .filter(|(name, _)| !name.contains("embeddings."))
                 .map(|(_, t)| t.numel() as i64)
                 .sum();
-            (Optimizer::new(named, weight_decay, adam_beta1, adam_beta2, adam_epsilon), non_embedding as f64)
+            (Optimizer::new(named, weight_decay, adam_beta1, adam_beta2, adam_epsilon), non_embedding as f64, m.device())
         };
         let run = Run {
             data,
@@ -231,10 +272,12 @@ impl PyTrainingRun {
             batch_size,
             drop_last,
             sampling,
+            shard,
             plan,
             schedule,
             optimizer,
-            settings: StepSettings { max_grad_norm, bf16, nan_inf_filter },
+            settings: StepSettings { max_grad_norm, half, nan_inf_filter },
+            scaler: fp16.then(|| LossScaler::new(device)),
             problem_type: problem(problem_type)?,
             scheduler_steps: 0,
             global_step: 0,
@@ -253,6 +296,20 @@ impl PyTrainingRun {
         let mut hooks = PyHooks { trainer };
         let summary = py.detach(|| guard_py(|| run::train(self.model.get().model(), &self.run, &mut hooks)))?;
         Ok((summary.global_step, summary.steps_this_call, summary.total_loss, summary.epoch, summary.total_flos))
+    }
+
+    /// (scale, growth tracker) of the float16 loss scaler, None without one.
+    #[getter]
+    fn scaler_state(&self) -> Option<(f64, i64)> {
+        self.lock().scaler.as_ref().map(LossScaler::state)
+    }
+
+    /// Restores the loss scaler of a checkpoint (scaler.pt).
+    fn load_scaler_state(&self, scale: f64, growth_tracker: i64) -> PyResult<()> {
+        match self.lock().scaler.as_mut() {
+            Some(scaler) => Ok(scaler.load_state(scale, growth_tracker)?),
+            None => Err(Error::value("this run has no loss scaler (fp16 is off)").into()),
+        }
     }
 
     #[getter]
@@ -298,10 +355,13 @@ impl PyTrainingRun {
     }
 
     /// Continues a run from a checkpoint's position.
-    fn resume_at(&self, global_step: u64, epoch: f64, total_flos: f64) {
+    /// Continues from a checkpoint's position; the schedule's own position (scheduler.pt's
+    /// last_epoch) lags the global step by the updates a float16 run skipped.
+    #[pyo3(signature = (global_step, epoch, total_flos, scheduler_steps=None))]
+    fn resume_at(&self, global_step: u64, epoch: f64, total_flos: f64, scheduler_steps: Option<u64>) {
         let mut r = self.lock();
         r.global_step = global_step;
-        r.scheduler_steps = global_step;
+        r.scheduler_steps = scheduler_steps.unwrap_or(global_step);
         r.epoch = epoch;
         r.total_flos = total_flos;
     }

@@ -322,6 +322,24 @@ impl Examples {
     pub fn lengths(&self) -> Vec<usize> {
         self.input_ids.lengths()
     }
+
+    /// The examples at `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> Examples {
+        let sequences = |s: &Sequences| Sequences::from_rows(&rows.iter().map(|&i| s.get(i).to_vec()).collect::<Vec<_>>());
+        let labels = self.labels.as_ref().map(|labels| match labels {
+            Labels::Classes(c) => Labels::Classes(rows.iter().map(|&i| c[i]).collect()),
+            Labels::Values { values, width } => Labels::Values {
+                values: rows.iter().flat_map(|&i| values[i * width..(i + 1) * width].iter().copied()).collect(),
+                width: *width,
+            },
+        });
+        Examples {
+            input_ids: sequences(&self.input_ids),
+            attention_mask: self.attention_mask.as_ref().map(sequences),
+            token_type_ids: self.token_type_ids.as_ref().map(sequences),
+            labels,
+        }
+    }
 }
 
 /// A padded batch as tensors, with the labels when the data has them.

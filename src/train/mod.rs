@@ -5,4 +5,5 @@ pub mod metrics;
 pub mod optim;
 pub mod plan;
 pub mod run;
+pub mod scaler;
 pub mod schedule;

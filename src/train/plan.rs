@@ -4,6 +4,18 @@
 
 use crate::error::{Error, Result};
 
+/// This process's place among the processes that train together (torch.distributed's rank and
+/// world size); one process alone is `Shard::ALONE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub const ALONE: Shard = Shard { index: 0, count: 1 };
+}
+
 /// Steps and epochs of a training run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Plan {
@@ -20,15 +32,18 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `max_steps > 0` overrides `num_train_epochs`, as in transformers.
-    pub fn new(examples: usize, batch_size: usize, grad_accum: usize, num_train_epochs: f64, max_steps: i64, drop_last: bool) -> Result<Plan> {
+    /// `max_steps > 0` overrides `num_train_epochs`, as in transformers. With several
+    /// processes, `batch_size` is per process and an epoch has this process's batches.
+    pub fn new(examples: usize, batch_size: usize, grad_accum: usize, num_train_epochs: f64, max_steps: i64, drop_last: bool, shard: Shard) -> Result<Plan> {
         if batch_size == 0 {
             return Err(Error::value("per_device_train_batch_size must be a positive integer, got 0"));
         }
         if grad_accum == 0 {
             return Err(Error::value("gradient_accumulation_steps must be a positive integer, got 0"));
         }
-        let batches_per_epoch = if drop_last { examples / batch_size } else { examples.div_ceil(batch_size) };
+        let all_batches = if drop_last { examples / batch_size } else { examples.div_ceil(batch_size) };
+        // accelerate's BatchSamplerShard.__len__ (even_batches): a short last round is filled.
+        let batches_per_epoch = if drop_last { all_batches / shard.count } else { all_batches.div_ceil(shard.count) };
         if batches_per_epoch == 0 {
             return Err(Error::value(format!(
                 "the training set has {examples} examples, fewer than one batch of \
@@ -39,7 +54,7 @@ impl Plan {
         let (max_steps, num_epochs, num_train_samples) = if max_steps > 0 {
             let steps = max_steps as u64;
             let epochs = steps.div_ceil(updates_per_epoch);
-            (steps, epochs, (steps * (batch_size * grad_accum) as u64) as f64)
+            (steps, epochs, (steps * (batch_size * grad_accum * shard.count) as u64) as f64)
         } else {
             let steps = (num_train_epochs * updates_per_epoch as f64).ceil().max(0.0) as u64;
             (steps, num_train_epochs.ceil().max(0.0) as u64, examples as f64 * num_train_epochs)
@@ -110,6 +125,38 @@ pub fn batches(order: &[usize], batch_size: usize, drop_last: bool) -> Vec<Vec<u
         .collect()
 }
 
+/// This process's batches, as accelerate's `BatchSamplerShard` (even_batches, no split) deals
+/// them: batch i goes to process i % count, and every process gets as many full batches, the
+/// last round completed with examples from the start of the epoch (unless `drop_last`).
+pub fn shard_batches(order: &[usize], batch_size: usize, drop_last: bool, shard: Shard) -> Vec<Vec<usize>> {
+    let all = batches(order, batch_size, drop_last);
+    if shard.count == 1 {
+        return all;
+    }
+    let full_rounds = all.iter().filter(|b| b.len() == batch_size).count() / shard.count;
+    let mut mine: Vec<Vec<usize>> = all[..full_rounds * shard.count]
+        .iter()
+        .skip(shard.index)
+        .step_by(shard.count)
+        .cloned()
+        .collect();
+    let rest = &all[full_rounds * shard.count..];
+    if drop_last || rest.is_empty() {
+        return mine;
+    }
+    // The rest, then the start of the epoch again, cut into full batches until every process
+    // has one more.
+    let mut start: Vec<usize> = all.iter().take(shard.count).flatten().copied().collect();
+    while start.len() < batch_size {
+        start.extend_from_within(..);
+    }
+    let mut flat: Vec<usize> = rest.concat();
+    let mut cycle = start.iter().copied().cycle();
+    flat.extend((0..shard.count * batch_size - flat.len().min(shard.count * batch_size)).map(|_| cycle.next().unwrap_or(0)));
+    mine.push(flat[shard.index * batch_size..(shard.index + 1) * batch_size].to_vec());
+    mine
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,24 +164,24 @@ mod tests {
     #[test]
     fn epochs_and_steps_as_transformers() {
         // 10 examples, batch 4 → 3 batches; accumulation 2 → 2 updates per epoch.
-        let p = Plan::new(10, 4, 2, 3.0, -1, false).unwrap();
+        let p = Plan::new(10, 4, 2, 3.0, -1, false, Shard::ALONE).unwrap();
         assert_eq!((p.batches_per_epoch, p.updates_per_epoch, p.max_steps, p.num_epochs), (3, 2, 6, 3));
         assert_eq!(p.num_train_samples, 30.0);
-        let p = Plan::new(10, 4, 1, 1.5, -1, false).unwrap();
+        let p = Plan::new(10, 4, 1, 1.5, -1, false, Shard::ALONE).unwrap();
         assert_eq!((p.max_steps, p.num_epochs), (5, 2)); // ceil(1.5 * 3)
-        let p = Plan::new(10, 4, 1, 3.0, 4, false).unwrap();
+        let p = Plan::new(10, 4, 1, 3.0, 4, false, Shard::ALONE).unwrap();
         assert_eq!((p.max_steps, p.num_epochs, p.num_train_samples), (4, 2, 16.0));
-        let p = Plan::new(10, 4, 1, 3.0, -1, true).unwrap();
+        let p = Plan::new(10, 4, 1, 3.0, -1, true, Shard::ALONE).unwrap();
         assert_eq!((p.batches_per_epoch, p.max_steps), (2, 6));
-        assert_eq!(Plan::new(10, 4, 1, 3.0, -1, false).unwrap().resume_point(4), (1, 1));
-        assert_eq!(Plan::new(10, 4, 2, 3.0, -1, false).unwrap().resume_point(3), (1, 2));
+        assert_eq!(Plan::new(10, 4, 1, 3.0, -1, false, Shard::ALONE).unwrap().resume_point(4), (1, 1));
+        assert_eq!(Plan::new(10, 4, 2, 3.0, -1, false, Shard::ALONE).unwrap().resume_point(3), (1, 2));
     }
 
     #[test]
     fn zero_sizes_are_value_errors() {
-        assert!(Plan::new(10, 0, 1, 1.0, -1, false).unwrap_err().to_string().contains("got 0"));
-        assert!(Plan::new(10, 4, 0, 1.0, -1, false).is_err());
-        assert!(Plan::new(3, 4, 1, 1.0, -1, true).is_err());
+        assert!(Plan::new(10, 0, 1, 1.0, -1, false, Shard::ALONE).unwrap_err().to_string().contains("got 0"));
+        assert!(Plan::new(10, 4, 0, 1.0, -1, false, Shard::ALONE).is_err());
+        assert!(Plan::new(3, 4, 1, 1.0, -1, true, Shard::ALONE).is_err());
     }
 
     #[test]
@@ -158,5 +205,24 @@ mod tests {
     fn batches_keep_or_drop_the_tail() {
         assert_eq!(batches(&[0, 1, 2, 3, 4], 2, false), vec![vec![0, 1], vec![2, 3], vec![4]]);
         assert_eq!(batches(&[0, 1, 2, 3, 4], 2, true), vec![vec![0, 1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn shards_are_dealt_as_accelerate_deals_them() {
+        // BatchSamplerShard(BatchSampler(range(n), b, drop_last), count, index) in accelerate.
+        let deal = |n: usize, b: usize, count: usize, drop_last: bool| -> Vec<Vec<Vec<usize>>> {
+            let order: Vec<usize> = (0..n).collect();
+            (0..count).map(|index| shard_batches(&order, b, drop_last, Shard { index, count })).collect()
+        };
+        assert_eq!(deal(10, 2, 2, false), vec![vec![vec![0, 1], vec![4, 5], vec![8, 9]], vec![vec![2, 3], vec![6, 7], vec![0, 1]]]);
+        assert_eq!(deal(11, 2, 2, false), vec![vec![vec![0, 1], vec![4, 5], vec![8, 9]], vec![vec![2, 3], vec![6, 7], vec![10, 0]]]);
+        assert_eq!(deal(9, 2, 3, false), vec![vec![vec![0, 1], vec![6, 7]], vec![vec![2, 3], vec![8, 0]], vec![vec![4, 5], vec![1, 2]]]);
+        assert_eq!(deal(7, 4, 2, false), vec![vec![vec![0, 1, 2, 3]], vec![vec![4, 5, 6, 0]]]);
+        assert_eq!(deal(11, 2, 2, true), vec![vec![vec![0, 1], vec![4, 5]], vec![vec![2, 3], vec![6, 7]]]);
+        assert_eq!(deal(6, 4, 2, false), vec![vec![vec![0, 1, 2, 3]], vec![vec![4, 5, 0, 1]]]);
+        for (n, b, count, drop_last) in [(10, 2, 2, false), (11, 2, 2, false), (9, 2, 3, false), (11, 2, 2, true)] {
+            let plan = Plan::new(n, b, 1, 1.0, -1, drop_last, Shard { index: 0, count }).unwrap();
+            assert_eq!(plan.batches_per_epoch, deal(n, b, count, drop_last)[0].len());
+        }
     }
 }

@@ -5,11 +5,12 @@
 
 use super::data::{Collator, Examples, TensorBatch};
 use super::optim::Optimizer;
-use super::plan::{batches, Plan, Sampling};
+use super::plan::{shard_batches, Plan, Sampling, Shard};
 use super::schedule::Schedule;
 use crate::error::{Error, Result};
 use crate::models::{Batch, ProblemType, SequenceClassifier};
-use crate::ops::{self, Autocast};
+use crate::ops::{self, Autocast, Half};
+use super::scaler::LossScaler;
 use std::sync::{Mutex, MutexGuard};
 
 use tch::{Kind, Tensor};
@@ -73,6 +74,9 @@ pub trait Hooks {
     fn event(&mut self, event: Event, at: Position) -> std::result::Result<Control, Self::Error>;
     /// Logs, evaluates and saves as the callbacks asked (`_maybe_log_save_evaluate`).
     fn log_save_evaluate(&mut self, at: Position, stats: UpdateStats) -> std::result::Result<Control, Self::Error>;
+    /// Replaces `flat` (every gradient, flattened into one tensor) by its mean over the
+    /// processes that train together (an all-reduce), in place.
+    fn average_across_processes(&mut self, flat: &Tensor) -> std::result::Result<(), Self::Error>;
     /// The loss of a batch of step `at.global_step` (counted from 1, as the logs do) was NaN or
     /// infinite; transformers stays silent, ferrotune says where it began.
     fn non_finite_loss(&mut self, at: Position, loss: f32) -> std::result::Result<(), Self::Error>;
@@ -82,7 +86,8 @@ pub trait Hooks {
 #[derive(Debug, Clone, Copy)]
 pub struct StepSettings {
     pub max_grad_norm: f64,
-    pub bf16: bool,
+    /// Mixed precision: autocast to bfloat16 or float16 (the latter with loss scaling).
+    pub half: Option<Half>,
     pub nan_inf_filter: bool,
 }
 
@@ -93,6 +98,10 @@ pub struct Run {
     pub batch_size: usize,
     pub drop_last: bool,
     pub sampling: Sampling,
+    /// This process among those that train together.
+    pub shard: Shard,
+    /// Loss scaling, for float16.
+    pub scaler: Option<LossScaler>,
     pub plan: Plan,
     pub schedule: Schedule,
     pub optimizer: Optimizer,
@@ -136,12 +145,15 @@ fn batch_view<'a>(t: &'a TensorBatch) -> Batch<'a> {
 fn micro_step(model: &Mutex<SequenceClassifier>, run: &mut Run, batch: &TensorBatch) -> Result<f32> {
     let model = lock(model);
     let output = {
-        let _autocast = if run.settings.bf16 { Some(Autocast::enter(model.device())?) } else { None };
+        let _autocast = run.settings.half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
         model.forward(&batch_view(batch), run.problem_type, true)?
     };
     run.problem_type = output.problem_type;
     let loss = output.loss.ok_or_else(|| Error::value("the training data has no labels"))?;
-    loss.f_backward()?;
+    match &run.scaler {
+        Some(scaler) => scaler.scale(&loss).f_backward()?,
+        None => loss.f_backward()?,
+    }
     Ok(loss.to_kind(Kind::Float).double_value(&[]) as f32)
 }
 
@@ -166,7 +178,7 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
         let mut epoch_stop = ctl.epoch_stop;
         let epoch_batches = {
             let r = lock(run);
-            batches(&r.sampling.order(epoch, &lengths)?, r.batch_size, r.drop_last)
+            shard_batches(&r.sampling.order(epoch, &lengths)?, r.batch_size, r.drop_last, r.shard)
         };
         // A DataLoader iterator draws one int64 from torch's generator when it starts; a run
         // resumed mid-epoch restored the generator after that draw.
@@ -199,24 +211,42 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
                     hooks.event(Event::SubstepEnd, position(run))?;
                 }
             }
+            let shared = lock(run).shard.count > 1;
+            if shared {
+                average_gradients(model, run, hooks)?;
+            }
             let grad_norm = {
-                let r = lock(run);
+                let mut r = lock(run);
                 let _model = lock(model);
+                let grads = r.optimizer.grads();
+                if let Some(scaler) = r.scaler.as_mut() {
+                    scaler.unscale(&grads)?;
+                }
                 let limit = if r.settings.max_grad_norm > 0.0 { r.settings.max_grad_norm } else { f64::INFINITY };
-                ops::clip_grad_norm(&r.optimizer.grads(), limit)?
+                ops::clip_grad_norm(&grads, limit)?
             };
             hooks.event(Event::PreOptimizerStep, position(run))?;
-            let learning_rate = {
+            let (learning_rate, stepped) = {
                 let mut r = lock(run);
                 let _model = lock(model);
                 let lr = r.schedule.lr(r.scheduler_steps);
-                r.optimizer.step(lr)?;
-                lr
+                // GradScaler.step: no update from gradients with an inf or a NaN.
+                let skip = r.scaler.as_ref().is_some_and(LossScaler::found_inf);
+                if !skip {
+                    r.optimizer.step(lr)?;
+                }
+                if let Some(scaler) = r.scaler.as_mut() {
+                    scaler.update()?;
+                }
+                (lr, !skip)
             };
             hooks.event(Event::OptimizerStep, position(run))?;
             {
                 let mut r = lock(run);
-                r.scheduler_steps += 1;
+                // accelerate's scheduler does not step after a skipped update.
+                if stepped {
+                    r.scheduler_steps += 1;
+                }
                 r.optimizer.zero_grad();
                 r.global_step += 1;
                 r.epoch = epoch as f64 + window_end as f64 / total as f64;
@@ -259,6 +289,25 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
         epoch: r.epoch,
         total_flos: r.total_flos,
     })
+}
+
+/// DistributedDataParallel's gradient synchronization at the end of an accumulation window:
+/// the gradients, flattened into one bucket, averaged over the processes, copied back.
+fn average_gradients<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hooks: &mut H) -> std::result::Result<(), H::Error> {
+    let mut grads = {
+        let _model = lock(model);
+        lock(run).optimizer.grads()
+    };
+    let flat = Tensor::cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0);
+    hooks.average_across_processes(&flat)?;
+    let _model = lock(model);
+    let mut offset = 0;
+    for g in grads.iter_mut() {
+        let n = g.numel() as i64;
+        g.f_copy_(&flat.narrow(0, offset, n).view_as(g)).map_err(Error::from)?;
+        offset += n;
+    }
+    Ok(())
 }
 
 fn position(run: &Mutex<Run>) -> Position {
@@ -313,7 +362,7 @@ impl Batching {
 /// results are put back in the data's order. `interrupt` runs before each batch; its error
 /// stops the loop (Ctrl+C).
 #[allow(clippy::too_many_arguments)]
-pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Collator, batching: Batching, bf16: bool, problem_type: Option<ProblemType>, nan_inf_filter: bool, interrupt: &dyn Fn() -> Result<()>) -> Result<Predictions> {
+pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Collator, batching: Batching, half: Option<Half>, problem_type: Option<ProblemType>, nan_inf_filter: bool, interrupt: &dyn Fn() -> Result<()>) -> Result<Predictions> {
     if batching == Batching::Examples(0) {
         return Err(Error::value("per_device_eval_batch_size must be a positive integer, got 0"));
     }
@@ -322,7 +371,7 @@ pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Co
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     let model = lock(model);
     let _no_grad = tch::no_grad_guard();
-    let _autocast = if bf16 { Some(Autocast::enter(model.device())?) } else { None };
+    let _autocast = half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
     // As a DataLoader iterator does at its start.
     let _ = Tensor::empty([], (Kind::Int64, tch::Device::Cpu)).random_();
     let mut logits = Vec::new();
