@@ -15,7 +15,8 @@ import hashlib, json, sys
 import datasets, torch
 import ferrotune
 
-model_dir, out, batch, examples = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model_dir, out, batch, examples, results = sys.argv[1:3] + [int(a) for a in sys.argv[3:5]] + [
+    sys.argv[5]]
 g = torch.Generator().manual_seed(1)
 def rows(n):
     out = []
@@ -41,9 +42,10 @@ result = trainer.train()
 trainer.save_model()
 digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
                                  for t in model.state_dict().values())).hexdigest()
-print("RESULT " + json.dumps({"rank": args.process_index, "world": args.world_size,
-                              "digest": digest, "log": trainer.state.log_history,
-                              "train_loss": result.training_loss}), flush=True)
+# Each process its own file: the processes' prints can interleave.
+with open(f"{results}/result-{args.process_index}.json", "w") as f:
+    json.dump({"rank": args.process_index, "world": args.world_size, "digest": digest,
+               "log": trainer.state.log_history, "train_loss": result.training_loss}, f)
 '''
 
 
@@ -52,21 +54,25 @@ def tiny_dir(tiny_bert_dir):
     return tiny_bert_dir
 
 
-def launch(tmp_path, tiny_dir, out, batch, processes, examples=48, extra=()):
+def launch(tmp_path, tiny_dir, out, batch, processes, examples=48):
+    """Runs the script alone or under torchrun; returns (the run, its results folder)."""
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     command = [sys.executable, str(script)]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={processes}", *extra, str(script)]
-    return subprocess.run([*command, str(tiny_dir), str(out), str(batch), str(examples)],
-                          capture_output=True, text=True, timeout=600)
+                   f"--nproc_per_node={processes}", str(script)]
+    found = tmp_path / f"results-{out.name}"
+    found.mkdir()
+    run = subprocess.run([*command, str(tiny_dir), str(out), str(batch), str(examples),
+                          str(found)], capture_output=True, text=True, timeout=600)
+    return run, found
 
 
-def results(run):
+def results(launched):
+    run, found = launched
     assert run.returncode == 0, run.stderr[-3000:]
-    return sorted((json.loads(line[len("RESULT "):]) for line in run.stdout.splitlines()
-                   if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    return [json.loads(p.read_text()) for p in sorted(found.glob("result-*.json"))]
 
 
 def files(folder):
@@ -77,6 +83,7 @@ def test_two_processes_train_as_one_with_twice_the_batch(tiny_dir, tmp_path):
     single_run = launch(tmp_path, tiny_dir, tmp_path / "single", batch=8, processes=1)
     pair_run = launch(tmp_path, tiny_dir, tmp_path / "pair", batch=4, processes=2)
     [single], pair = results(single_run), results(pair_run)
+    single_run, pair_run = single_run[0], pair_run[0]
     assert [r["world"] for r in pair] == [2, 2]
     # Both processes hold the same weights at the end.
     assert pair[0]["digest"] == pair[1]["digest"]
@@ -110,7 +117,7 @@ def test_processes_that_disagree_on_the_data_are_stopped_at_the_start(tiny_dir, 
         "dist.init_process_group('gloo')\n"))
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", str(script), str(tiny_dir),
-                          str(tmp_path / "out"), "4", "48"],
+                          str(tmp_path / "out"), "4", "48", str(tmp_path)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode != 0
     assert ("the processes training together disagree on training_examples "
