@@ -78,8 +78,8 @@ pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<f64> {
     Ok(total)
 }
 
-/// GradScaler.unscale_: `grads *= inv_scale` in place, and `found_inf` (a float tensor of one
-/// element on the gradients' device) set to 1 if any gradient holds an inf or a NaN.
+/// GradScaler.unscale_: `grads *= inv_scale` in place, and `found_inf` (a float32 scalar on the
+/// gradients' device) set to 1 if any gradient holds an inf or a NaN.
 pub fn unscale(grads: &[Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Result<()> {
     let g = pointers(grads);
     // SAFETY: as in fused_adamw.

@@ -126,8 +126,8 @@ class TrainingRun:
     def resume_at(self, global_step: int, epoch: float, total_flos: float,
                   scheduler_steps: int | None = None) -> None: ...
     @property
-    def scaler_state(self) -> tuple[float, int] | None:
-        """(scale, growth tracker) of the float16 loss scaler; None without fp16."""
+    def scaler_state(self) -> dict[str, float | int] | None:
+        """The float16 loss scaler as GradScaler.state_dict() lays it out; None without fp16."""
     def load_scaler_state(self, scale: float, growth_tracker: int) -> None: ...
     def optimizer_state(self) -> list[tuple[float, list[tuple[str, torch.Tensor, torch.Tensor,
                                                               torch.Tensor]]]]: ...

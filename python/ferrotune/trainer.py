@@ -563,11 +563,8 @@ class Trainer:
             if not args.save_only_model:
                 torch.save(self._optimizer_state_dict(), os.path.join(partial, OPTIMIZER_NAME))
                 torch.save(self._scheduler_state_dict(), os.path.join(partial, SCHEDULER_NAME))
-                if self._run.scaler_state is not None:
-                    scale, growth_tracker = self._run.scaler_state
-                    torch.save({"scale": scale, "growth_factor": 2.0, "backoff_factor": 0.5,
-                                "growth_interval": 2000, "_growth_tracker": growth_tracker},
-                               os.path.join(partial, SCALER_NAME))
+                if (scaler := self._run.scaler_state) is not None:
+                    torch.save(scaler, os.path.join(partial, SCALER_NAME))
                 torch.save(_rng_state(), os.path.join(partial, RNG_STATE_NAME))
             state.stateful_callbacks = {"TrainerControl": self.control.state()}
             for cb in self.callback_handler.callbacks:

@@ -7,14 +7,15 @@ use super::model::PySequenceClassifier;
 use super::tensor::PyTensor;
 use crate::error::Error;
 use crate::models::ProblemType;
+use crate::ops::Half;
 use crate::train::data::{Collator, Examples};
 use crate::train::optim::Optimizer;
 use crate::train::plan::{Plan, Sampling, Shard};
 use crate::train::run::{self, Control, Event, Hooks, Position, Run, StepSettings, UpdateStats};
-use crate::train::scaler::LossScaler;
+use crate::train::scaler::{self, LossScaler};
 use crate::train::schedule::{Schedule, ScheduleKind};
-use crate::ops::Half;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use pyo3_arrow::PyTable;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,7 +43,6 @@ impl PyExamples {
         self.inner.len()
     }
 
-    /// Raises ValueError naming the first label outside [0, num_labels) (or not finite).
     /// The rows `index`, `index + count`, ... (this process's part of an evaluation set).
     fn shard(&self, index: usize, count: usize) -> PyResult<Self> {
         if count == 0 || index >= count {
@@ -52,6 +52,7 @@ impl PyExamples {
         Ok(PyExamples { inner: Arc::new(self.inner.select(&rows)) })
     }
 
+    /// Raises ValueError naming the first label outside [0, num_labels) (or not finite).
     fn check_labels(&self, num_labels: i64) -> PyResult<()> {
         Ok(self.inner.check_labels(num_labels)?)
     }
@@ -298,10 +299,20 @@ impl PyTrainingRun {
         Ok((summary.global_step, summary.steps_this_call, summary.total_loss, summary.epoch, summary.total_flos))
     }
 
-    /// (scale, growth tracker) of the float16 loss scaler, None without one.
+    /// The float16 loss scaler as torch's GradScaler.state_dict() lays it out (scaler.pt),
+    /// None without one.
     #[getter]
-    fn scaler_state(&self) -> Option<(f64, i64)> {
-        self.lock().scaler.as_ref().map(LossScaler::state)
+    fn scaler_state<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some((scale, growth_tracker)) = self.lock().scaler.as_ref().map(LossScaler::state) else {
+            return Ok(None);
+        };
+        let state = PyDict::new(py);
+        state.set_item("scale", scale)?;
+        state.set_item("growth_factor", scaler::GROWTH_FACTOR)?;
+        state.set_item("backoff_factor", scaler::BACKOFF_FACTOR)?;
+        state.set_item("growth_interval", scaler::GROWTH_INTERVAL)?;
+        state.set_item("_growth_tracker", growth_tracker)?;
+        Ok(Some(state))
     }
 
     /// Restores the loss scaler of a checkpoint (scaler.pt).
@@ -354,7 +365,6 @@ impl PyTrainingRun {
         r.schedule.lr(r.scheduler_steps)
     }
 
-    /// Continues a run from a checkpoint's position.
     /// Continues from a checkpoint's position; the schedule's own position (scheduler.pt's
     /// last_epoch) lags the global step by the updates a float16 run skipped.
     #[pyo3(signature = (global_step, epoch, total_flos, scheduler_steps=None))]

@@ -144,15 +144,12 @@ pub fn shard_batches(order: &[usize], batch_size: usize, drop_last: bool, shard:
     if drop_last || rest.is_empty() {
         return mine;
     }
-    // The rest, then the start of the epoch again, cut into full batches until every process
-    // has one more.
-    let mut start: Vec<usize> = all.iter().take(shard.count).flatten().copied().collect();
-    while start.len() < batch_size {
-        start.extend_from_within(..);
-    }
+    // The rest, then the first round's examples again (cycled, as accelerate doubles them
+    // while they are too few), cut into full batches until every process has one more.
+    let start = all.iter().take(shard.count).flatten().copied();
     let mut flat: Vec<usize> = rest.concat();
-    let mut cycle = start.iter().copied().cycle();
-    flat.extend((0..shard.count * batch_size - flat.len().min(shard.count * batch_size)).map(|_| cycle.next().unwrap_or(0)));
+    let missing = shard.count * batch_size - flat.len();
+    flat.extend(start.cycle().take(missing));
     mine.push(flat[shard.index * batch_size..(shard.index + 1) * batch_size].to_vec());
     mine
 }

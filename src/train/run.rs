@@ -6,11 +6,11 @@
 use super::data::{Collator, Examples, TensorBatch};
 use super::optim::Optimizer;
 use super::plan::{shard_batches, Plan, Sampling, Shard};
+use super::scaler::LossScaler;
 use super::schedule::Schedule;
 use crate::error::{Error, Result};
 use crate::models::{Batch, ProblemType, SequenceClassifier};
 use crate::ops::{self, Autocast, Half};
-use super::scaler::LossScaler;
 use std::sync::{Mutex, MutexGuard};
 
 use tch::{Kind, Tensor};
