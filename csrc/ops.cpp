@@ -1,5 +1,6 @@
 // libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
-// clipping, GradScaler's unscaling, autocast, and randperm with a private seeded generator. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// clipping, setting `.grad`, GradScaler's unscaling, autocast, and randperm with a private
+// seeded generator. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
 
@@ -60,9 +61,16 @@ char *ft_clip_grad_norm(at::Tensor **grads, int n, double max_norm, double *tota
     auto norms = at::_foreach_norm(g, 2);
     auto total = at::linalg_vector_norm(at::stack(norms), 2);
     auto coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
-    at::_foreach_mul_(g, coef.to(g[0].device()));
     *total_norm = total.item<double>();
+    // torch multiplies by the clamped coefficient even when it is 1, which changes nothing:
+    // that pass over every gradient is skipped.
+    if (coef.item<double>() != 1.0) at::_foreach_mul_(g, coef.to(g[0].device()));
   });
+}
+
+// `param.grad = grad` (grad NULL: `param.grad = None`, as zero_grad(set_to_none=True)).
+char *ft_set_grad(at::Tensor *param, at::Tensor *grad) {
+  return guarded([&] { param->mutable_grad() = grad ? *grad : at::Tensor(); });
 }
 
 // GradScaler.unscale_ (torch/amp/grad_scaler.py): multiplies the gradients by inv_scale in

@@ -20,6 +20,7 @@ extern "C" {
         eps: f64,
     ) -> *mut c_char;
     fn ft_clip_grad_norm(grads: *const *const C_tensor, n: c_int, max_norm: f64, total_norm: *mut f64) -> *mut c_char;
+    fn ft_set_grad(param: *const C_tensor, grad: *const C_tensor) -> *mut c_char;
     fn ft_autocast(cuda: c_int, half: c_int, enabled: c_int) -> *mut c_char;
     fn ft_unscale(grads: *const *const C_tensor, n: c_int, found_inf: *const C_tensor, inv_scale: *const C_tensor) -> *mut c_char;
     fn ft_randperm(n: i64, seed: u64, out: *mut i64) -> *mut c_char;
@@ -76,6 +77,13 @@ pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<f64> {
     // SAFETY: as in fused_adamw; `total` outlives the call.
     check(unsafe { ft_clip_grad_norm(g.as_ptr(), g.len() as c_int, max_norm, &mut total) })?;
     Ok(total)
+}
+
+/// `param.grad = grad`, or `param.grad = None` for None.
+pub fn set_grad(param: &Tensor, grad: Option<&Tensor>) -> Result<()> {
+    let grad = grad.map_or(std::ptr::null(), Tensor::as_ptr);
+    // SAFETY: both pointers are live tch tensors (or NULL) for the duration of the call.
+    check(unsafe { ft_set_grad(param.as_ptr(), grad) })
 }
 
 /// GradScaler.unscale_: `grads *= inv_scale` in place, and `found_inf` (a float32 scalar on the

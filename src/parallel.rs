@@ -67,6 +67,21 @@ where
     }
 }
 
+/// Calls `f(index, chunk)` for each `size`-element chunk of `items`, on the rayon pool when
+/// parallelism is on.
+pub fn for_each_chunk_mut<T, F>(items: &mut [T], size: usize, f: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync + Send,
+{
+    if enabled() && items.len() > size {
+        USED.store(true, Ordering::SeqCst);
+        items.par_chunks_mut(size).enumerate().for_each(|(i, chunk)| f(i, chunk));
+    } else {
+        items.chunks_mut(size).enumerate().for_each(|(i, chunk)| f(i, chunk));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,9 @@
 //! Dropout with a fast mask on the CPU.
 //!
 //! libtorch's CPU dropout draws each element with `bernoulli_`, which took about a sixth of a
-//! bf16 training step of MiniLM here. The same dropout — each element kept with probability
-//! 1 - p and scaled by 1 / (1 - p), as `torch.nn.functional.dropout` — is drawn here from a
+//! bf16 training step of MiniLM here. The same dropout is computed here as torch computes it
+//! (`_dropout_impl`: a noise tensor in the input's dtype holding 0 or `1 / (1 - p)`, then
+//! `input * noise`), but the noise is written straight into the tensor's memory from a
 //! SplitMix64 stream per block, seeded by one draw from torch's default generator, so runs stay
 //! reproducible under `torch.manual_seed` (though not bit-equal to torch's own masks). On other
 //! devices libtorch's dropout is used as it is.
@@ -21,26 +22,48 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `kept` where an element is kept and `dropped` (zero) elsewhere, drawn from `seed`.
-fn mask<T: Copy + Send + Sync>(n: usize, p: f64, seed: u64, kept: T, dropped: T) -> Vec<T> {
+/// Fills `out` with `kept` where an element is kept (probability 1 - p) and `dropped` elsewhere,
+/// drawn from `seed`.
+fn fill_mask<T: Copy + Send + Sync>(out: &mut [T], p: f64, seed: u64, kept: T, dropped: T) {
     // Kept when a uniform 32-bit draw is at least p · 2³².
     let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
-    let blocks: Vec<usize> = (0..n.div_ceil(BLOCK)).collect();
-    let parts = parallel::map(&blocks, |&b| {
-        let len = BLOCK.min(n - b * BLOCK);
+    parallel::for_each_chunk_mut(out, BLOCK, |b, block| {
         let mut state = seed ^ (b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let mut out = Vec::with_capacity(len);
-        while out.len() < len {
+        for pair in block.chunks_mut(2) {
             let r = splitmix64(&mut state);
-            for half in [r as u32, (r >> 32) as u32] {
-                if out.len() < len {
-                    out.push(if half >= threshold { kept } else { dropped });
-                }
+            for (slot, draw) in pair.iter_mut().zip([r as u32, (r >> 32) as u32]) {
+                *slot = if draw >= threshold { kept } else { dropped };
             }
         }
-        out
     });
-    parts.concat()
+}
+
+/// A tensor shaped like `x` holding 0 or `1 / (1 - p)` in x's dtype, as torch's noise tensor
+/// (`bernoulli_(1 - p)` then `div_(1 - p)`, both in that dtype).
+fn noise(x: &Tensor, p: f64, seed: u64) -> Tensor {
+    let noise = Tensor::empty(x.size(), (x.kind(), Device::Cpu));
+    // The kept value, rounded to the dtype as div_ rounds it.
+    let kept = Tensor::ones([1], (x.kind(), Device::Cpu)) / (1.0 - p);
+    let n = x.numel();
+    fn fill<T: Copy + Send + Sync>(noise: &Tensor, kept: &Tensor, n: usize, p: f64, seed: u64) {
+        let mut value = [0u8; 8];
+        let width = std::mem::size_of::<T>();
+        kept.copy_data_u8(&mut value[..width], 1);
+        // SAFETY: T has the dtype's width, `value` holds one element of it, and `noise` is a
+        // fresh contiguous CPU tensor of n elements that nothing else references yet.
+        unsafe {
+            let kept = std::ptr::read_unaligned(value.as_ptr().cast::<T>());
+            let dropped = std::mem::zeroed::<T>();
+            let out = std::slice::from_raw_parts_mut(noise.data_ptr().cast::<T>(), n);
+            fill_mask(out, p, seed, kept, dropped);
+        }
+    }
+    match x.kind().elt_size_in_bytes() {
+        2 => fill::<u16>(&noise, &kept, n, p, seed),
+        4 => fill::<u32>(&noise, &kept, n, p, seed),
+        _ => fill::<u64>(&noise, &kept, n, p, seed),
+    }
+    noise
 }
 
 /// `torch.nn.functional.dropout(x, p, train)`.
@@ -48,21 +71,12 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p == 0.0 {
         return x.shallow_clone();
     }
-    if p >= 1.0 || x.device() != Device::Cpu {
+    let floating = matches!(x.kind(), Kind::Float | Kind::Double | Kind::BFloat16 | Kind::Half);
+    if p >= 1.0 || x.device() != Device::Cpu || !floating || x.numel() == 0 {
         return x.dropout(p, train);
     }
     let seed = Tensor::empty([], (Kind::Int64, Device::Cpu)).random_().int64_value(&[]) as u64;
-    let (n, shape, scale) = (x.numel(), x.size(), 1.0 / (1.0 - p));
-    match x.kind() {
-        // The scale folded into the mask: x · (1/(1-p)) for kept elements, as torch computes it.
-        Kind::Float => x * Tensor::from_slice(&mask(n, p, seed, scale as f32, 0.0)).view(shape.as_slice()),
-        Kind::Double => x * Tensor::from_slice(&mask(n, p, seed, scale, 0.0)).view(shape.as_slice()),
-        kind => {
-            // Half precision: a 0/1 mask in x's dtype, then the scale (as torch: mul, then mul_).
-            let ones = mask(n, p, seed, 1u8, 0u8);
-            (x * Tensor::from_slice(&ones).view(shape.as_slice()).to_kind(kind)) * scale
-        }
-    }
+    x * noise(x, p, seed)
 }
 
 #[cfg(test)]
@@ -81,6 +95,22 @@ mod tests {
         // The mean is preserved in expectation.
         assert!((y.mean(Kind::Double).double_value(&[]) - 1.0).abs() < 0.005);
         assert!(dropout(&x, 0.1, false).equal(&x));
+    }
+
+    #[test]
+    fn kept_values_are_torchs_in_every_dtype() {
+        // torch: noise = ones.bernoulli_(1 - p).div_(1 - p), in the input's dtype; input * noise.
+        for kind in [Kind::Float, Kind::Double, Kind::BFloat16, Kind::Half] {
+            tch::manual_seed(3);
+            let x = Tensor::ones([3, 7000], (Kind::Float, Device::Cpu)).to_kind(kind);
+            let y = dropout(&x, 0.1, true);
+            assert_eq!(y.kind(), kind);
+            let expected = Tensor::ones([1], (kind, Device::Cpu)) / 0.9;
+            let kept = y.masked_select(&y.ne(0));
+            assert!(kept.eq_tensor(&expected).all().int64_value(&[]) == 1, "{kind:?}");
+            let fraction = kept.numel() as f64 / x.numel() as f64;
+            assert!((fraction - 0.9).abs() < 0.01, "{kind:?}: {fraction}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod loss;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig, SUPPORTED_MODEL_TYPES};
-pub use encoder::AttentionImpl;
+pub use encoder::{AttentionImpl, WordLookup};
 pub use loss::ProblemType;
 pub use weights::LoadReport;
 
@@ -69,6 +69,22 @@ impl SequenceClassifier {
     /// Logits, and the loss when labels are given. `problem_type` None infers it from the
     /// labels as transformers does.
     pub fn forward(&self, batch: &Batch, problem_type: Option<ProblemType>, train: bool) -> Result<Output> {
+        Ok(self.forward_with(batch, problem_type, train, false)?.0)
+    }
+
+    /// `forward` in training mode for the training loop, which accumulates the word
+    /// embeddings' gradient itself from the returned lookup after backward (see `WordLookup`;
+    /// None when autograd computes it, for a frozen or half-precision table).
+    pub fn forward_for_training(&self, batch: &Batch, problem_type: Option<ProblemType>) -> Result<(Output, Option<WordLookup>)> {
+        self.forward_with(batch, problem_type, true, true)
+    }
+
+    /// The word embedding table.
+    pub fn word_embeddings(&self) -> &Tensor {
+        self.encoder.word_embeddings()
+    }
+
+    fn forward_with(&self, batch: &Batch, problem_type: Option<ProblemType>, train: bool, defer_word_gradient: bool) -> Result<(Output, Option<WordLookup>)> {
         let Batch { input_ids, attention_mask, token_type_ids, position_ids, labels } = *batch;
         self.encoder.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)?;
         let problem_type = labels.map(|l| problem_type.unwrap_or_else(|| ProblemType::infer(self.config.num_labels, l)));
@@ -89,13 +105,14 @@ impl SequenceClassifier {
             token_type_ids.as_ref(),
             position_ids.as_ref(),
             train,
+            defer_word_gradient,
         );
         let logits = self.head.forward(&hidden.first_tokens(), self.config.classifier_dropout, train);
         let loss = match (labels, problem_type) {
             (Some(labels), Some(problem)) => Some(loss::loss(problem, &logits, &labels.to_device(device))),
             _ => None,
         };
-        Ok(Output { loss, logits, problem_type })
+        Ok((Output { loss, logits, problem_type }, hidden.word_lookup))
     }
 
     /// Every variable by its transformers state-dict name, sorted (shallow: same storage).
@@ -138,5 +155,61 @@ impl SequenceClassifier {
         }
         self.vs.set_kind(kind);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The training loop's word-embedding gradient (looked up outside autograd, accumulated by
+    /// `WordLookup`) equals autograd's, bit for bit, with padding and over two micro-batches
+    /// (the second adds to the first, as AccumulateGrad does; the sums of one row then
+    /// associate differently, so that case is compared to a tight tolerance).
+    #[test]
+    fn deferred_word_gradient_is_autograds() {
+        let config = ModelConfig::from_json(&json!({
+            "model_type": "roberta", "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 50,
+            "pad_token_id": 1, "max_position_embeddings": 40, "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0
+        }))
+        .unwrap();
+        tch::manual_seed(0);
+        let model = SequenceClassifier::new(config, Device::Cpu);
+        let ids = Tensor::from_slice(&[0i64, 5, 7, 5, 2, 1, 1, 0, 9, 9, 9, 2]).view([2, 6]);
+        let mask = ids.ne(1).to_kind(Kind::Int64);
+        let labels = Tensor::from_slice(&[0i64, 1]);
+        let batch = Batch { input_ids: &ids, attention_mask: Some(&mask), token_type_ids: None, position_ids: None, labels: Some(&labels) };
+        let table = model.word_embeddings().shallow_clone();
+        let mut optimizer = crate::train::optim::Optimizer::new(model.named_parameters(), 0.0, 0.9, 0.999, 1e-8);
+
+        model.forward(&batch, None, true).unwrap().loss.unwrap().backward();
+        let expected = table.grad().copy();
+        optimizer.zero_grad().unwrap();
+        let (out, lookup) = model.forward_for_training(&batch, None).unwrap();
+        out.loss.unwrap().backward();
+        optimizer.accumulate_words(&table, lookup.expect("a float32 table is deferred")).unwrap();
+        assert!(table.grad().equal(&expected));
+        assert_eq!(table.grad().get(1).abs().sum(Kind::Float).double_value(&[]), 0.0, "padding row");
+
+        // A second micro-batch adds to the first.
+        let (out, lookup) = model.forward_for_training(&batch, None).unwrap();
+        out.loss.unwrap().backward();
+        optimizer.accumulate_words(&table, lookup.unwrap()).unwrap();
+        assert!(table.grad().allclose(&(&expected * 2.0), 1e-6, 1e-7, false));
+
+        // zero_grad leaves no gradient and a clean buffer for the next step.
+        optimizer.zero_grad().unwrap();
+        assert!(!table.grad().defined());
+        let (out, lookup) = model.forward_for_training(&batch, None).unwrap();
+        out.loss.unwrap().backward();
+        optimizer.accumulate_words(&table, lookup.unwrap()).unwrap();
+        assert!(table.grad().equal(&expected));
+
+        // A frozen table is not looked up for a gradient.
+        let _ = table.shallow_clone().set_requires_grad(false);
+        assert!(model.forward_for_training(&batch, None).unwrap().1.is_none());
     }
 }

@@ -12,17 +12,6 @@ use crate::train::data::{Collator, Examples};
 use crate::train::run::{self, Batching};
 use pyo3::prelude::*;
 
-/// Padded tokens per batch when no batch size is given. On the CPU, batches of about 1,500
-/// tokens were fastest for MiniLM on the tweets (32 rows of ~40 tokens: 170 texts/s; 8,192
-/// tokens: 149): the activations stay in cache. A GPU wants far larger batches.
-fn automatic_batching(cuda: bool) -> Batching {
-    if cuda {
-        Batching::Tokens { tokens: 65_536, max_examples: 1024 }
-    } else {
-        Batching::Tokens { tokens: 1_536, max_examples: 64 }
-    }
-}
-
 /// Logits [texts, num_labels] (float32, CPU) of `texts` (and `pairs`).
 #[pyfunction]
 #[pyo3(signature = (model, tokenizer, texts, pairs=None, truncation=None, max_length=None, batch_size=None, bf16=false))]
@@ -65,7 +54,7 @@ fn classify(
             }
             let examples = Examples::from_encoded(&encoded, token_types && has_types);
             let collator = Collator { pad_token_id: pad_token_id.or(config_pad).unwrap_or(0), pad_to_multiple_of: None, pad_left: false };
-            let batching = batch_size.map_or_else(|| automatic_batching(device.is_cuda()), Batching::Examples);
+            let batching = batch_size.map_or_else(|| Batching::automatic(device.is_cuda()), Batching::Examples);
             run::predict(model, &examples, &collator, batching, bf16.then_some(Half::BFloat16), None, false, &|| signals.check()).map(|p| p.logits)
         })
     }))?;

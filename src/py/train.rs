@@ -116,7 +116,14 @@ fn predict(
     let signals = Signals::default();
     let out = signals.raised(py.detach(|| {
         guard(|| {
-            let batching = run::Batching::Examples(batch_size);
+            // On the CPU the examples are grouped by a token budget instead of by
+            // per_device_eval_batch_size (logits and loss do not depend on the grouping; the
+            // budget's batches ran faster); on a GPU the batch size the user chose is kept.
+            let cuda = model.get().model().lock().unwrap_or_else(|p| p.into_inner()).device().is_cuda();
+            let batching = match (batch_size, cuda) {
+                (0, _) | (_, true) => run::Batching::Examples(batch_size),
+                (_, false) => run::Batching::automatic(false),
+            };
             run::predict(model.get().model(), &data, &collator, batching, half, problem_type, nan_inf_filter, &|| signals.check())
         })
     }))?;

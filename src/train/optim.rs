@@ -4,6 +4,7 @@
 //! checkpoint's optimizer.pt reads in torch too.
 
 use crate::error::Result;
+use crate::models::WordLookup;
 use crate::ops::{self, AdamW};
 use tch::{Kind, Tensor};
 
@@ -33,6 +34,10 @@ pub struct Optimizer {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// The word embeddings' gradient, kept between steps (see `WordLookup`); zeros outside a
+    /// step, and `dirty` once a step has added to it.
+    word_buffer: Option<Tensor>,
+    dirty: bool,
 }
 
 impl Optimizer {
@@ -45,7 +50,7 @@ impl Optimizer {
             let step = Tensor::zeros([], (Kind::Float, tensor.device()));
             groups[group].params.push(Param { name, tensor, exp_avg, exp_avg_sq, step });
         }
-        Optimizer { groups, beta1, beta2, eps }
+        Optimizer { groups, beta1, beta2, eps, word_buffer: None, dirty: false }
     }
 
     pub fn params(&self) -> impl Iterator<Item = &Param> {
@@ -78,14 +83,30 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Zeroes every gradient in place (between optimizer steps).
-    pub fn zero_grad(&self) {
+    /// Adds a micro-batch's word-embedding gradient into `table`'s gradient, which becomes the
+    /// kept buffer when it has none.
+    pub fn accumulate_words(&mut self, table: &Tensor, lookup: WordLookup) -> Result<()> {
+        let fits = |b: &Tensor| b.size() == table.size() && b.kind() == table.kind() && b.device() == table.device();
+        if !self.word_buffer.as_ref().is_some_and(fits) {
+            self.word_buffer = Some(tch::no_grad(|| table.zeros_like()));
+        }
+        self.dirty = true;
+        lookup.accumulate(table, self.word_buffer.as_ref().expect("just set"))
+    }
+
+    /// `zero_grad(set_to_none=True)`, as transformers calls it: every gradient becomes None,
+    /// so a parameter that gets none in the next step is not updated, as in torch.
+    pub fn zero_grad(&mut self) -> Result<()> {
         for p in self.params() {
-            let mut grad = p.tensor.grad();
-            if grad.defined() {
-                let _ = grad.zero_();
+            if p.tensor.grad().defined() {
+                ops::set_grad(&p.tensor, None)?;
             }
         }
+        if let (Some(buffer), true) = (&mut self.word_buffer, self.dirty) {
+            let _ = buffer.zero_();
+            self.dirty = false;
+        }
+        Ok(())
     }
 }
 
@@ -115,7 +136,11 @@ mod tests {
         assert_eq!(b.double_value(&[0]), 1.0);
         assert_eq!(opt.groups[0].params[0].step.double_value(&[]), 1.0);
         assert_eq!(opt.groups[1].params[0].step.double_value(&[]), 0.0);
-        opt.zero_grad();
-        assert_eq!(w.grad().abs().sum(Kind::Float).double_value(&[]), 0.0);
+        opt.zero_grad().unwrap();
+        assert!(!w.grad().defined());
+        // A parameter without a gradient is skipped, as torch skips `grad is None`.
+        let before = w.copy();
+        opt.step(0.01).unwrap();
+        assert!(w.equal(&before));
     }
 }
