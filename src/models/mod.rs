@@ -132,6 +132,11 @@ impl SequenceClassifier {
         weights::load_into(&variables, self.config.arch.prefix(), checkpoint, ignore_mismatched_sizes)
     }
 
+    /// Loads safetensors files (one, or the shards of an index) into the variables.
+    pub fn load_safetensors(&self, paths: &[std::path::PathBuf], ignore_mismatched_sizes: bool) -> Result<LoadReport> {
+        weights::load_safetensors(&self.vs.variables(), self.config.arch.prefix(), paths, ignore_mismatched_sizes)
+    }
+
     pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
         weights::write_safetensors(path, &self.state_dict())
     }

@@ -136,13 +136,7 @@ impl PySequenceClassifier {
     #[pyo3(signature = (paths, ignore_mismatched_sizes=false))]
     fn load_safetensors<'py>(&self, py: Python<'py>, paths: Vec<PathBuf>, ignore_mismatched_sizes: bool) -> PyResult<Bound<'py, PyDict>> {
         let report = py.detach(|| {
-            guard(|| {
-                let mut tensors = Vec::new();
-                for path in &paths {
-                    tensors.extend(crate::models::weights::read_safetensors(path)?);
-                }
-                self.lock().load_state_dict(tensors, ignore_mismatched_sizes)
-            })
+            guard(|| self.lock().load_safetensors(&paths, ignore_mismatched_sizes))
         })?;
         report_dict(py, report)
     }
