@@ -170,8 +170,9 @@ impl Embeddings {
     }
 
     /// Whether the word embeddings' gradient can be left to `WordLookup::accumulate`: a trained
-    /// float32 table (a half-precision table keeps libtorch's backward, which rounds the same
-    /// sums differently).
+    /// float32 table on the CPU. A half-precision table keeps libtorch's backward, which rounds
+    /// the same sums differently; so does CUDA's, which also sums in another order and does not
+    /// pay the CPU's cost of zeroing a fresh table-sized gradient.
     fn deferrable(&self, asked: bool) -> bool {
         let ws = &self.word.ws;
         asked && ws.requires_grad() && ws.kind() == Kind::Float && ws.device() == tch::Device::Cpu
