@@ -6,9 +6,9 @@ pub mod files;
 pub mod models;
 pub mod ops;
 pub mod parallel;
-pub mod train;
 mod py;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};
 

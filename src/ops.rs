@@ -19,10 +19,20 @@ extern "C" {
         weight_decay: f64,
         eps: f64,
     ) -> *mut c_char;
-    fn ft_clip_grad_norm(grads: *const *const C_tensor, n: c_int, max_norm: f64, total_norm: *mut f64) -> *mut c_char;
+    fn ft_clip_grad_norm(
+        grads: *const *const C_tensor,
+        n: c_int,
+        max_norm: f64,
+        total_norm: *mut f64,
+    ) -> *mut c_char;
     fn ft_set_grad(param: *const C_tensor, grad: *const C_tensor) -> *mut c_char;
     fn ft_autocast(cuda: c_int, half: c_int, enabled: c_int) -> *mut c_char;
-    fn ft_unscale(grads: *const *const C_tensor, n: c_int, found_inf: *const C_tensor, inv_scale: *const C_tensor) -> *mut c_char;
+    fn ft_unscale(
+        grads: *const *const C_tensor,
+        n: c_int,
+        found_inf: *const C_tensor,
+        inv_scale: *const C_tensor,
+    ) -> *mut c_char;
     fn ft_randperm(n: i64, seed: u64, out: *mut i64) -> *mut c_char;
 }
 
@@ -53,7 +63,14 @@ pub struct AdamW {
 
 /// One fused AdamW step (torch.optim.AdamW(fused=True)) over a parameter group: increments each
 /// step counter, then updates the parameters and moments in place.
-pub fn fused_adamw(params: &[Tensor], grads: &[Tensor], exp_avgs: &[Tensor], exp_avg_sqs: &[Tensor], steps: &[Tensor], hp: AdamW) -> Result<()> {
+pub fn fused_adamw(
+    params: &[Tensor],
+    grads: &[Tensor],
+    exp_avgs: &[Tensor],
+    exp_avg_sqs: &[Tensor],
+    steps: &[Tensor],
+    hp: AdamW,
+) -> Result<()> {
     let n = params.len();
     assert!(
         grads.len() == n && exp_avgs.len() == n && exp_avg_sqs.len() == n && steps.len() == n,
@@ -62,10 +79,28 @@ pub fn fused_adamw(params: &[Tensor], grads: &[Tensor], exp_avgs: &[Tensor], exp
     if n == 0 {
         return Ok(());
     }
-    let (p, g, m, v, s) = (pointers(params), pointers(grads), pointers(exp_avgs), pointers(exp_avg_sqs), pointers(steps));
+    let (p, g, m, v, s) = (
+        pointers(params),
+        pointers(grads),
+        pointers(exp_avgs),
+        pointers(exp_avg_sqs),
+        pointers(steps),
+    );
     // SAFETY: every pointer is a live tch tensor borrowed for the duration of the call.
     check(unsafe {
-        ft_fused_adamw(p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr(), s.as_ptr(), n as c_int, hp.lr, hp.beta1, hp.beta2, hp.weight_decay, hp.eps)
+        ft_fused_adamw(
+            p.as_ptr(),
+            g.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            s.as_ptr(),
+            n as c_int,
+            hp.lr,
+            hp.beta1,
+            hp.beta2,
+            hp.weight_decay,
+            hp.eps,
+        )
     })
 }
 
@@ -91,7 +126,9 @@ pub fn set_grad(param: &Tensor, grad: Option<&Tensor>) -> Result<()> {
 pub fn unscale(grads: &[Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Result<()> {
     let g = pointers(grads);
     // SAFETY: as in fused_adamw.
-    check(unsafe { ft_unscale(g.as_ptr(), g.len() as c_int, found_inf.as_ptr(), inv_scale.as_ptr()) })
+    check(unsafe {
+        ft_unscale(g.as_ptr(), g.len() as c_int, found_inf.as_ptr(), inv_scale.as_ptr())
+    })
 }
 
 /// The half precision of mixed-precision training.
@@ -121,7 +158,9 @@ impl Autocast {
 impl Drop for Autocast {
     fn drop(&mut self) {
         // SAFETY: as in enter; leaving cannot fail short of a libtorch bug, which is reported.
-        if let Err(e) = check(unsafe { ft_autocast(self.cuda as c_int, (self.half == Half::Float16) as c_int, 0) }) {
+        if let Err(e) = check(unsafe {
+            ft_autocast(self.cuda as c_int, (self.half == Half::Float16) as c_int, 0)
+        }) {
             eprintln!("ferrotune: leaving autocast failed: {e}");
         }
     }
@@ -167,7 +206,11 @@ mod tests {
         assert_eq!(step.double_value(&[]), 1.0);
         let expected = [1.0 * (1.0 - 0.001) - 0.1, -2.0 * (1.0 - 0.001) + 0.1];
         for (i, e) in expected.iter().enumerate() {
-            assert!((p.double_value(&[i as i64]) - e).abs() < 1e-5, "{i}: {}", p.double_value(&[i as i64]));
+            assert!(
+                (p.double_value(&[i as i64]) - e).abs() < 1e-5,
+                "{i}: {}",
+                p.double_value(&[i as i64])
+            );
         }
     }
 

@@ -146,7 +146,9 @@ fn model_type(config: &Value) -> Result<&str> {
         .ok_or_else(|| Error::value(format!("a config must be a JSON object, got {config}")))?;
     match object.get("model_type") {
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(Error::value(format!("config 'model_type' must be a string, got {other}"))),
+        Some(other) => {
+            Err(Error::value(format!("config 'model_type' must be a string, got {other}")))
+        }
         None => Err(Error::value(format!(
             "config has no 'model_type'; ferrotune supports {}",
             SUPPORTED_MODEL_TYPES.join(", ")
@@ -170,7 +172,11 @@ impl Fields<'_> {
         match self.get(key)?.as_i64() {
             Some(v) if v >= min => Ok(v),
             _ => {
-                let what = if min == 1 { "a positive integer".to_string() } else { format!("an integer >= {min}") };
+                let what = if min == 1 {
+                    "a positive integer".to_string()
+                } else {
+                    format!("an integer >= {min}")
+                };
                 Err(Error::value(format!("config {key:?} must be {what}, got {}", self.get(key)?)))
             }
         }
@@ -355,12 +361,16 @@ mod tests {
     fn bad_values_name_the_key() {
         let err = ModelConfig::from_json(&json!({"model_type": "bert", "hidden_size": "big"}))
             .unwrap_err();
-        assert_eq!(err.to_string(), "config \"hidden_size\" must be a positive integer, got \"big\"");
-        let err = ModelConfig::from_json(&json!({"model_type": "bert", "hidden_size": 100}))
-            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config \"hidden_size\" must be a positive integer, got \"big\""
+        );
+        let err =
+            ModelConfig::from_json(&json!({"model_type": "bert", "hidden_size": 100})).unwrap_err();
         assert!(err.to_string().contains("(100) is not a multiple"), "{err}");
-        let err = ModelConfig::from_json(&json!({"model_type": "bert", "hidden_dropout_prob": 1.5}))
-            .unwrap_err();
+        let err =
+            ModelConfig::from_json(&json!({"model_type": "bert", "hidden_dropout_prob": 1.5}))
+                .unwrap_err();
         assert!(err.to_string().contains("hidden_dropout_prob"), "{err}");
     }
 

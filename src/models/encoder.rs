@@ -29,7 +29,11 @@ pub enum AttentionImpl {
 impl AttentionImpl {
     fn resolve(self, device: tch::Device, kind: Kind, train: bool, seq: i64) -> AttentionImpl {
         match self {
-            AttentionImpl::Auto if device.is_cuda() || (!train && kind == Kind::Float && seq >= 64) => AttentionImpl::Fused,
+            AttentionImpl::Auto
+                if device.is_cuda() || (!train && kind == Kind::Float && seq >= 64) =>
+            {
+                AttentionImpl::Fused
+            }
             AttentionImpl::Auto => AttentionImpl::Explicit,
             chosen => chosen,
         }
@@ -57,7 +61,13 @@ fn layer_norm(p: nn::Path, config: &ModelConfig) -> nn::LayerNorm {
 
 /// nn.Embedding as transformers initializes it: normal, with the padding row zeroed; the padding
 /// row also receives no gradient.
-fn embedding(p: nn::Path, num: i64, dim: i64, padding_idx: Option<i64>, config: &ModelConfig) -> nn::Embedding {
+fn embedding(
+    p: nn::Path,
+    num: i64,
+    dim: i64,
+    padding_idx: Option<i64>,
+    config: &ModelConfig,
+) -> nn::Embedding {
     let cfg = nn::EmbeddingConfig {
         ws_init: normal_init(config),
         padding_idx: padding_idx.unwrap_or(-1),
@@ -104,7 +114,8 @@ impl Embeddings {
             Arch::Bert | Arch::DistilBert => None,
         };
         let h = config.hidden_size;
-        let word = embedding(&p / "word_embeddings", config.vocab_size, h, config.pad_token_id, config);
+        let word =
+            embedding(&p / "word_embeddings", config.vocab_size, h, config.pad_token_id, config);
         let mut position = embedding(
             &p / "position_embeddings",
             config.max_position_embeddings,
@@ -120,8 +131,9 @@ impl Embeddings {
             // transformers freezes the sinusoidal table (requires_grad = False)
             let _ = position.ws.set_requires_grad(false);
         }
-        let token_type = (config.type_vocab_size > 0)
-            .then(|| embedding(&p / "token_type_embeddings", config.type_vocab_size, h, None, config));
+        let token_type = (config.type_vocab_size > 0).then(|| {
+            embedding(&p / "token_type_embeddings", config.type_vocab_size, h, None, config)
+        });
         let layer_norm = layer_norm(&p / "LayerNorm", config);
         Embeddings {
             word,
@@ -136,7 +148,14 @@ impl Embeddings {
 
     /// The embedded inputs; with `defer_word_gradient`, also the word lookup whose gradient the
     /// caller accumulates (see `WordLookup`).
-    fn forward(&self, input_ids: &Tensor, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>, train: bool, defer_word_gradient: bool) -> (Tensor, Option<WordLookup>) {
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        position_ids: Option<&Tensor>,
+        train: bool,
+        defer_word_gradient: bool,
+    ) -> (Tensor, Option<WordLookup>) {
         let (batch, seq) = input_ids.size2().expect("input_ids is 2-D (checked by the caller)");
         let device = input_ids.device();
         let position_ids = match (position_ids, self.roberta_padding_idx) {
@@ -146,14 +165,20 @@ impl Embeddings {
                 let incremental = mask.cumsum(1, Kind::Int) * &mask;
                 incremental.to_kind(Kind::Int64) + pad
             }
-            (None, None) => Tensor::arange(seq, (Kind::Int64, device)).unsqueeze(0).expand([batch, seq], false),
+            (None, None) => {
+                Tensor::arange(seq, (Kind::Int64, device)).unsqueeze(0).expand([batch, seq], false)
+            }
         };
         // Same order of additions as transformers: word + token type, then + position.
         let (mut embeddings, lookup) = match self.deferrable(defer_word_gradient) {
             true => {
                 let looked = Tensor::embedding(&self.word.ws.detach(), input_ids, -1, false, false);
                 let looked = looked.detach().set_requires_grad(true);
-                let lookup = WordLookup { ids: input_ids.shallow_clone(), looked: looked.shallow_clone(), padding_idx: self.word_padding_idx };
+                let lookup = WordLookup {
+                    ids: input_ids.shallow_clone(),
+                    looked: looked.shallow_clone(),
+                    padding_idx: self.word_padding_idx,
+                };
                 (looked, Some(lookup))
             }
             false => (self.word.forward(input_ids), None),
@@ -321,7 +346,13 @@ impl Encoder {
     }
 
     /// Checks the inputs, so that bad ids give an exception instead of a libtorch error.
-    pub fn check_inputs(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>) -> Result<()> {
+    pub fn check_inputs(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        token_type_ids: Option<&Tensor>,
+        position_ids: Option<&Tensor>,
+    ) -> Result<()> {
         let (batch, seq) = match input_ids.size()[..] {
             [b, s] => (b, s),
             ref other => {
@@ -337,7 +368,10 @@ impl Encoder {
             )));
         }
         if !is_integer(input_ids.kind()) {
-            return Err(Error::type_error(format!("input_ids must hold integers, got {:?}", input_ids.kind())));
+            return Err(Error::type_error(format!(
+                "input_ids must hold integers, got {:?}",
+                input_ids.kind()
+            )));
         }
         if position_ids.is_none() && seq > self.max_sequence_length() {
             return Err(Error::value(format!(
@@ -348,7 +382,11 @@ impl Encoder {
             )));
         }
         check_ids("input_ids", input_ids, self.vocab_size)?;
-        for (name, tensor) in [("attention_mask", attention_mask), ("token_type_ids", token_type_ids), ("position_ids", position_ids)] {
+        for (name, tensor) in [
+            ("attention_mask", attention_mask),
+            ("token_type_ids", token_type_ids),
+            ("position_ids", position_ids),
+        ] {
             if let Some(t) = tensor {
                 if t.size() != [batch, seq] {
                     return Err(Error::value(format!(
@@ -360,7 +398,9 @@ impl Encoder {
         }
         if let Some(t) = token_type_ids {
             if self.type_vocab_size == 0 {
-                return Err(Error::value("this model has no token type embeddings; do not pass token_type_ids"));
+                return Err(Error::value(
+                    "this model has no token type embeddings; do not pass token_type_ids",
+                ));
             }
             check_ids("token_type_ids", t, self.type_vocab_size)?;
         }
@@ -371,8 +411,22 @@ impl Encoder {
     }
 
     /// The last hidden states. Inputs must have passed `check_inputs`.
-    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, token_type_ids: Option<&Tensor>, position_ids: Option<&Tensor>, train: bool, defer_word_gradient: bool) -> Hidden {
-        let (embedded, word_lookup) = self.embeddings.forward(input_ids, token_type_ids, position_ids, train, defer_word_gradient);
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        token_type_ids: Option<&Tensor>,
+        position_ids: Option<&Tensor>,
+        train: bool,
+        defer_word_gradient: bool,
+    ) -> Hidden {
+        let (embedded, word_lookup) = self.embeddings.forward(
+            input_ids,
+            token_type_ids,
+            position_ids,
+            train,
+            defer_word_gradient,
+        );
         let kind = embedded.kind();
         // [b, 1, 1, s]: 0 where attended, the dtype's minimum where masked (transformers'
         // bidirectional mask in the computation dtype).
@@ -391,7 +445,14 @@ impl Encoder {
         Hidden { states, packing, word_lookup }
     }
 
-    fn layer_forward(&self, layer: &Layer, x: &Tensor, packing: Option<&Packing>, bias: Option<&Tensor>, train: bool) -> Tensor {
+    fn layer_forward(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        packing: Option<&Packing>,
+        bias: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
         let context = self.self_attention(layer, x, packing, bias, train);
         let mut attended = layer.attention_output.forward(&context);
         if layer.attention_output_dropout {
@@ -404,7 +465,14 @@ impl Encoder {
     }
 
     /// Attention over the [batch, seq] layout; `x` and the result are packed when `packing` is.
-    fn self_attention(&self, layer: &Layer, x: &Tensor, packing: Option<&Packing>, bias: Option<&Tensor>, train: bool) -> Tensor {
+    fn self_attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        packing: Option<&Packing>,
+        bias: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
         let (h, d) = (self.num_heads, self.head_dim);
         let padded = |t: Tensor| match packing {
             Some(p) => p.unpack(&t),
@@ -426,7 +494,9 @@ impl Encoder {
                 }
                 dropout(&scores.softmax(-1, scores.kind()), p, train).matmul(&v)
             }
-            AttentionImpl::Fused => Tensor::scaled_dot_product_attention(&q, &k, &v, bias, p, false, scale, false),
+            AttentionImpl::Fused => {
+                Tensor::scaled_dot_product_attention(&q, &k, &v, bias, p, false, scale, false)
+            }
         };
         let context = context.transpose(1, 2).contiguous().view([b, s, h * d]);
         match packing {
@@ -455,7 +525,9 @@ impl Packing {
         let (batch, seq) = mask.size2().ok()?;
         let keep = mask.ne(0);
         let lengths = keep.sum_dim_intlist(1, false, Kind::Int64);
-        if lengths.sum(Kind::Int64).int64_value(&[]) == batch * seq || keep.select(1, 0).all().int64_value(&[]) == 0 {
+        if lengths.sum(Kind::Int64).int64_value(&[]) == batch * seq
+            || keep.select(1, 0).all().int64_value(&[]) == 0
+        {
             return None;
         }
         let index = keep.view([-1]).nonzero().squeeze_dim(1);

@@ -68,14 +68,23 @@ impl SequenceClassifier {
 
     /// Logits, and the loss when labels are given. `problem_type` None infers it from the
     /// labels as transformers does.
-    pub fn forward(&self, batch: &Batch, problem_type: Option<ProblemType>, train: bool) -> Result<Output> {
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        problem_type: Option<ProblemType>,
+        train: bool,
+    ) -> Result<Output> {
         Ok(self.forward_with(batch, problem_type, train, false)?.0)
     }
 
     /// `forward` in training mode for the training loop, which accumulates the word
     /// embeddings' gradient itself from the returned lookup after backward (see `WordLookup`;
     /// None when autograd computes it, for a frozen or half-precision table).
-    pub fn forward_for_training(&self, batch: &Batch, problem_type: Option<ProblemType>) -> Result<(Output, Option<WordLookup>)> {
+    pub fn forward_for_training(
+        &self,
+        batch: &Batch,
+        problem_type: Option<ProblemType>,
+    ) -> Result<(Output, Option<WordLookup>)> {
         self.forward_with(batch, problem_type, true, true)
     }
 
@@ -84,10 +93,17 @@ impl SequenceClassifier {
         self.encoder.word_embeddings()
     }
 
-    fn forward_with(&self, batch: &Batch, problem_type: Option<ProblemType>, train: bool, defer_word_gradient: bool) -> Result<(Output, Option<WordLookup>)> {
+    fn forward_with(
+        &self,
+        batch: &Batch,
+        problem_type: Option<ProblemType>,
+        train: bool,
+        defer_word_gradient: bool,
+    ) -> Result<(Output, Option<WordLookup>)> {
         let Batch { input_ids, attention_mask, token_type_ids, position_ids, labels } = *batch;
         self.encoder.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)?;
-        let problem_type = labels.map(|l| problem_type.unwrap_or_else(|| ProblemType::infer(self.config.num_labels, l)));
+        let problem_type = labels
+            .map(|l| problem_type.unwrap_or_else(|| ProblemType::infer(self.config.num_labels, l)));
         if let (Some(labels), Some(problem)) = (labels, problem_type) {
             loss::check_labels(problem, &[input_ids.size()[0], self.config.num_labels], labels)?;
         }
@@ -107,9 +123,12 @@ impl SequenceClassifier {
             train,
             defer_word_gradient,
         );
-        let logits = self.head.forward(&hidden.first_tokens(), self.config.classifier_dropout, train);
+        let logits =
+            self.head.forward(&hidden.first_tokens(), self.config.classifier_dropout, train);
         let loss = match (labels, problem_type) {
-            (Some(labels), Some(problem)) => Some(loss::loss(problem, &logits, &labels.to_device(device))),
+            (Some(labels), Some(problem)) => {
+                Some(loss::loss(problem, &logits, &labels.to_device(device)))
+            }
             _ => None,
         };
         Ok((Output { loss, logits, problem_type }, hidden.word_lookup))
@@ -127,14 +146,32 @@ impl SequenceClassifier {
         self.state_dict().into_iter().filter(|(_, t)| t.requires_grad()).collect()
     }
 
-    pub fn load_state_dict(&self, checkpoint: Vec<(String, Tensor)>, ignore_mismatched_sizes: bool) -> Result<LoadReport> {
+    pub fn load_state_dict(
+        &self,
+        checkpoint: Vec<(String, Tensor)>,
+        ignore_mismatched_sizes: bool,
+    ) -> Result<LoadReport> {
         let variables: HashMap<String, Tensor> = self.vs.variables();
-        weights::load_into(&variables, self.config.arch.prefix(), checkpoint, ignore_mismatched_sizes)
+        weights::load_into(
+            &variables,
+            self.config.arch.prefix(),
+            checkpoint,
+            ignore_mismatched_sizes,
+        )
     }
 
     /// Loads safetensors files (one, or the shards of an index) into the variables.
-    pub fn load_safetensors(&self, paths: &[std::path::PathBuf], ignore_mismatched_sizes: bool) -> Result<LoadReport> {
-        weights::load_safetensors(&self.vs.variables(), self.config.arch.prefix(), paths, ignore_mismatched_sizes)
+    pub fn load_safetensors(
+        &self,
+        paths: &[std::path::PathBuf],
+        ignore_mismatched_sizes: bool,
+    ) -> Result<LoadReport> {
+        weights::load_safetensors(
+            &self.vs.variables(),
+            self.config.arch.prefix(),
+            paths,
+            ignore_mismatched_sizes,
+        )
     }
 
     pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
@@ -156,7 +193,9 @@ impl SequenceClassifier {
 
     pub fn set_kind(&mut self, kind: Kind) -> Result<()> {
         if !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
-            return Err(Error::value(format!("model weights must be a floating-point dtype, got {kind:?}")));
+            return Err(Error::value(format!(
+                "model weights must be a floating-point dtype, got {kind:?}"
+            )));
         }
         self.vs.set_kind(kind);
         Ok(())
@@ -186,9 +225,16 @@ mod tests {
         let ids = Tensor::from_slice(&[0i64, 5, 7, 5, 2, 1, 1, 0, 9, 9, 9, 2]).view([2, 6]);
         let mask = ids.ne(1).to_kind(Kind::Int64);
         let labels = Tensor::from_slice(&[0i64, 1]);
-        let batch = Batch { input_ids: &ids, attention_mask: Some(&mask), token_type_ids: None, position_ids: None, labels: Some(&labels) };
+        let batch = Batch {
+            input_ids: &ids,
+            attention_mask: Some(&mask),
+            token_type_ids: None,
+            position_ids: None,
+            labels: Some(&labels),
+        };
         let table = model.word_embeddings().shallow_clone();
-        let mut optimizer = crate::train::optim::Optimizer::new(model.named_parameters(), 0.0, 0.9, 0.999, 1e-8);
+        let mut optimizer =
+            crate::train::optim::Optimizer::new(model.named_parameters(), 0.0, 0.9, 0.999, 1e-8);
 
         model.forward(&batch, None, true).unwrap().loss.unwrap().backward();
         let expected = table.grad().copy();
@@ -197,7 +243,11 @@ mod tests {
         out.loss.unwrap().backward();
         optimizer.accumulate_words(&table, lookup.expect("a float32 table is deferred")).unwrap();
         assert!(table.grad().equal(&expected));
-        assert_eq!(table.grad().get(1).abs().sum(Kind::Float).double_value(&[]), 0.0, "padding row");
+        assert_eq!(
+            table.grad().get(1).abs().sum(Kind::Float).double_value(&[]),
+            0.0,
+            "padding row"
+        );
 
         // A second micro-batch adds to the first.
         let (out, lookup) = model.forward_for_training(&batch, None).unwrap();

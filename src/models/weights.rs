@@ -50,14 +50,21 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
         Kind::BFloat16 => Dtype::BF16,
         Kind::Float => Dtype::F32,
         Kind::Double => Dtype::F64,
-        other => return Err(Error::not_implemented(format!("cannot save tensors of dtype {other:?}"))),
+        other => {
+            return Err(Error::not_implemented(format!("cannot save tensors of dtype {other:?}")))
+        }
     })
 }
 
 /// Loads safetensors files (one, or the shards of an index) into `variables` (see
 /// `load_into`). Each checkpoint tensor is a view of its mapped file, copied once into its
 /// variable: no copy of the whole checkpoint is made first (90 MB less at the peak for MiniLM).
-pub fn load_safetensors(variables: &HashMap<String, Tensor>, prefix: &str, paths: &[PathBuf], ignore_mismatched_sizes: bool) -> Result<LoadReport> {
+pub fn load_safetensors(
+    variables: &HashMap<String, Tensor>,
+    prefix: &str,
+    paths: &[PathBuf],
+    ignore_mismatched_sizes: bool,
+) -> Result<LoadReport> {
     let maps = paths.iter().map(|p| map(p)).collect::<Result<Vec<_>>>()?;
     let mut views = Vec::new();
     for (path, mmap) in paths.iter().zip(&maps) {
@@ -78,14 +85,17 @@ fn map(path: &Path) -> Result<memmap2::Mmap> {
 /// The tensors of the safetensors file `bytes`, sorted by name: views of `bytes` that must not
 /// outlive it (copies where the data is not aligned for its dtype).
 fn views_of(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
-    let invalid = |detail: String| Error::value(format!("{}: not a valid safetensors file: {detail}", path.display()));
+    let invalid = |detail: String| {
+        Error::value(format!("{}: not a valid safetensors file: {detail}", path.display()))
+    };
     let file = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
     let mut tensors = file
         .tensors()
         .into_iter()
         .map(|(name, view)| {
-            let kind = kind_of(view.dtype())
-                .ok_or_else(|| invalid(format!("tensor {name:?} has unsupported dtype {:?}", view.dtype())))?;
+            let kind = kind_of(view.dtype()).ok_or_else(|| {
+                invalid(format!("tensor {name:?} has unsupported dtype {:?}", view.dtype()))
+            })?;
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let data = view.data();
             let aligned = (data.as_ptr() as usize) % kind.elt_size_in_bytes() == 0;
@@ -244,8 +254,14 @@ mod tests {
             ("classifier.weight".to_string(), var(&[2, 4])),
         ]);
         let checkpoint = vec![
-            ("embeddings.LayerNorm.gamma".to_string(), Tensor::ones([4], (Kind::Float, Device::Cpu))),
-            ("embeddings.LayerNorm.beta".to_string(), Tensor::full([4], 2.0, (Kind::Float, Device::Cpu))),
+            (
+                "embeddings.LayerNorm.gamma".to_string(),
+                Tensor::ones([4], (Kind::Float, Device::Cpu)),
+            ),
+            (
+                "embeddings.LayerNorm.beta".to_string(),
+                Tensor::full([4], 2.0, (Kind::Float, Device::Cpu)),
+            ),
             ("embeddings.position_ids".to_string(), Tensor::arange(4, (Kind::Int64, Device::Cpu))),
             ("cls.predictions.bias".to_string(), Tensor::zeros([10], (Kind::Float, Device::Cpu))),
         ];
@@ -260,7 +276,12 @@ mod tests {
     #[test]
     fn a_shape_mismatch_names_the_key_and_both_shapes() {
         let variables = HashMap::from([("classifier.weight".to_string(), var(&[2, 4]))]);
-        let checkpoint = || vec![("classifier.weight".to_string(), Tensor::ones([3, 4], (Kind::Float, Device::Cpu)))];
+        let checkpoint = || {
+            vec![(
+                "classifier.weight".to_string(),
+                Tensor::ones([3, 4], (Kind::Float, Device::Cpu)),
+            )]
+        };
         let err = load_into(&variables, "bert", checkpoint(), false).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -268,7 +289,10 @@ mod tests {
              pass ignore_mismatched_sizes=True to re-initialize it instead"
         );
         let report = load_into(&variables, "bert", checkpoint(), true).unwrap();
-        assert_eq!(report.mismatched, vec![("classifier.weight".to_string(), vec![3, 4], vec![2, 4])]);
+        assert_eq!(
+            report.mismatched,
+            vec![("classifier.weight".to_string(), vec![3, 4], vec![2, 4])]
+        );
         assert_eq!(variables["classifier.weight"].abs().sum(Kind::Float).double_value(&[]), 0.0);
     }
 
@@ -279,7 +303,8 @@ mod tests {
         let path = dir.join("model.safetensors");
         let a = Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]);
         let b = Tensor::from_slice(&[1i64, -2]).to_kind(Kind::BFloat16);
-        write_safetensors(&path, &[("a".into(), a.t_copy()), ("b".into(), b.shallow_clone())]).unwrap();
+        write_safetensors(&path, &[("a".into(), a.t_copy()), ("b".into(), b.shallow_clone())])
+            .unwrap();
         // Loading views the mapped file and copies each tensor once into its variable.
         let variables: HashMap<String, Tensor> = [
             ("m.a".to_string(), Tensor::zeros([3, 2], (Kind::Float, Device::Cpu))),
@@ -303,6 +328,10 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
         let err = load_safetensors(&variables, "m", &[path.clone()], false).unwrap_err();
         assert!(matches!(err, Error::Value(_)));
-        assert!(err.to_string().starts_with(&format!("{}: not a valid safetensors file", path.display())), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: not a valid safetensors file", path.display())),
+            "{err}"
+        );
     }
 }

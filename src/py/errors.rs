@@ -7,8 +7,8 @@
 use crate::error::Error;
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyIndexError, PyKeyboardInterrupt, PyMemoryError, PyNotImplementedError,
-    PyOSError, PyTypeError, PyValueError,
+    PyException, PyFileNotFoundError, PyIndexError, PyKeyboardInterrupt, PyMemoryError,
+    PyNotImplementedError, PyOSError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};

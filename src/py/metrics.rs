@@ -4,12 +4,18 @@ use crate::train::metrics::{self, Average, Confusion};
 use numpy::{PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-fn slices<'a>(predictions: &'a PyReadonlyArray1<'_, i64>, references: &'a PyReadonlyArray1<'_, i64>) -> PyResult<(&'a [i64], &'a [i64])> {
+fn slices<'a>(
+    predictions: &'a PyReadonlyArray1<'_, i64>,
+    references: &'a PyReadonlyArray1<'_, i64>,
+) -> PyResult<(&'a [i64], &'a [i64])> {
     Ok((predictions.as_slice()?, references.as_slice()?))
 }
 
 #[pyfunction]
-fn accuracy(predictions: PyReadonlyArray1<'_, i64>, references: PyReadonlyArray1<'_, i64>) -> PyResult<f64> {
+fn accuracy(
+    predictions: PyReadonlyArray1<'_, i64>,
+    references: PyReadonlyArray1<'_, i64>,
+) -> PyResult<f64> {
     let (p, r) = slices(&predictions, &references)?;
     Ok(metrics::accuracy(p, r)?)
 }
@@ -17,20 +23,32 @@ fn accuracy(predictions: PyReadonlyArray1<'_, i64>, references: PyReadonlyArray1
 /// (precision, recall, f1) with sklearn's `average` ("binary", "micro", "macro", "weighted").
 #[pyfunction]
 #[pyo3(signature = (predictions, references, average="binary", pos_label=1))]
-fn precision_recall_f1(predictions: PyReadonlyArray1<'_, i64>, references: PyReadonlyArray1<'_, i64>, average: Option<&str>, pos_label: i64) -> PyResult<(f64, f64, f64)> {
+fn precision_recall_f1(
+    predictions: PyReadonlyArray1<'_, i64>,
+    references: PyReadonlyArray1<'_, i64>,
+    average: Option<&str>,
+    pos_label: i64,
+) -> PyResult<(f64, f64, f64)> {
     let (p, r) = slices(&predictions, &references)?;
     Ok(metrics::precision_recall_f1(p, r, Average::parse(average, pos_label)?)?)
 }
 
 #[pyfunction]
-fn matthews_correlation(predictions: PyReadonlyArray1<'_, i64>, references: PyReadonlyArray1<'_, i64>) -> PyResult<f64> {
+fn matthews_correlation(
+    predictions: PyReadonlyArray1<'_, i64>,
+    references: PyReadonlyArray1<'_, i64>,
+) -> PyResult<f64> {
     let (p, r) = slices(&predictions, &references)?;
     Ok(metrics::matthews_correlation(p, r)?)
 }
 
 /// (labels, counts) with counts[i][j] = examples of label i predicted as label j.
 #[pyfunction]
-fn confusion_matrix<'py>(py: Python<'py>, predictions: PyReadonlyArray1<'py, i64>, references: PyReadonlyArray1<'py, i64>) -> PyResult<(Vec<i64>, Bound<'py, PyArray2<u64>>)> {
+fn confusion_matrix<'py>(
+    py: Python<'py>,
+    predictions: PyReadonlyArray1<'py, i64>,
+    references: PyReadonlyArray1<'py, i64>,
+) -> PyResult<(Vec<i64>, Bound<'py, PyArray2<u64>>)> {
     let (p, r) = slices(&predictions, &references)?;
     let Confusion { labels, counts } = Confusion::new(p, r)?;
     Ok((labels, PyArray2::from_vec2(py, &counts)?))

@@ -7,8 +7,8 @@ mod metrics;
 mod model;
 mod pipeline;
 mod tensor;
-mod train;
 mod tokenizer;
+mod train;
 
 use errors::{guard, FerrotuneError};
 use pyo3::prelude::*;

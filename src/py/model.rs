@@ -4,7 +4,9 @@
 use super::errors::guard;
 use super::tensor::PyTensor;
 use crate::error::{Error, Result};
-use crate::models::{AttentionImpl, Batch, LoadReport, ModelConfig, ProblemType, SequenceClassifier};
+use crate::models::{
+    AttentionImpl, Batch, LoadReport, ModelConfig, ProblemType, SequenceClassifier,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -17,7 +19,9 @@ pub(crate) fn parse_device(device: &str) -> Result<Device> {
         "cuda" => Ok(Device::Cuda(0)),
         _ => match device.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) => Ok(Device::Cuda(n)),
-            None => Err(Error::value(format!("unsupported device {device:?}; use \"cpu\", \"cuda\" or \"cuda:N\""))),
+            None => Err(Error::value(format!(
+                "unsupported device {device:?}; use \"cpu\", \"cuda\" or \"cuda:N\""
+            ))),
         },
     }
     .and_then(|d| match d {
@@ -94,8 +98,8 @@ impl PySequenceClassifier {
     #[new]
     #[pyo3(signature = (config_json, device="cpu"))]
     fn new(py: Python<'_>, config_json: &str, device: &str) -> PyResult<Self> {
-        let value: serde_json::Value =
-            serde_json::from_str(config_json).map_err(|e| Error::value(format!("config is not valid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(config_json)
+            .map_err(|e| Error::value(format!("config is not valid JSON: {e}")))?;
         let config = ModelConfig::from_json(&value)?;
         let device = parse_device(device)?;
         let model = py.detach(|| guard(|| Ok(SequenceClassifier::new(config, device))))?;
@@ -129,23 +133,38 @@ impl PySequenceClassifier {
                 self.lock().forward(&batch, problem_type, train)
             })
         })?;
-        Ok((output.loss.map(PyTensor), PyTensor(output.logits), output.problem_type.map(ProblemType::as_str)))
+        Ok((
+            output.loss.map(PyTensor),
+            PyTensor(output.logits),
+            output.problem_type.map(ProblemType::as_str),
+        ))
     }
 
     /// Loads safetensors files (one, or the shards of an index) into the model.
     #[pyo3(signature = (paths, ignore_mismatched_sizes=false))]
-    fn load_safetensors<'py>(&self, py: Python<'py>, paths: Vec<PathBuf>, ignore_mismatched_sizes: bool) -> PyResult<Bound<'py, PyDict>> {
-        let report = py.detach(|| {
-            guard(|| self.lock().load_safetensors(&paths, ignore_mismatched_sizes))
-        })?;
+    fn load_safetensors<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        ignore_mismatched_sizes: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let report =
+            py.detach(|| guard(|| self.lock().load_safetensors(&paths, ignore_mismatched_sizes)))?;
         report_dict(py, report)
     }
 
     /// Loads a state dict (name → torch.Tensor) into the model.
     #[pyo3(signature = (state_dict, ignore_mismatched_sizes=false))]
-    fn load_state_dict<'py>(&self, py: Python<'py>, state_dict: Vec<(String, PyTensor)>, ignore_mismatched_sizes: bool) -> PyResult<Bound<'py, PyDict>> {
-        let tensors: Vec<(String, Tensor)> = state_dict.into_iter().map(|(k, t)| (k, t.0)).collect();
-        let report = py.detach(|| guard(|| self.lock().load_state_dict(tensors, ignore_mismatched_sizes)))?;
+    fn load_state_dict<'py>(
+        &self,
+        py: Python<'py>,
+        state_dict: Vec<(String, PyTensor)>,
+        ignore_mismatched_sizes: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let tensors: Vec<(String, Tensor)> =
+            state_dict.into_iter().map(|(k, t)| (k, t.0)).collect();
+        let report =
+            py.detach(|| guard(|| self.lock().load_state_dict(tensors, ignore_mismatched_sizes)))?;
         report_dict(py, report)
     }
 
@@ -201,7 +220,12 @@ impl PySequenceClassifier {
             "explicit" => AttentionImpl::Explicit,
             "fused" => AttentionImpl::Fused,
             "auto" => AttentionImpl::Auto,
-            other => return Err(Error::value(format!("attention must be \"auto\", \"explicit\" or \"fused\", got {other:?}")).into()),
+            other => {
+                return Err(Error::value(format!(
+                    "attention must be \"auto\", \"explicit\" or \"fused\", got {other:?}"
+                ))
+                .into())
+            }
         };
         self.lock().set_attention(attention);
         Ok(())
@@ -222,8 +246,8 @@ impl PySequenceClassifier {
 /// A config (JSON string) with the defaults of its model type filled in, as a JSON string.
 #[pyfunction]
 fn complete_config(config_json: &str) -> PyResult<String> {
-    let value: serde_json::Value =
-        serde_json::from_str(config_json).map_err(|e| Error::value(format!("config is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(config_json)
+        .map_err(|e| Error::value(format!("config is not valid JSON: {e}")))?;
     Ok(crate::models::config::complete(&value)?.to_string())
 }
 

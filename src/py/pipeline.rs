@@ -43,7 +43,12 @@ fn classify(
             let model = model.get().model();
             let (limit, device, has_types, config_pad) = {
                 let m = model.lock().unwrap_or_else(|p| p.into_inner());
-                (m.max_sequence_length(), m.device(), m.config.type_vocab_size > 0, m.config.pad_token_id)
+                (
+                    m.max_sequence_length(),
+                    m.device(),
+                    m.config.type_vocab_size > 0,
+                    m.config.pad_token_id,
+                )
             };
             if let Some(row) = (0..encoded.len()).find(|&i| encoded.row(i).len() as i64 > limit) {
                 return Err(Error::value(format!(
@@ -53,9 +58,24 @@ fn classify(
                 )));
             }
             let examples = Examples::from_encoded(&encoded, token_types && has_types);
-            let collator = Collator { pad_token_id: pad_token_id.or(config_pad).unwrap_or(0), pad_to_multiple_of: None, pad_left: false };
-            let batching = batch_size.map_or_else(|| Batching::automatic(device.is_cuda()), Batching::Examples);
-            run::predict(model, &examples, &collator, batching, bf16.then_some(Half::BFloat16), None, false, &|| signals.check()).map(|p| p.logits)
+            let collator = Collator {
+                pad_token_id: pad_token_id.or(config_pad).unwrap_or(0),
+                pad_to_multiple_of: None,
+                pad_left: false,
+            };
+            let batching = batch_size
+                .map_or_else(|| Batching::automatic(device.is_cuda()), Batching::Examples);
+            run::predict(
+                model,
+                &examples,
+                &collator,
+                batching,
+                bf16.then_some(Half::BFloat16),
+                None,
+                false,
+                &|| signals.check(),
+            )
+            .map(|p| p.logits)
         })
     }))?;
     Ok(PyTensor(logits))

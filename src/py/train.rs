@@ -35,7 +35,9 @@ impl PyExamples {
     #[pyo3(signature = (table, label_column=None))]
     fn new(py: Python<'_>, table: PyTable, label_column: Option<String>) -> PyResult<Self> {
         let (batches, _schema) = table.into_inner();
-        let examples = py.detach(|| guard(|| Examples::from_record_batches(&batches, label_column.as_deref())))?;
+        let examples = py.detach(|| {
+            guard(|| Examples::from_record_batches(&batches, label_column.as_deref()))
+        })?;
         Ok(PyExamples { inner: Arc::new(examples) })
     }
 
@@ -88,7 +90,9 @@ fn problem(problem_type: Option<&str>) -> PyResult<Option<ProblemType>> {
 fn guard_py<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(_) => guard(|| -> crate::Result<T> { Err(Error::Other("a panic in the training loop".into())) }),
+        Err(_) => guard(|| -> crate::Result<T> {
+            Err(Error::Other("a panic in the training loop".into()))
+        }),
     }
 }
 
@@ -119,12 +123,22 @@ fn predict(
             // On the CPU the examples are grouped by a token budget instead of by
             // per_device_eval_batch_size (logits and loss do not depend on the grouping; the
             // budget's batches ran faster); on a GPU the batch size the user chose is kept.
-            let cuda = model.get().model().lock().unwrap_or_else(|p| p.into_inner()).device().is_cuda();
+            let cuda =
+                model.get().model().lock().unwrap_or_else(|p| p.into_inner()).device().is_cuda();
             let batching = match (batch_size, cuda) {
                 (0, _) | (_, true) => run::Batching::Examples(batch_size),
                 (_, false) => run::Batching::automatic(false),
             };
-            run::predict(model.get().model(), &data, &collator, batching, half, problem_type, nan_inf_filter, &|| signals.check())
+            run::predict(
+                model.get().model(),
+                &data,
+                &collator,
+                batching,
+                half,
+                problem_type,
+                nan_inf_filter,
+                &|| signals.check(),
+            )
         })
     }))?;
     Ok((PyTensor(out.logits), out.labels.map(PyTensor), out.loss))
@@ -133,7 +147,9 @@ fn predict(
 /// The autocast precision of `bf16` / `fp16` (at most one).
 fn mixed_precision(bf16: bool, fp16: bool) -> PyResult<Option<Half>> {
     match (bf16, fp16) {
-        (true, true) => Err(Error::value("At most one of fp16 and bf16 can be True, but not both").into()),
+        (true, true) => {
+            Err(Error::value("At most one of fp16 and bf16 can be True, but not both").into())
+        }
         (true, false) => Ok(Some(Half::BFloat16)),
         (false, true) => Ok(Some(Half::Float16)),
         (false, false) => Ok(None),
@@ -156,27 +172,42 @@ impl Hooks for PyHooks {
     fn event(&mut self, event: Event, at: Position) -> PyResult<Control> {
         Python::attach(|py| {
             py.check_signals()?; // Ctrl+C stops the run between two steps
-            control(self.trainer.bind(py).call_method1("_event", (event.name(), at.global_step, at.epoch))?)
+            control(
+                self.trainer
+                    .bind(py)
+                    .call_method1("_event", (event.name(), at.global_step, at.epoch))?,
+            )
         })
     }
 
     fn average_across_processes(&mut self, flat: &Tensor) -> PyResult<()> {
         Python::attach(|py| {
-            self.trainer.bind(py).call_method1("_average_across_processes", (PyTensor(flat.shallow_clone()),))?;
+            self.trainer
+                .bind(py)
+                .call_method1("_average_across_processes", (PyTensor(flat.shallow_clone()),))?;
             Ok(())
         })
     }
 
     fn non_finite_loss(&mut self, at: Position, loss: f32) -> PyResult<()> {
         Python::attach(|py| {
-            self.trainer.bind(py).call_method1("_non_finite_loss", (at.global_step, at.epoch, loss))?;
+            self.trainer
+                .bind(py)
+                .call_method1("_non_finite_loss", (at.global_step, at.epoch, loss))?;
             Ok(())
         })
     }
 
     fn log_save_evaluate(&mut self, at: Position, s: UpdateStats) -> PyResult<Control> {
         Python::attach(|py| {
-            let args = (at.global_step, at.epoch, s.loss_since_log, s.steps_since_log, s.grad_norm, s.learning_rate);
+            let args = (
+                at.global_step,
+                at.epoch,
+                s.loss_since_log,
+                s.steps_since_log,
+                s.grad_norm,
+                s.learning_rate,
+            );
             control(self.trainer.bind(py).call_method1("_log_save_evaluate", args)?)
         })
     }
@@ -242,7 +273,15 @@ impl PyTrainingRun {
         }
         let shard = Shard { index: process_index, count: num_processes };
         let data = examples.inner.clone();
-        let plan = Plan::new(data.len(), batch_size, grad_accum, num_train_epochs, max_steps, drop_last, shard)?;
+        let plan = Plan::new(
+            data.len(),
+            batch_size,
+            grad_accum,
+            num_train_epochs,
+            max_steps,
+            drop_last,
+            shard,
+        )?;
         let sampling = match sampling {
             "random" => Sampling::Random { seed },
             "sequential" => Sampling::Sequential,
@@ -256,7 +295,11 @@ impl PyTrainingRun {
         };
         // warmup_steps >= 1 is a number of steps, below 1 a ratio of the run (training_args.py,
         // get_warmup_steps).
-        let warmup = if warmup_steps >= 1.0 { warmup_steps as u64 } else { (plan.max_steps as f64 * warmup_steps).ceil() as u64 };
+        let warmup = if warmup_steps >= 1.0 {
+            warmup_steps as u64
+        } else {
+            (plan.max_steps as f64 * warmup_steps).ceil() as u64
+        };
         let schedule = Schedule {
             kind: ScheduleKind::parse(lr_scheduler_type)?,
             base_lr: learning_rate,
@@ -272,7 +315,11 @@ impl PyTrainingRun {
                 .filter(|(name, _)| !name.contains("embeddings."))
                 .map(|(_, t)| t.numel() as i64)
                 .sum();
-            (Optimizer::new(named, weight_decay, adam_beta1, adam_beta2, adam_epsilon), non_embedding as f64, m.device())
+            (
+                Optimizer::new(named, weight_decay, adam_beta1, adam_beta2, adam_epsilon),
+                non_embedding as f64,
+                m.device(),
+            )
         };
         let run = Run {
             data,
@@ -302,15 +349,23 @@ impl PyTrainingRun {
     /// `(global_step, steps_this_call, total_loss, epoch, total_flos)`.
     fn train(&self, py: Python<'_>, trainer: Py<PyAny>) -> PyResult<(u64, u64, f64, f64, f64)> {
         let mut hooks = PyHooks { trainer };
-        let summary = py.detach(|| guard_py(|| run::train(self.model.get().model(), &self.run, &mut hooks)))?;
-        Ok((summary.global_step, summary.steps_this_call, summary.total_loss, summary.epoch, summary.total_flos))
+        let summary =
+            py.detach(|| guard_py(|| run::train(self.model.get().model(), &self.run, &mut hooks)))?;
+        Ok((
+            summary.global_step,
+            summary.steps_this_call,
+            summary.total_loss,
+            summary.epoch,
+            summary.total_flos,
+        ))
     }
 
     /// The float16 loss scaler as torch's GradScaler.state_dict() lays it out (scaler.pt),
     /// None without one.
     #[getter]
     fn scaler_state<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some((scale, growth_tracker)) = self.lock().scaler.as_ref().map(LossScaler::state) else {
+        let Some((scale, growth_tracker)) = self.lock().scaler.as_ref().map(LossScaler::state)
+        else {
             return Ok(None);
         };
         let state = PyDict::new(py);
@@ -375,7 +430,13 @@ impl PyTrainingRun {
     /// Continues from a checkpoint's position; the schedule's own position (scheduler.pt's
     /// last_epoch) lags the global step by the updates a float16 run skipped.
     #[pyo3(signature = (global_step, epoch, total_flos, scheduler_steps=None))]
-    fn resume_at(&self, global_step: u64, epoch: f64, total_flos: f64, scheduler_steps: Option<u64>) {
+    fn resume_at(
+        &self,
+        global_step: u64,
+        epoch: f64,
+        total_flos: f64,
+        scheduler_steps: Option<u64>,
+    ) {
         let mut r = self.lock();
         r.global_step = global_step;
         r.scheduler_steps = scheduler_steps.unwrap_or(global_step);
@@ -395,7 +456,14 @@ impl PyTrainingRun {
                 let params = g
                     .params
                     .iter()
-                    .map(|p| (p.name.clone(), PyTensor(p.exp_avg.shallow_clone()), PyTensor(p.exp_avg_sq.shallow_clone()), PyTensor(p.step.shallow_clone())))
+                    .map(|p| {
+                        (
+                            p.name.clone(),
+                            PyTensor(p.exp_avg.shallow_clone()),
+                            PyTensor(p.exp_avg_sq.shallow_clone()),
+                            PyTensor(p.step.shallow_clone()),
+                        )
+                    })
                     .collect();
                 (g.weight_decay, params)
             })
@@ -403,13 +471,19 @@ impl PyTrainingRun {
     }
 
     /// Copies saved moments and steps (by parameter name) into the optimizer.
-    fn load_optimizer_state(&self, state: Vec<(String, PyTensor, PyTensor, PyTensor)>) -> PyResult<()> {
+    fn load_optimizer_state(
+        &self,
+        state: Vec<(String, PyTensor, PyTensor, PyTensor)>,
+    ) -> PyResult<()> {
         let r = self.lock();
-        let by_name: std::collections::HashMap<&str, &crate::train::optim::Param> = r.optimizer.params().map(|p| (p.name.as_str(), p)).collect();
+        let by_name: std::collections::HashMap<&str, &crate::train::optim::Param> =
+            r.optimizer.params().map(|p| (p.name.as_str(), p)).collect();
         for (name, exp_avg, exp_avg_sq, step) in &state {
-            let p = by_name
-                .get(name.as_str())
-                .ok_or_else(|| Error::value(format!("the optimizer state names {name:?}, which the model does not have")))?;
+            let p = by_name.get(name.as_str()).ok_or_else(|| {
+                Error::value(format!(
+                    "the optimizer state names {name:?}, which the model does not have"
+                ))
+            })?;
             if exp_avg.size() != p.exp_avg.size() {
                 return Err(Error::value(format!(
                     "the optimizer state of {name:?} has shape {:?} but the parameter has {:?}",

@@ -180,7 +180,12 @@ impl Batch {
         let pad_id: i32 = narrow(to.pad_id, "pad token id")?;
         // A length far beyond the data (max_length=10**12) is a MemoryError, not an abort.
         let capacity = self.len().checked_mul(length).ok_or_else(|| too_long(length))?;
-        let mut out = Batch { input_ids: Vec::new(), token_type_ids: Vec::new(), attention_mask: Vec::new(), offsets: Vec::with_capacity(self.offsets.len()) };
+        let mut out = Batch {
+            input_ids: Vec::new(),
+            token_type_ids: Vec::new(),
+            attention_mask: Vec::new(),
+            offsets: Vec::with_capacity(self.offsets.len()),
+        };
         let reserved = out.input_ids.try_reserve_exact(capacity).is_ok()
             && out.token_type_ids.try_reserve_exact(capacity).is_ok()
             && out.attention_mask.try_reserve_exact(capacity).is_ok();
@@ -217,7 +222,9 @@ impl Batch {
 
 /// A token id, type id or mask in the narrower type its column keeps.
 fn too_long(length: usize) -> Error {
-    Error::Memory(format!("cannot pad to {length} tokens: the size overflows; pass a smaller max_length"))
+    Error::Memory(format!(
+        "cannot pad to {length} tokens: the size overflows; pass a smaller max_length"
+    ))
 }
 
 fn narrow<T: TryFrom<u32>>(value: u32, what: &str) -> Result<T> {

@@ -4,7 +4,10 @@
 
 use crate::error::{Error, Result};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::types::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use tch::{Device, Kind, Tensor};
@@ -86,7 +89,10 @@ fn integers(column: &str, array: &dyn Array, row_base: usize) -> Result<Vec<i64>
             let a = array.as_primitive::<$t>();
             if a.null_count() > 0 {
                 let row = (0..a.len()).find(|&i| a.is_null(i)).unwrap_or(0);
-                return Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row)));
+                return Err(Error::value(format!(
+                    "{column} is missing (null) at row {}",
+                    row_base + row
+                )));
             }
             a.values().iter().map(|&v| v as i64).collect()
         }};
@@ -101,7 +107,9 @@ fn integers(column: &str, array: &dyn Array, row_base: usize) -> Result<Vec<i64>
         DataType::UInt32 => collect!(UInt32Type),
         DataType::UInt64 => collect!(UInt64Type),
         other => {
-            return Err(Error::type_error(format!("{column} must hold integers, got Arrow type {other}")))
+            return Err(Error::type_error(format!(
+                "{column} must hold integers, got Arrow type {other}"
+            )))
         }
     })
 }
@@ -109,14 +117,18 @@ fn integers(column: &str, array: &dyn Array, row_base: usize) -> Result<Vec<i64>
 fn floats(column: &str, array: &dyn Array, row_base: usize) -> Result<Vec<f32>> {
     let nulls = |a: &dyn Array| -> Result<()> {
         match (0..a.len()).find(|&i| a.is_null(i)) {
-            Some(row) => Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row))),
+            Some(row) => {
+                Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row)))
+            }
             None => Ok(()),
         }
     };
     nulls(array)?;
     Ok(match array.data_type() {
         DataType::Float32 => array.as_primitive::<Float32Type>().values().to_vec(),
-        DataType::Float64 => array.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect(),
+        DataType::Float64 => {
+            array.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect()
+        }
         _ => integers(column, array, row_base)?.into_iter().map(|v| v as f32).collect(),
     })
 }
@@ -146,7 +158,12 @@ fn list_parts(column: &str, array: &ArrayRef) -> Result<(Vec<usize>, ArrayRef)> 
 }
 
 /// Appends a list<integer> column chunk to `out`.
-fn append_sequences(column: &str, array: &ArrayRef, row_base: usize, out: &mut Sequences) -> Result<()> {
+fn append_sequences(
+    column: &str,
+    array: &ArrayRef,
+    row_base: usize,
+    out: &mut Sequences,
+) -> Result<()> {
     let (offsets, values) = list_parts(column, array)?;
     if let Some(row) = (0..array.len()).find(|&i| array.is_null(i)) {
         return Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row)));
@@ -161,7 +178,10 @@ fn append_sequences(column: &str, array: &ArrayRef, row_base: usize, out: &mut S
 impl Examples {
     /// Reads the tokenized columns of `batches`: `input_ids` (required), `attention_mask`,
     /// `token_type_ids`, and the labels from `label_column` when given.
-    pub fn from_record_batches(batches: &[RecordBatch], label_column: Option<&str>) -> Result<Examples> {
+    pub fn from_record_batches(
+        batches: &[RecordBatch],
+        label_column: Option<&str>,
+    ) -> Result<Examples> {
         let schema = batches
             .first()
             .map(|b| b.schema())
@@ -181,8 +201,10 @@ impl Examples {
             }
         }
         let mut input_ids = Sequences { values: Vec::new(), offsets: vec![0] };
-        let mut attention_mask = has("attention_mask").then(|| Sequences { values: Vec::new(), offsets: vec![0] });
-        let mut token_type_ids = has("token_type_ids").then(|| Sequences { values: Vec::new(), offsets: vec![0] });
+        let mut attention_mask =
+            has("attention_mask").then(|| Sequences { values: Vec::new(), offsets: vec![0] });
+        let mut token_type_ids =
+            has("token_type_ids").then(|| Sequences { values: Vec::new(), offsets: vec![0] });
         let mut classes = Vec::new();
         let mut values = Vec::new();
         let mut width = 0usize;
@@ -190,7 +212,9 @@ impl Examples {
         for (index, batch) in batches.iter().enumerate() {
             let column = |name: &str| {
                 batch.column_by_name(name).ok_or_else(|| {
-                    Error::value(format!("record batch {index} has no {name:?} column, unlike the first"))
+                    Error::value(format!(
+                        "record batch {index} has no {name:?} column, unlike the first"
+                    ))
                 })
             };
             append_sequences("input_ids", column("input_ids")?, row_base, &mut input_ids)?;
@@ -238,7 +262,9 @@ impl Examples {
         if input_ids.is_empty() {
             return Err(Error::value("the dataset is empty (no rows)"));
         }
-        for (name, column) in [("attention_mask", &attention_mask), ("token_type_ids", &token_type_ids)] {
+        for (name, column) in
+            [("attention_mask", &attention_mask), ("token_type_ids", &token_type_ids)]
+        {
             if let Some(column) = column {
                 let lengths = input_ids.lengths();
                 if let Some(row) = column.lengths().iter().zip(&lengths).position(|(a, b)| a != b) {
@@ -267,7 +293,8 @@ impl Examples {
         Examples {
             input_ids: widen(batch.input_ids.iter().map(|&v| v as i64).collect()),
             attention_mask: None,
-            token_type_ids: token_type_ids.then(|| widen(batch.token_type_ids.iter().map(|&v| v as i64).collect())),
+            token_type_ids: token_type_ids
+                .then(|| widen(batch.token_type_ids.iter().map(|&v| v as i64).collect())),
             labels: None,
         }
     }
@@ -299,7 +326,11 @@ impl Examples {
             }
             Some(Labels::Values { values, width }) => {
                 if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                    return Err(Error::value(format!("label at row {} is {} (not finite)", i / width, values[i])));
+                    return Err(Error::value(format!(
+                        "label at row {} is {} (not finite)",
+                        i / width,
+                        values[i]
+                    )));
                 }
                 if *width != 1 && *width as i64 != num_labels {
                     return Err(Error::value(format!(
@@ -325,11 +356,16 @@ impl Examples {
 
     /// The examples at `rows`, in that order.
     pub fn select(&self, rows: &[usize]) -> Examples {
-        let sequences = |s: &Sequences| Sequences::from_rows(&rows.iter().map(|&i| s.get(i).to_vec()).collect::<Vec<_>>());
+        let sequences = |s: &Sequences| {
+            Sequences::from_rows(&rows.iter().map(|&i| s.get(i).to_vec()).collect::<Vec<_>>())
+        };
         let labels = self.labels.as_ref().map(|labels| match labels {
             Labels::Classes(c) => Labels::Classes(rows.iter().map(|&i| c[i]).collect()),
             Labels::Values { values, width } => Labels::Values {
-                values: rows.iter().flat_map(|&i| values[i * width..(i + 1) * width].iter().copied()).collect(),
+                values: rows
+                    .iter()
+                    .flat_map(|&i| values[i * width..(i + 1) * width].iter().copied())
+                    .collect(),
                 width: *width,
             },
         });
@@ -377,7 +413,9 @@ impl Collator {
                 out.extend(fill);
             }
         };
-        let to_tensor = |v: Vec<i64>| Tensor::from_slice(&v).view([rows as i64, width as i64]).to_device(device);
+        let to_tensor = |v: Vec<i64>| {
+            Tensor::from_slice(&v).view([rows as i64, width as i64]).to_device(device)
+        };
         let mut ids = Vec::with_capacity(rows * width);
         let mut mask = Vec::with_capacity(rows * width);
         let mut types = data.token_type_ids.as_ref().map(|_| Vec::with_capacity(rows * width));
@@ -393,11 +431,20 @@ impl Collator {
             }
         }
         let labels = data.labels.as_ref().map(|labels| match labels {
-            Labels::Classes(c) => Tensor::from_slice(&indices.iter().map(|&i| c[i]).collect::<Vec<_>>()),
+            Labels::Classes(c) => {
+                Tensor::from_slice(&indices.iter().map(|&i| c[i]).collect::<Vec<_>>())
+            }
             Labels::Values { values, width: w } => {
-                let picked: Vec<f32> = indices.iter().flat_map(|&i| values[i * w..(i + 1) * w].iter().copied()).collect();
+                let picked: Vec<f32> = indices
+                    .iter()
+                    .flat_map(|&i| values[i * w..(i + 1) * w].iter().copied())
+                    .collect();
                 let t = Tensor::from_slice(&picked);
-                if *w == 1 { t } else { t.view([rows as i64, *w as i64]) }
+                if *w == 1 {
+                    t
+                } else {
+                    t.view([rows as i64, *w as i64])
+                }
             }
         });
         TensorBatch {
@@ -448,11 +495,24 @@ mod tests {
         let collator = Collator { pad_token_id: 0, pad_to_multiple_of: None, pad_left: false };
         let t = collator.collate(&data, &[1, 0], Device::Cpu);
         assert_eq!(t.input_ids.size(), vec![2, 3]);
-        assert_eq!(Vec::<i64>::try_from(t.input_ids.view([-1])).unwrap(), vec![101, 102, 0, 101, 7, 102]);
-        assert_eq!(Vec::<i64>::try_from(t.attention_mask.view([-1])).unwrap(), vec![1, 1, 0, 1, 1, 1]);
+        assert_eq!(
+            Vec::<i64>::try_from(t.input_ids.view([-1])).unwrap(),
+            vec![101, 102, 0, 101, 7, 102]
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(t.attention_mask.view([-1])).unwrap(),
+            vec![1, 1, 0, 1, 1, 1]
+        );
         assert_eq!(Vec::<i64>::try_from(t.labels.unwrap()).unwrap(), vec![0, 1]);
-        let padded = Collator { pad_to_multiple_of: Some(4), pad_left: true, ..collator }.collate(&data, &[1], Device::Cpu);
-        assert_eq!(Vec::<i64>::try_from(padded.input_ids.view([-1])).unwrap(), vec![0, 0, 101, 102]);
+        let padded = Collator { pad_to_multiple_of: Some(4), pad_left: true, ..collator }.collate(
+            &data,
+            &[1],
+            Device::Cpu,
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(padded.input_ids.view([-1])).unwrap(),
+            vec![0, 0, 101, 102]
+        );
     }
 
     #[test]
@@ -460,17 +520,28 @@ mod tests {
         let b = batch(&[&[1], &[2], &[3]], Arc::new(Int64Array::from(vec![0, 1, 2])));
         let data = Examples::from_record_batches(&[b], Some("labels")).unwrap();
         let err = data.check_labels(2).unwrap_err();
-        assert_eq!(err.to_string(), "label 2 at row 2 is outside [0, 2) (the model has num_labels=2)");
+        assert_eq!(
+            err.to_string(),
+            "label 2 at row 2 is outside [0, 2) (the model has num_labels=2)"
+        );
         let b = batch(&[&[1], &[2]], Arc::new(Float32Array::from(vec![0.5, f32::NAN])));
         let data = Examples::from_record_batches(&[b], Some("labels")).unwrap();
-        assert_eq!(data.check_labels(1).unwrap_err().to_string(), "label at row 1 is NaN (not finite)");
+        assert_eq!(
+            data.check_labels(1).unwrap_err().to_string(),
+            "label at row 1 is NaN (not finite)"
+        );
     }
 
     #[test]
     fn missing_columns_are_value_errors() {
-        let b = RecordBatch::try_from_iter([("text", Arc::new(Int64Array::from(vec![1])) as ArrayRef)]).unwrap();
+        let b =
+            RecordBatch::try_from_iter([("text", Arc::new(Int64Array::from(vec![1])) as ArrayRef)])
+                .unwrap();
         let err = Examples::from_record_batches(&[b], None).unwrap_err();
-        assert!(err.to_string().starts_with("the dataset has no 'input_ids' column (columns: text)"), "{err}");
+        assert!(
+            err.to_string().starts_with("the dataset has no 'input_ids' column (columns: text)"),
+            "{err}"
+        );
         let b = batch(&[&[1]], Arc::new(Int64Array::from(vec![1])));
         let err = Examples::from_record_batches(&[b], Some("label")).unwrap_err();
         assert_eq!(err.to_string(), "the dataset has no label column \"label\"");

@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Average {
     /// The scores of `pos_label` only; both inputs must hold at most two labels.
-    Binary { pos_label: i64 },
+    Binary {
+        pos_label: i64,
+    },
     Micro,
     Macro,
     Weighted,
@@ -104,7 +106,11 @@ fn f_score(precision: f64, recall: f64) -> f64 {
 }
 
 /// (precision, recall, f1) with the given average.
-pub fn precision_recall_f1(predictions: &[i64], references: &[i64], average: Average) -> Result<(f64, f64, f64)> {
+pub fn precision_recall_f1(
+    predictions: &[i64],
+    references: &[i64],
+    average: Average,
+) -> Result<(f64, f64, f64)> {
     let c = Confusion::new(predictions, references)?;
     let per_label = |i: usize| {
         let tp = c.true_positives(i);
@@ -203,12 +209,17 @@ mod tests {
 
     #[test]
     fn binary_and_its_errors() {
-        let (p, r, f) = precision_recall_f1(&[1, 1, 0, 0], &[1, 0, 0, 1], Average::Binary { pos_label: 1 }).unwrap();
+        let (p, r, f) =
+            precision_recall_f1(&[1, 1, 0, 0], &[1, 0, 0, 1], Average::Binary { pos_label: 1 })
+                .unwrap();
         assert_eq!((p, r, f), (0.5, 0.5, 0.5));
         let err = precision_recall_f1(&PRED, &REF, Average::Binary { pos_label: 1 }).unwrap_err();
         assert!(err.to_string().starts_with("Target is multiclass"));
         // No positive predicted: zero_division gives 0.
-        assert_eq!(precision_recall_f1(&[0, 0], &[1, 0], Average::Binary { pos_label: 1 }).unwrap().0, 0.0);
+        assert_eq!(
+            precision_recall_f1(&[0, 0], &[1, 0], Average::Binary { pos_label: 1 }).unwrap().0,
+            0.0
+        );
     }
 
     #[test]
@@ -231,6 +242,9 @@ mod tests {
 
     #[test]
     fn lengths_must_agree() {
-        assert!(accuracy(&[1], &[1, 2]).unwrap_err().to_string().contains("different lengths: 1 and 2"));
+        assert!(accuracy(&[1], &[1, 2])
+            .unwrap_err()
+            .to_string()
+            .contains("different lengths: 1 and 2"));
     }
 }

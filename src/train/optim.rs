@@ -41,8 +41,17 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    pub fn new(named: Vec<(String, Tensor)>, weight_decay: f64, beta1: f64, beta2: f64, eps: f64) -> Optimizer {
-        let mut groups = vec![Group { weight_decay, params: Vec::new() }, Group { weight_decay: 0.0, params: Vec::new() }];
+    pub fn new(
+        named: Vec<(String, Tensor)>,
+        weight_decay: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+    ) -> Optimizer {
+        let mut groups = vec![
+            Group { weight_decay, params: Vec::new() },
+            Group { weight_decay: 0.0, params: Vec::new() },
+        ];
         for (name, tensor) in named {
             let group = if decays(&name) { 0 } else { 1 };
             let exp_avg = tensor.zeros_like().detach();
@@ -66,7 +75,8 @@ impl Optimizer {
     pub fn step(&mut self, lr: f64) -> Result<()> {
         let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
         for group in &self.groups {
-            let with_grad: Vec<&Param> = group.params.iter().filter(|p| p.tensor.grad().defined()).collect();
+            let with_grad: Vec<&Param> =
+                group.params.iter().filter(|p| p.tensor.grad().defined()).collect();
             let list = |f: fn(&Param) -> Tensor| with_grad.iter().map(|p| f(p)).collect::<Vec<_>>();
             let hp = AdamW { lr, beta1, beta2, eps, weight_decay: group.weight_decay };
             tch::no_grad(|| {
@@ -86,7 +96,9 @@ impl Optimizer {
     /// Adds a micro-batch's word-embedding gradient into `table`'s gradient, which becomes the
     /// kept buffer when it has none.
     pub fn accumulate_words(&mut self, table: &Tensor, lookup: WordLookup) -> Result<()> {
-        let fits = |b: &Tensor| b.size() == table.size() && b.kind() == table.kind() && b.device() == table.device();
+        let fits = |b: &Tensor| {
+            b.size() == table.size() && b.kind() == table.kind() && b.device() == table.device()
+        };
         if !self.word_buffer.as_ref().is_some_and(fits) {
             self.word_buffer = Some(tch::no_grad(|| table.zeros_like()));
         }
@@ -129,7 +141,13 @@ mod tests {
     fn only_parameters_with_gradients_move() {
         let w = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let b = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let mut opt = Optimizer::new(vec![("w".into(), w.shallow_clone()), ("b.bias".into(), b.shallow_clone())], 0.1, 0.9, 0.999, 1e-8);
+        let mut opt = Optimizer::new(
+            vec![("w".into(), w.shallow_clone()), ("b.bias".into(), b.shallow_clone())],
+            0.1,
+            0.9,
+            0.999,
+            1e-8,
+        );
         (&w * 3.0).sum(Kind::Float).backward();
         opt.step(0.01).unwrap();
         assert!(w.double_value(&[0]) < 1.0);

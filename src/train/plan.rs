@@ -34,16 +34,30 @@ pub struct Plan {
 impl Plan {
     /// `max_steps > 0` overrides `num_train_epochs`, as in transformers. With several
     /// processes, `batch_size` is per process and an epoch has this process's batches.
-    pub fn new(examples: usize, batch_size: usize, grad_accum: usize, num_train_epochs: f64, max_steps: i64, drop_last: bool, shard: Shard) -> Result<Plan> {
+    pub fn new(
+        examples: usize,
+        batch_size: usize,
+        grad_accum: usize,
+        num_train_epochs: f64,
+        max_steps: i64,
+        drop_last: bool,
+        shard: Shard,
+    ) -> Result<Plan> {
         if batch_size == 0 {
-            return Err(Error::value("per_device_train_batch_size must be a positive integer, got 0"));
+            return Err(Error::value(
+                "per_device_train_batch_size must be a positive integer, got 0",
+            ));
         }
         if grad_accum == 0 {
-            return Err(Error::value("gradient_accumulation_steps must be a positive integer, got 0"));
+            return Err(Error::value(
+                "gradient_accumulation_steps must be a positive integer, got 0",
+            ));
         }
-        let all_batches = if drop_last { examples / batch_size } else { examples.div_ceil(batch_size) };
+        let all_batches =
+            if drop_last { examples / batch_size } else { examples.div_ceil(batch_size) };
         // accelerate's BatchSamplerShard.__len__ (even_batches): a short last round is filled.
-        let batches_per_epoch = if drop_last { all_batches / shard.count } else { all_batches.div_ceil(shard.count) };
+        let batches_per_epoch =
+            if drop_last { all_batches / shard.count } else { all_batches.div_ceil(shard.count) };
         if batches_per_epoch == 0 {
             return Err(Error::value(format!(
                 "the training set has {examples} examples, fewer than one batch of \
@@ -59,7 +73,14 @@ impl Plan {
             let steps = (num_train_epochs * updates_per_epoch as f64).ceil().max(0.0) as u64;
             (steps, num_train_epochs.ceil().max(0.0) as u64, examples as f64 * num_train_epochs)
         };
-        Ok(Plan { batches_per_epoch, grad_accum, updates_per_epoch, max_steps, num_epochs, num_train_samples })
+        Ok(Plan {
+            batches_per_epoch,
+            grad_accum,
+            updates_per_epoch,
+            max_steps,
+            num_epochs,
+            num_train_samples,
+        })
     }
 
     /// Where a run resumed at `global_step` starts: (epochs done, batches of the current epoch
@@ -75,11 +96,15 @@ impl Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sampling {
     /// `torch.randperm(n, Generator().manual_seed(seed + epoch))`.
-    Random { seed: u64 },
+    Random {
+        seed: u64,
+    },
     Sequential,
     /// transformers' LengthGroupedSampler over groups of `group_size` (= batch × accumulation),
     /// drawing from torch's global generator.
-    GroupByLength { group_size: usize },
+    GroupByLength {
+        group_size: usize,
+    },
 }
 
 impl Sampling {
@@ -91,7 +116,11 @@ impl Sampling {
             Sampling::GroupByLength { group_size } => {
                 let perm = tch::Tensor::randperm(n as i64, (tch::Kind::Int64, tch::Device::Cpu));
                 let perm: Vec<i64> = Vec::try_from(perm).map_err(crate::Error::from)?;
-                Ok(group_by_length(perm.into_iter().map(|i| i as usize).collect(), lengths, group_size))
+                Ok(group_by_length(
+                    perm.into_iter().map(|i| i as usize).collect(),
+                    lengths,
+                    group_size,
+                ))
             }
         }
     }
@@ -102,12 +131,17 @@ impl Sampling {
 fn group_by_length(perm: Vec<usize>, lengths: &[usize], group_size: usize) -> Vec<usize> {
     let group_size = group_size.max(1);
     let mult = (lengths.len() / (group_size * 4)).min(50).max(1);
-    let mut megabatches: Vec<Vec<usize>> = perm.chunks(mult * group_size).map(<[usize]>::to_vec).collect();
+    let mut megabatches: Vec<Vec<usize>> =
+        perm.chunks(mult * group_size).map(<[usize]>::to_vec).collect();
     for m in &mut megabatches {
         m.sort_by(|&a, &b| lengths[b].cmp(&lengths[a])); // stable, as Python's sorted
     }
     if let Some(longest) = (0..megabatches.len()).reduce(|best, i| {
-        if lengths[megabatches[i][0]] > lengths[megabatches[best][0]] { i } else { best }
+        if lengths[megabatches[i][0]] > lengths[megabatches[best][0]] {
+            i
+        } else {
+            best
+        }
     }) {
         let first = megabatches[0][0];
         megabatches[0][0] = megabatches[longest][0];
@@ -128,7 +162,12 @@ pub fn batches(order: &[usize], batch_size: usize, drop_last: bool) -> Vec<Vec<u
 /// This process's batches, as accelerate's `BatchSamplerShard` (even_batches, no split) deals
 /// them: batch i goes to process i % count, and every process gets as many full batches, the
 /// last round completed with examples from the start of the epoch (unless `drop_last`).
-pub fn shard_batches(order: &[usize], batch_size: usize, drop_last: bool, shard: Shard) -> Vec<Vec<usize>> {
+pub fn shard_batches(
+    order: &[usize],
+    batch_size: usize,
+    drop_last: bool,
+    shard: Shard,
+) -> Vec<Vec<usize>> {
     let all = batches(order, batch_size, drop_last);
     if shard.count == 1 {
         return all;
@@ -162,7 +201,10 @@ mod tests {
     fn epochs_and_steps_as_transformers() {
         // 10 examples, batch 4 → 3 batches; accumulation 2 → 2 updates per epoch.
         let p = Plan::new(10, 4, 2, 3.0, -1, false, Shard::ALONE).unwrap();
-        assert_eq!((p.batches_per_epoch, p.updates_per_epoch, p.max_steps, p.num_epochs), (3, 2, 6, 3));
+        assert_eq!(
+            (p.batches_per_epoch, p.updates_per_epoch, p.max_steps, p.num_epochs),
+            (3, 2, 6, 3)
+        );
         assert_eq!(p.num_train_samples, 30.0);
         let p = Plan::new(10, 4, 1, 1.5, -1, false, Shard::ALONE).unwrap();
         assert_eq!((p.max_steps, p.num_epochs), (5, 2)); // ceil(1.5 * 3)
@@ -170,13 +212,22 @@ mod tests {
         assert_eq!((p.max_steps, p.num_epochs, p.num_train_samples), (4, 2, 16.0));
         let p = Plan::new(10, 4, 1, 3.0, -1, true, Shard::ALONE).unwrap();
         assert_eq!((p.batches_per_epoch, p.max_steps), (2, 6));
-        assert_eq!(Plan::new(10, 4, 1, 3.0, -1, false, Shard::ALONE).unwrap().resume_point(4), (1, 1));
-        assert_eq!(Plan::new(10, 4, 2, 3.0, -1, false, Shard::ALONE).unwrap().resume_point(3), (1, 2));
+        assert_eq!(
+            Plan::new(10, 4, 1, 3.0, -1, false, Shard::ALONE).unwrap().resume_point(4),
+            (1, 1)
+        );
+        assert_eq!(
+            Plan::new(10, 4, 2, 3.0, -1, false, Shard::ALONE).unwrap().resume_point(3),
+            (1, 2)
+        );
     }
 
     #[test]
     fn zero_sizes_are_value_errors() {
-        assert!(Plan::new(10, 0, 1, 1.0, -1, false, Shard::ALONE).unwrap_err().to_string().contains("got 0"));
+        assert!(Plan::new(10, 0, 1, 1.0, -1, false, Shard::ALONE)
+            .unwrap_err()
+            .to_string()
+            .contains("got 0"));
         assert!(Plan::new(10, 4, 0, 1.0, -1, false, Shard::ALONE).is_err());
         assert!(Plan::new(3, 4, 1, 1.0, -1, true, Shard::ALONE).is_err());
     }
@@ -209,15 +260,41 @@ mod tests {
         // BatchSamplerShard(BatchSampler(range(n), b, drop_last), count, index) in accelerate.
         let deal = |n: usize, b: usize, count: usize, drop_last: bool| -> Vec<Vec<Vec<usize>>> {
             let order: Vec<usize> = (0..n).collect();
-            (0..count).map(|index| shard_batches(&order, b, drop_last, Shard { index, count })).collect()
+            (0..count)
+                .map(|index| shard_batches(&order, b, drop_last, Shard { index, count }))
+                .collect()
         };
-        assert_eq!(deal(10, 2, 2, false), vec![vec![vec![0, 1], vec![4, 5], vec![8, 9]], vec![vec![2, 3], vec![6, 7], vec![0, 1]]]);
-        assert_eq!(deal(11, 2, 2, false), vec![vec![vec![0, 1], vec![4, 5], vec![8, 9]], vec![vec![2, 3], vec![6, 7], vec![10, 0]]]);
-        assert_eq!(deal(9, 2, 3, false), vec![vec![vec![0, 1], vec![6, 7]], vec![vec![2, 3], vec![8, 0]], vec![vec![4, 5], vec![1, 2]]]);
+        assert_eq!(
+            deal(10, 2, 2, false),
+            vec![
+                vec![vec![0, 1], vec![4, 5], vec![8, 9]],
+                vec![vec![2, 3], vec![6, 7], vec![0, 1]]
+            ]
+        );
+        assert_eq!(
+            deal(11, 2, 2, false),
+            vec![
+                vec![vec![0, 1], vec![4, 5], vec![8, 9]],
+                vec![vec![2, 3], vec![6, 7], vec![10, 0]]
+            ]
+        );
+        assert_eq!(
+            deal(9, 2, 3, false),
+            vec![
+                vec![vec![0, 1], vec![6, 7]],
+                vec![vec![2, 3], vec![8, 0]],
+                vec![vec![4, 5], vec![1, 2]]
+            ]
+        );
         assert_eq!(deal(7, 4, 2, false), vec![vec![vec![0, 1, 2, 3]], vec![vec![4, 5, 6, 0]]]);
-        assert_eq!(deal(11, 2, 2, true), vec![vec![vec![0, 1], vec![4, 5]], vec![vec![2, 3], vec![6, 7]]]);
+        assert_eq!(
+            deal(11, 2, 2, true),
+            vec![vec![vec![0, 1], vec![4, 5]], vec![vec![2, 3], vec![6, 7]]]
+        );
         assert_eq!(deal(6, 4, 2, false), vec![vec![vec![0, 1, 2, 3]], vec![vec![4, 5, 0, 1]]]);
-        for (n, b, count, drop_last) in [(10, 2, 2, false), (11, 2, 2, false), (9, 2, 3, false), (11, 2, 2, true)] {
+        for (n, b, count, drop_last) in
+            [(10, 2, 2, false), (11, 2, 2, false), (9, 2, 3, false), (11, 2, 2, true)]
+        {
             let plan = Plan::new(n, b, 1, 1.0, -1, drop_last, Shard { index: 0, count }).unwrap();
             assert_eq!(plan.batches_per_epoch, deal(n, b, count, drop_last)[0].len());
         }

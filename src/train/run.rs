@@ -73,7 +73,11 @@ pub trait Hooks {
     /// Runs the callbacks of `event`.
     fn event(&mut self, event: Event, at: Position) -> std::result::Result<Control, Self::Error>;
     /// Logs, evaluates and saves as the callbacks asked (`_maybe_log_save_evaluate`).
-    fn log_save_evaluate(&mut self, at: Position, stats: UpdateStats) -> std::result::Result<Control, Self::Error>;
+    fn log_save_evaluate(
+        &mut self,
+        at: Position,
+        stats: UpdateStats,
+    ) -> std::result::Result<Control, Self::Error>;
     /// Replaces `flat` (every gradient, flattened into one tensor) by its mean over the
     /// processes that train together (an all-reduce), in place.
     fn average_across_processes(&mut self, flat: &Tensor) -> std::result::Result<(), Self::Error>;
@@ -142,10 +146,15 @@ fn batch_view<'a>(t: &'a TensorBatch) -> Batch<'a> {
 }
 
 /// Forward and backward of one micro-batch; returns its (mean) loss.
-fn micro_step(model: &Mutex<SequenceClassifier>, run: &mut Run, batch: &TensorBatch) -> Result<f32> {
+fn micro_step(
+    model: &Mutex<SequenceClassifier>,
+    run: &mut Run,
+    batch: &TensorBatch,
+) -> Result<f32> {
     let model = lock(model);
     let (output, word_lookup) = {
-        let _autocast = run.settings.half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
+        let _autocast =
+            run.settings.half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
         model.forward_for_training(&batch_view(batch), run.problem_type)?
     };
     run.problem_type = output.problem_type;
@@ -161,7 +170,11 @@ fn micro_step(model: &Mutex<SequenceClassifier>, run: &mut Run, batch: &TensorBa
 }
 
 /// The training loop from `run.global_step` (0, or a resumed checkpoint's) to the plan's end.
-pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hooks: &mut H) -> std::result::Result<Summary, H::Error> {
+pub fn train<H: Hooks>(
+    model: &Mutex<SequenceClassifier>,
+    run: &Mutex<Run>,
+    hooks: &mut H,
+) -> std::result::Result<Summary, H::Error> {
     let (plan, start_step, lengths) = {
         let mut r = lock(run);
         // As `_inner_training_loop` calls model.zero_grad() before the first step.
@@ -174,7 +187,12 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
     let mut tr_loss: f32 = 0.0;
     let mut total_loss = 0.0f64;
     let mut last_logged = start_step;
-    let mut stats = UpdateStats { loss_since_log: 0.0, steps_since_log: 0, grad_norm: None, learning_rate: 0.0 };
+    let mut stats = UpdateStats {
+        loss_since_log: 0.0,
+        steps_since_log: 0,
+        grad_norm: None,
+        learning_rate: 0.0,
+    };
     let mut stop = false;
     for epoch in epochs_done..plan.num_epochs {
         if stop {
@@ -208,7 +226,10 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
                 }
                 r.total_flos += 6.0 * batch.input_ids.numel() as f64 * r.flos_parameters;
                 // The step and epoch this batch belongs to, as the logs will give them.
-                let at = Position { global_step: r.global_step + 1, epoch: epoch as f64 + window_end as f64 / total as f64 };
+                let at = Position {
+                    global_step: r.global_step + 1,
+                    epoch: epoch as f64 + window_end as f64 / total as f64,
+                };
                 drop(r);
                 if !loss.is_finite() {
                     hooks.non_finite_loss(at, loss)?;
@@ -228,7 +249,11 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
                 if let Some(scaler) = r.scaler.as_mut() {
                     scaler.unscale(&grads)?;
                 }
-                let limit = if r.settings.max_grad_norm > 0.0 { r.settings.max_grad_norm } else { f64::INFINITY };
+                let limit = if r.settings.max_grad_norm > 0.0 {
+                    r.settings.max_grad_norm
+                } else {
+                    f64::INFINITY
+                };
                 ops::clip_grad_norm(&grads, limit)?
             };
             hooks.event(Event::PreOptimizerStep, position(run))?;
@@ -271,7 +296,11 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
                 tr_loss = 0.0;
                 last_logged = lock(run).global_step;
             }
-            ctl = Control { epoch_stop: ctl.epoch_stop || after.epoch_stop, training_stop: ctl.training_stop || after.training_stop, logged: after.logged };
+            ctl = Control {
+                epoch_stop: ctl.epoch_stop || after.epoch_stop,
+                training_stop: ctl.training_stop || after.training_stop,
+                logged: after.logged,
+            };
             epoch_stop = ctl.epoch_stop;
             stop = ctl.training_stop;
         }
@@ -299,7 +328,11 @@ pub fn train<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hook
 
 /// DistributedDataParallel's gradient synchronization at the end of an accumulation window:
 /// the gradients, flattened into one bucket, averaged over the processes, copied back.
-fn average_gradients<H: Hooks>(model: &Mutex<SequenceClassifier>, run: &Mutex<Run>, hooks: &mut H) -> std::result::Result<(), H::Error> {
+fn average_gradients<H: Hooks>(
+    model: &Mutex<SequenceClassifier>,
+    run: &Mutex<Run>,
+    hooks: &mut H,
+) -> std::result::Result<(), H::Error> {
     let mut grads = {
         let _model = lock(model);
         lock(run).optimizer.grads()
@@ -361,7 +394,9 @@ impl Batching {
                 for &i in order {
                     // Longest first: the batch's first example sets its width.
                     let width = current.first().map_or(lengths[i], |&f| lengths[f]);
-                    if !current.is_empty() && ((current.len() + 1) * width > tokens || current.len() == max_examples) {
+                    if !current.is_empty()
+                        && ((current.len() + 1) * width > tokens || current.len() == max_examples)
+                    {
                         out.push(std::mem::take(&mut current));
                     }
                     current.push(i);
@@ -380,7 +415,16 @@ impl Batching {
 /// results are put back in the data's order. `interrupt` runs before each batch; its error
 /// stops the loop (Ctrl+C).
 #[allow(clippy::too_many_arguments)]
-pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Collator, batching: Batching, half: Option<Half>, problem_type: Option<ProblemType>, nan_inf_filter: bool, interrupt: &dyn Fn() -> Result<()>) -> Result<Predictions> {
+pub fn predict(
+    model: &Mutex<SequenceClassifier>,
+    data: &Examples,
+    collator: &Collator,
+    batching: Batching,
+    half: Option<Half>,
+    problem_type: Option<ProblemType>,
+    nan_inf_filter: bool,
+    interrupt: &dyn Fn() -> Result<()>,
+) -> Result<Predictions> {
     if batching == Batching::Examples(0) {
         return Err(Error::value("per_device_eval_batch_size must be a positive integer, got 0"));
     }
@@ -417,11 +461,12 @@ pub fn predict(model: &Mutex<SequenceClassifier>, data: &Examples, collator: &Co
     let logits = sorted.index_select(0, &Tensor::from_slice(&position));
     let labels = collator_labels(data);
     let loss = (!losses.is_empty()).then(|| {
-        let kept: Vec<&(f64, usize)> = if nan_inf_filter && losses.iter().any(|(l, _)| l.is_finite()) {
-            losses.iter().filter(|(l, _)| l.is_finite()).collect()
-        } else {
-            losses.iter().collect()
-        };
+        let kept: Vec<&(f64, usize)> =
+            if nan_inf_filter && losses.iter().any(|(l, _)| l.is_finite()) {
+                losses.iter().filter(|(l, _)| l.is_finite()).collect()
+            } else {
+                losses.iter().collect()
+            };
         let n: usize = kept.iter().map(|(_, n)| n).sum();
         kept.iter().map(|(l, n)| l * *n as f64).sum::<f64>() / n as f64
     });
@@ -435,7 +480,11 @@ fn collator_labels(data: &Examples) -> Option<Tensor> {
         Labels::Classes(c) => Tensor::from_slice(c),
         Labels::Values { values, width } => {
             let t = Tensor::from_slice(values);
-            if *width == 1 { t } else { t.view([-1, *width as i64]) }
+            if *width == 1 {
+                t
+            } else {
+                t.view([-1, *width as i64])
+            }
         }
     })
 }
@@ -452,6 +501,9 @@ mod tests {
         assert_eq!(b, vec![vec![0, 2], vec![4, 1, 3, 5]]);
         let b = Batching::Tokens { tokens: 100, max_examples: 4 }.split(&order, &lengths);
         assert_eq!(b, vec![vec![0, 2, 4, 1], vec![3, 5]]);
-        assert_eq!(Batching::Examples(4).split(&order, &lengths), vec![vec![0, 2, 4, 1], vec![3, 5]]);
+        assert_eq!(
+            Batching::Examples(4).split(&order, &lengths),
+            vec![vec![0, 2, 4, 1], vec![3, 5]]
+        );
     }
 }

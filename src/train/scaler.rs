@@ -54,7 +54,13 @@ impl LossScaler {
     pub fn update(&mut self) -> Result<()> {
         let _ = self
             .scale
-            .f_internal_amp_update_scale_(&self.growth_tracker, &self.found_inf, GROWTH_FACTOR, BACKOFF_FACTOR, GROWTH_INTERVAL)
+            .f_internal_amp_update_scale_(
+                &self.growth_tracker,
+                &self.found_inf,
+                GROWTH_FACTOR,
+                BACKOFF_FACTOR,
+                GROWTH_INTERVAL,
+            )
             .map_err(Error::from)?;
         Ok(())
     }

@@ -38,7 +38,8 @@ pub struct Schedule {
 impl Schedule {
     /// The multiplier after `step` scheduler steps (LambdaLR's lr_lambda(last_epoch)).
     pub fn factor(&self, step: u64) -> f64 {
-        let (step, warmup, total) = (step as f64, self.warmup_steps as f64, self.total_steps as f64);
+        let (step, warmup, total) =
+            (step as f64, self.warmup_steps as f64, self.total_steps as f64);
         let warming = step < warmup;
         let warmup_factor = step / warmup.max(1.0);
         match self.kind {
@@ -109,7 +110,8 @@ mod tests {
 
     #[test]
     fn no_warmup_starts_at_the_full_rate() {
-        let s = Schedule { kind: ScheduleKind::Linear, base_lr: 2e-5, warmup_steps: 0, total_steps: 4 };
+        let s =
+            Schedule { kind: ScheduleKind::Linear, base_lr: 2e-5, warmup_steps: 0, total_steps: 4 };
         assert_eq!(s.lr(0), 2e-5);
         assert_eq!(s.lr(2), 1e-5);
     }

@@ -81,12 +81,8 @@ const KINDS: &[Kind] = &[
 ];
 
 /// The types a tokenized column usually has, drawn more often than the rest.
-const LIST_KINDS: &[Kind] = &[
-    Kind::ListInt32,
-    Kind::ListInt64,
-    Kind::ListInt8,
-    Kind::LargeListInt64,
-];
+const LIST_KINDS: &[Kind] =
+    &[Kind::ListInt32, Kind::ListInt64, Kind::ListInt8, Kind::LargeListInt64];
 const LABEL_KINDS: &[Kind] = &[Kind::Int64, Kind::Float64, Kind::ListFloat32, Kind::Float32];
 const STRING_KINDS: &[Kind] = &[Kind::Utf8, Kind::LargeUtf8, Kind::Utf8View];
 
@@ -129,11 +125,7 @@ fn float() -> impl Strategy<Value = f64> {
 }
 
 fn row(nulls: bool) -> impl Strategy<Value = Row> {
-    let null = if nulls {
-        prop::bool::weighted(0.25).boxed()
-    } else {
-        Just(false).boxed()
-    };
+    let null = if nulls { prop::bool::weighted(0.25).boxed() } else { Just(false).boxed() };
     let ints = prop_oneof![1 => Just(Vec::new()), 6 => prop::collection::vec(int(), 1..6)];
     (null, ints, float(), common::tricky_text()).prop_map(|(null, ints, float, text)| Row {
         null,
@@ -158,11 +150,7 @@ fn nulls(rows: &[Row]) -> Option<NullBuffer> {
 
 /// The column of `rows` in the Arrow type `kind`.
 fn array(kind: Kind, rows: &[Row]) -> ArrayRef {
-    let texts = || {
-        rows.iter()
-            .map(|r| (!r.null).then_some(r.text.as_str()))
-            .collect::<Vec<_>>()
-    };
+    let texts = || rows.iter().map(|r| (!r.null).then_some(r.text.as_str())).collect::<Vec<_>>();
     let lists = |cast: fn(i64) -> i64| {
         rows.iter()
             .map(|r| (!r.null).then(|| r.ints.iter().map(|&v| Some(cast(v))).collect::<Vec<_>>()))
@@ -170,24 +158,15 @@ fn array(kind: Kind, rows: &[Row]) -> ArrayRef {
     };
     macro_rules! list {
         ($list:ty, $t:ty, $native:ty) => {
-            Arc::new(<$list>::from_iter_primitive::<$t, _, _>(rows.iter().map(
-                |r| {
-                    (!r.null).then(|| {
-                        r.ints
-                            .iter()
-                            .map(|&v| Some(v as $native))
-                            .collect::<Vec<_>>()
-                    })
-                },
-            )))
+            Arc::new(<$list>::from_iter_primitive::<$t, _, _>(rows.iter().map(|r| {
+                (!r.null).then(|| r.ints.iter().map(|&v| Some(v as $native)).collect::<Vec<_>>())
+            })))
         };
     }
     macro_rules! scalars {
         ($t:ty, $field:ident, $native:ty) => {
             Arc::new(PrimitiveArray::<$t>::from(
-                rows.iter()
-                    .map(|r| (!r.null).then_some(r.$field as $native))
-                    .collect::<Vec<_>>(),
+                rows.iter().map(|r| (!r.null).then_some(r.$field as $native)).collect::<Vec<_>>(),
             ))
         };
     }
@@ -200,24 +179,22 @@ fn array(kind: Kind, rows: &[Row]) -> ArrayRef {
             Arc::new(texts().into_iter().collect::<DictionaryArray<Int32Type>>())
         }
         Kind::Binary => Arc::new(BinaryArray::from(
-            rows.iter()
-                .map(|r| (!r.null).then_some(r.text.as_bytes()))
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| (!r.null).then_some(r.text.as_bytes())).collect::<Vec<_>>(),
         )),
         Kind::ListInt64 => list!(ListArray, Int64Type, i64),
         Kind::ListInt32 => list!(ListArray, Int32Type, i32),
         Kind::ListInt8 => list!(ListArray, Int8Type, i8),
         Kind::ListUInt64 => list!(ListArray, UInt64Type, u64),
-        Kind::ListFloat32 => Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(
-            rows.iter().map(|r| {
+        Kind::ListFloat32 => {
+            Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(rows.iter().map(|r| {
                 (!r.null).then(|| {
                     r.ints
                         .iter()
                         .map(|&v| Some(if v == 7 { r.float as f32 } else { v as f32 }))
                         .collect::<Vec<_>>()
                 })
-            }),
-        )),
+            })))
+        }
         Kind::ListNull => {
             let lengths = rows.iter().map(|r| if r.null { 0 } else { r.ints.len() });
             let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
@@ -251,35 +228,23 @@ fn array(kind: Kind, rows: &[Row]) -> ArrayRef {
         }
         Kind::ListViewInt32 => Arc::new(ListViewArray::from_iter_primitive::<Int32Type, _, _>(
             lists(|v| v as i32 as i64).into_iter().map(|row| {
-                row.map(|r| {
-                    r.into_iter()
-                        .map(|v| v.map(|v| v as i32))
-                        .collect::<Vec<_>>()
-                })
+                row.map(|r| r.into_iter().map(|v| v.map(|v| v as i32)).collect::<Vec<_>>())
             }),
         )),
         Kind::Int64 => Arc::new(PrimitiveArray::<Int64Type>::from(
-            rows.iter()
-                .map(|r| (!r.null).then(|| first(r)))
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| (!r.null).then(|| first(r))).collect::<Vec<_>>(),
         )),
         Kind::Int32 => Arc::new(PrimitiveArray::<Int32Type>::from(
-            rows.iter()
-                .map(|r| (!r.null).then(|| first(r) as i32))
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| (!r.null).then(|| first(r) as i32)).collect::<Vec<_>>(),
         )),
         Kind::UInt8 => Arc::new(PrimitiveArray::<UInt8Type>::from(
-            rows.iter()
-                .map(|r| (!r.null).then(|| first(r) as u8))
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| (!r.null).then(|| first(r) as u8)).collect::<Vec<_>>(),
         )),
         Kind::Float64 => scalars!(Float64Type, float, f64),
         Kind::Float32 => scalars!(Float32Type, float, f32),
         Kind::Float16AllNull => new_null_array(&DataType::Float16, rows.len()),
         Kind::Boolean => Arc::new(BooleanArray::from(
-            rows.iter()
-                .map(|r| (!r.null).then_some(r.float > 0.0))
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| (!r.null).then_some(r.float > 0.0)).collect::<Vec<_>>(),
         )),
         Kind::Null => Arc::new(NullArray::new(rows.len())),
     }
@@ -298,22 +263,12 @@ struct Column {
 struct Table {
     columns: Vec<Column>,
     /// Per batch: per column, its rows; all columns of a batch have the same number of rows.
-    batches: Vec<(
-        Vec<Vec<Row>>,
-        bool,
-        Option<(prop::sample::Index, prop::sample::Index)>,
-    )>,
+    batches: Vec<(Vec<Vec<Row>>, bool, Option<(prop::sample::Index, prop::sample::Index)>)>,
     label_column: Option<&'static str>,
 }
 
-const LABEL_NAMES: &[Option<&str>] = &[
-    None,
-    Some("labels"),
-    Some("label"),
-    Some("missing"),
-    Some("input_ids"),
-    Some("text"),
-];
+const LABEL_NAMES: &[Option<&str>] =
+    &[None, Some("labels"), Some("label"), Some("missing"), Some("input_ids"), Some("text")];
 
 fn columns() -> impl Strategy<Value = Vec<Column>> {
     (
@@ -364,11 +319,7 @@ fn table() -> impl Strategy<Value = Table> {
                 .collect::<Vec<_>>();
             (Just(columns), batches, Just(label_column))
         })
-        .prop_map(|(columns, batches, label_column)| Table {
-            columns,
-            batches,
-            label_column,
-        })
+        .prop_map(|(columns, batches, label_column)| Table { columns, batches, label_column })
 }
 
 /// The record batches of `table`, all with one schema (as a pyarrow Table gives them).
@@ -442,15 +393,8 @@ fn check_table(
     let lengths = examples.lengths();
     prop_assert_eq!(examples.len(), rows);
     prop_assert_eq!(lengths.len(), rows);
-    prop_assert!(
-        lengths.iter().all(|&n| n > 0),
-        "an empty row was accepted: {:?}",
-        lengths
-    );
-    for column in [&examples.attention_mask, &examples.token_type_ids]
-        .into_iter()
-        .flatten()
-    {
+    prop_assert!(lengths.iter().all(|&n| n > 0), "an empty row was accepted: {:?}", lengths);
+    for column in [&examples.attention_mask, &examples.token_type_ids].into_iter().flatten() {
         prop_assert_eq!(&column.lengths(), &lengths);
     }
     if let (Some(labels), true) = (&examples.labels, shared_schema) {
@@ -468,16 +412,8 @@ fn check_table(
         // What the trainer does next: pad every row into tensors.
         let indices: Vec<usize> = (0..rows).rev().collect();
         for collator in [
-            Collator {
-                pad_token_id: 0,
-                pad_to_multiple_of: None,
-                pad_left: false,
-            },
-            Collator {
-                pad_token_id: -1,
-                pad_to_multiple_of: Some(3),
-                pad_left: true,
-            },
+            Collator { pad_token_id: 0, pad_to_multiple_of: None, pad_left: false },
+            Collator { pad_token_id: -1, pad_to_multiple_of: Some(3), pad_left: true },
         ] {
             let batch = collator.collate(&examples, &indices, Device::Cpu);
             let width = *lengths.iter().max().unwrap() as i64;
@@ -493,35 +429,17 @@ fn a_tokenized_table_reads() {
     let rows = |lengths: &[usize]| -> Vec<Row> {
         lengths
             .iter()
-            .map(|&n| Row {
-                null: false,
-                ints: vec![5; n.max(1)],
-                float: 1.0,
-                text: String::new(),
-            })
+            .map(|&n| Row { null: false, ints: vec![5; n.max(1)], float: 1.0, text: String::new() })
             .collect()
     };
     let table = Table {
         columns: vec![
-            Column {
-                name: "input_ids",
-                kind: Kind::ListInt32,
-            },
-            Column {
-                name: "attention_mask",
-                kind: Kind::ListInt8,
-            },
-            Column {
-                name: "labels",
-                kind: Kind::Int64,
-            },
+            Column { name: "input_ids", kind: Kind::ListInt32 },
+            Column { name: "attention_mask", kind: Kind::ListInt8 },
+            Column { name: "labels", kind: Kind::Int64 },
         ],
         batches: vec![
-            (
-                vec![rows(&[2, 3]), rows(&[1, 1]), rows(&[1, 1])],
-                true,
-                None,
-            ),
+            (vec![rows(&[2, 3]), rows(&[1, 1]), rows(&[1, 1])], true, None),
             (vec![rows(&[1]), rows(&[1]), rows(&[1])], true, None),
         ],
         label_column: Some("labels"),
@@ -544,35 +462,22 @@ fn tables_with_one_schema() {
 /// an Err with a message, as for one schema.
 #[test]
 fn tables_with_different_schemas() {
-    fuzz(
-        "arrow/mixed_schemas",
-        prop::collection::vec(table(), 1..4),
-        |tables| {
-            let batches: Vec<RecordBatch> = tables.iter().flat_map(record_batches).collect();
-            check_table(&batches, tables[0].label_column, false)
-        },
-    );
+    fuzz("arrow/mixed_schemas", prop::collection::vec(table(), 1..4), |tables| {
+        let batches: Vec<RecordBatch> = tables.iter().flat_map(record_batches).collect();
+        check_table(&batches, tables[0].label_column, false)
+    });
 }
 
 // Fuzzing found this: a batch lacking a column of the first panicked ("checked in the schema").
 #[test]
 fn batches_with_different_schemas_are_an_error() {
-    let row = Row {
-        null: false,
-        ints: vec![5],
-        float: 1.0,
-        text: String::new(),
-    };
+    let row = Row { null: false, ints: vec![5], float: 1.0, text: String::new() };
     let table = |names: &[&'static str]| Table {
         columns: names
             .iter()
             .map(|&name| Column {
                 name,
-                kind: if name == "labels" {
-                    Kind::Int64
-                } else {
-                    Kind::ListInt32
-                },
+                kind: if name == "labels" { Kind::Int64 } else { Kind::ListInt32 },
             })
             .collect(),
         batches: vec![(vec![vec![row.clone()]; names.len()], true, None)],
@@ -593,13 +498,9 @@ fn batches_with_different_schemas_are_an_error() {
 }
 
 /// A text column in chunks, each of any type, possibly sliced.
-fn text_chunks() -> impl Strategy<
-    Value = Vec<(
-        Kind,
-        Vec<Row>,
-        Option<(prop::sample::Index, prop::sample::Index)>,
-    )>,
-> {
+fn text_chunks(
+) -> impl Strategy<Value = Vec<(Kind, Vec<Row>, Option<(prop::sample::Index, prop::sample::Index)>)>>
+{
     prop::collection::vec(
         (
             prop_oneof![4 => proptest::sample::select(STRING_KINDS), 1 => proptest::sample::select(KINDS)],
@@ -646,12 +547,7 @@ fn text_columns() {
                     let null = expected.iter().position(Option::is_none);
                     prop_assert!(null.is_some(), "strings without nulls refused: {}", message);
                     let index = format!("index {} ", null.unwrap());
-                    prop_assert!(
-                        message.contains(&index),
-                        "{} does not name {}",
-                        message,
-                        index
-                    );
+                    prop_assert!(message.contains(&index), "{} does not name {}", message, index);
                 }
             }
         }

@@ -48,10 +48,8 @@ fn quiet_panic_hook() {
 }
 
 pub fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
+    let cases =
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
     Config {
         cases,
         // No proptest-regressions/ files in the source tree: a finding is written up by hand.
@@ -80,9 +78,7 @@ where
             Ok(outcome) => outcome,
             Err(_) => {
                 let panic = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
-                Err(TestCaseError::fail(
-                    panic.unwrap_or_else(|| "panicked".into()),
-                ))
+                Err(TestCaseError::fail(panic.unwrap_or_else(|| "panicked".into())))
             }
         }
     });

@@ -164,12 +164,7 @@ fn string() -> impl Strategy<Value = Value> {
 }
 
 fn leaf() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        number(),
-        string(),
-    ]
+    prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), number(), string(),]
 }
 
 /// Any JSON value, nested a few levels.
@@ -224,11 +219,7 @@ fn mutated_config() -> impl Strategy<Value = Value> {
         for edit in edits {
             match edit {
                 Edit::Delete(index) if !object.is_empty() => {
-                    let key = object
-                        .keys()
-                        .nth(index.index(object.len()))
-                        .unwrap()
-                        .clone();
+                    let key = object.keys().nth(index.index(object.len())).unwrap().clone();
                     object.remove(&key);
                 }
                 Edit::Delete(_) => {}
@@ -245,19 +236,14 @@ fn mutated_config() -> impl Strategy<Value = Value> {
 fn config_bytes() -> impl Strategy<Value = Vec<u8>> {
     let text = || {
         (0..3usize).prop_map(|f| {
-            [bert_config, roberta_config, distilbert_config][f]()
-                .to_string()
-                .into_bytes()
+            [bert_config, roberta_config, distilbert_config][f]().to_string().into_bytes()
         })
     };
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..256),
         (text(), any::<prop::sample::Index>())
             .prop_map(|(bytes, at)| { bytes[..at.index(bytes.len() + 1)].to_vec() }),
-        (
-            text(),
-            prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)
-        )
+        (text(), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8))
             .prop_map(|(mut bytes, edits)| {
                 for (at, byte) in edits {
                     let i = at.index(bytes.len());
@@ -281,11 +267,7 @@ fn check(config: &Value) -> Result<(), TestCaseError> {
             prop_assert!(model.num_heads > 0 && model.hidden_size % model.num_heads == 0);
             prop_assert!(model.intermediate_size > 0 && model.max_position_embeddings > 0);
             prop_assert!(model.num_labels > 0);
-            for p in [
-                model.hidden_dropout,
-                model.attention_dropout,
-                model.classifier_dropout,
-            ] {
+            for p in [model.hidden_dropout, model.attention_dropout, model.classifier_dropout] {
                 prop_assert!((0.0..1.0).contains(&p), "dropout {p}");
             }
             prop_assert!(model.layer_norm_eps > 0.0 && model.layer_norm_eps.is_finite());
@@ -303,10 +285,7 @@ fn check(config: &Value) -> Result<(), TestCaseError> {
 fn valid_configs_read() {
     for config in [bert_config(), roberta_config(), distilbert_config()] {
         let model = ModelConfig::from_json(&config).unwrap();
-        assert_eq!(
-            (model.hidden_size, model.num_heads, model.num_labels),
-            (768, 12, 2)
-        );
+        assert_eq!((model.hidden_size, model.num_heads, model.num_labels), (768, 12, 2));
     }
 }
 
@@ -317,26 +296,17 @@ fn arbitrary_json_values() {
 
 #[test]
 fn arbitrary_objects_with_a_model_type() {
-    let strategy = (
-        string(),
-        prop::collection::vec((key(), json_value()), 0..12),
-    );
-    fuzz(
-        "config/arbitrary_objects",
-        strategy,
-        |(model_type, pairs)| {
-            let mut object: Map<String, Value> = pairs.into_iter().collect();
-            object.insert("model_type".into(), model_type);
-            check(&Value::Object(object))
-        },
-    );
+    let strategy = (string(), prop::collection::vec((key(), json_value()), 0..12));
+    fuzz("config/arbitrary_objects", strategy, |(model_type, pairs)| {
+        let mut object: Map<String, Value> = pairs.into_iter().collect();
+        object.insert("model_type".into(), model_type);
+        check(&Value::Object(object))
+    });
 }
 
 #[test]
 fn mutated_valid_configs() {
-    fuzz("config/mutated_valid", mutated_config(), |value| {
-        check(&value)
-    });
+    fuzz("config/mutated_valid", mutated_config(), |value| check(&value));
 }
 
 #[test]

@@ -21,13 +21,7 @@ const VOCAB: &[&str] = &[
 ];
 
 fn vocab_object() -> Value {
-    Value::Object(
-        VOCAB
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.to_string(), json!(i)))
-            .collect(),
-    )
+    Value::Object(VOCAB.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect())
 }
 
 fn special(content: &str, id: usize) -> Value {
@@ -408,22 +402,13 @@ fn folder() -> impl Strategy<Value = Vec<(File, Contents)>> {
 }
 
 /// Padding lengths far beyond any memory: `Batch::pad` must return an error for them.
-const HUGE_LENGTHS: &[usize] = &[
-    usize::MAX,
-    usize::MAX / 2 + 1,
-    1 << 62,
-    1_000_000_000_000,
-    1 << 40,
-];
+const HUGE_LENGTHS: &[usize] =
+    &[usize::MAX, usize::MAX / 2 + 1, 1 << 62, 1_000_000_000_000, 1 << 40];
 
 fn request() -> impl Strategy<Value = Request> {
     (
         any::<bool>(),
-        proptest::sample::select(vec![
-            Padding::DoNotPad,
-            Padding::Longest,
-            Padding::MaxLength,
-        ]),
+        proptest::sample::select(vec![Padding::DoNotPad, Padding::Longest, Padding::MaxLength]),
         prop::option::of(proptest::sample::select(vec![
             Truncation::DoNotTruncate,
             Truncation::LongestFirst,
@@ -439,16 +424,16 @@ fn request() -> impl Strategy<Value = Request> {
         prop::option::of(0..5usize),
         prop::option::of(proptest::sample::select(vec![Side::Left, Side::Right])),
     )
-        .prop_map(
-            |(add_special_tokens, padding, truncation, max_length, multiple, side)| Request {
+        .prop_map(|(add_special_tokens, padding, truncation, max_length, multiple, side)| {
+            Request {
                 add_special_tokens,
                 padding,
                 truncation,
                 max_length,
                 pad_to_multiple_of: multiple,
                 padding_side: side,
-            },
-        )
+            }
+        })
 }
 
 /// Texts, and pairs of the same number (or, now and then, another).
@@ -472,23 +457,10 @@ fn use_tokenizer(
     ids: &[u32],
 ) -> Result<(), TestCaseError> {
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let pairs: Option<Vec<&str>> = pairs
-        .as_ref()
-        .map(|p| p.iter().map(String::as_str).collect());
-    let _ = (
-        tokenizer.vocab_size(),
-        tokenizer.len(),
-        tokenizer.vocab().len(),
-    );
-    let _ = (
-        tokenizer.all_special_tokens(),
-        tokenizer.pad_token_id(),
-        tokenizer.family(),
-    );
-    let _ = (
-        tokenizer.num_special_tokens_to_add(false),
-        tokenizer.num_special_tokens_to_add(true),
-    );
+    let pairs: Option<Vec<&str>> = pairs.as_ref().map(|p| p.iter().map(String::as_str).collect());
+    let _ = (tokenizer.vocab_size(), tokenizer.len(), tokenizer.vocab().len());
+    let _ = (tokenizer.all_special_tokens(), tokenizer.pad_token_id(), tokenizer.family());
+    let _ = (tokenizer.num_special_tokens_to_add(false), tokenizer.num_special_tokens_to_add(true));
     for id in ids {
         let _ = tokenizer.id_to_token(*id);
     }
@@ -512,12 +484,7 @@ fn use_tokenizer(
                     prop_assert!(batch.width().is_some(), "padded rows of different lengths");
                 }
                 let rows: Vec<Vec<u32>> = (0..batch.len())
-                    .map(|i| {
-                        batch.input_ids[batch.row(i)]
-                            .iter()
-                            .map(|&id| id as u32)
-                            .collect()
-                    })
+                    .map(|i| batch.input_ids[batch.row(i)].iter().map(|&id| id as u32).collect())
                     .collect();
                 if let Err(e) = tokenizer.decode_batch(&rows, true, None) {
                     nonempty_message(&e)?;
@@ -573,19 +540,13 @@ fn the_valid_folders_load_and_encode() {
     ] {
         let (_dir, loaded) = load(&files);
         let tokenizer = loaded.unwrap();
-        let batch = tokenizer
-            .encode_batch(&["Hello worlds!"], None, &plan(&tokenizer))
-            .unwrap();
+        let batch = tokenizer.encode_batch(&["Hello worlds!"], None, &plan(&tokenizer)).unwrap();
         assert_eq!(batch.input_ids, [2, 5, 6, 7, 8, 3], "{files:?}");
     }
-    let (_dir, loaded) = load(&[
-        (File::VocabJson, Contents::Valid(0)),
-        (File::Merges, Contents::Valid(0)),
-    ]);
+    let (_dir, loaded) =
+        load(&[(File::VocabJson, Contents::Valid(0)), (File::Merges, Contents::Valid(0))]);
     let tokenizer = loaded.unwrap();
-    let batch = tokenizer
-        .encode_batch(&["hello"], None, &plan(&tokenizer))
-        .unwrap();
+    let batch = tokenizer.encode_batch(&["hello"], None, &plan(&tokenizer)).unwrap();
     let hello = bpe_vocab()["hello"].as_i64().unwrap() as i32;
     assert_eq!(batch.input_ids, [0, hello, 2]);
 }
@@ -598,20 +559,16 @@ fn folders() {
         texts(),
         prop::collection::vec(prop_oneof![0..40u32, any::<u32>()], 0..6),
     );
-    fuzz(
-        "tokenizer/folders",
-        strategy,
-        |(files, requests, texts, ids)| {
-            let (_dir, loaded) = load(&files);
-            match loaded {
-                Ok(tokenizer) => {
-                    common::accepted();
-                    use_tokenizer(&tokenizer, &requests, &texts, &ids)
-                }
-                Err(e) => nonempty_message(&e),
+    fuzz("tokenizer/folders", strategy, |(files, requests, texts, ids)| {
+        let (_dir, loaded) = load(&files);
+        match loaded {
+            Ok(tokenizer) => {
+                common::accepted();
+                use_tokenizer(&tokenizer, &requests, &texts, &ids)
             }
-        },
-    );
+            Err(e) => nonempty_message(&e),
+        }
+    });
 }
 
 #[test]
@@ -629,10 +586,8 @@ fn arbitrary_bytes_in_every_file() {
         1..5,
     );
     fuzz("tokenizer/bytes", strategy, |files| {
-        let files: Vec<(File, Contents)> = files
-            .into_iter()
-            .map(|(f, bytes)| (f, Contents::Bytes(bytes)))
-            .collect();
+        let files: Vec<(File, Contents)> =
+            files.into_iter().map(|(f, bytes)| (f, Contents::Bytes(bytes))).collect();
         let (_dir, loaded) = load(&files);
         match loaded {
             Ok(tokenizer) => {
@@ -682,11 +637,7 @@ fn padding_to_a_huge_max_length_is_an_error() {
                 let what =
                     format!("max_length={max_length} pad_to_multiple_of={multiple:?} {texts:?}");
                 let plan = tokenizer.plan(&request).unwrap();
-                assert_error(
-                    tokenizer.encode_batch(texts, None, &plan),
-                    PADDING_TOO_LONG,
-                    &what,
-                );
+                assert_error(tokenizer.encode_batch(texts, None, &plan), PADDING_TOO_LONG, &what);
             }
         }
     }
@@ -700,10 +651,7 @@ fn padding_to_a_huge_model_max_length_is_an_error() {
     let config = json!({"tokenizer_class": "BertTokenizer", "model_max_length": u64::MAX});
     std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
     let tokenizer = Tokenizer::from_folder(dir.path()).unwrap();
-    let plan = tokenizer.plan(&Request {
-        padding: Padding::MaxLength,
-        ..Request::default()
-    });
+    let plan = tokenizer.plan(&Request { padding: Padding::MaxLength, ..Request::default() });
     let batch = tokenizer.encode_batch(&["hello"], None, &plan.unwrap());
     assert_error(batch, PADDING_TOO_LONG, "model_max_length=2^64-1");
 }
@@ -712,10 +660,7 @@ fn padding_to_a_huge_model_max_length_is_an_error() {
 #[test]
 fn template_without_its_special_token_is_an_error() {
     let mut json = wordpiece_json(false);
-    json["post_processor"]["special_tokens"]
-        .as_object_mut()
-        .unwrap()
-        .remove("[CLS]");
+    json["post_processor"]["special_tokens"].as_object_mut().unwrap().remove("[CLS]");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tokenizer.json"), json.to_string()).unwrap();
     assert_error(
@@ -755,10 +700,6 @@ fn token_ids_far_beyond_the_vocabulary_are_an_error() {
         ("vocabulary id 2^31 - 2", folder(&large, bert)),
         ("vocab.json", bpe),
     ] {
-        assert_error(
-            Tokenizer::from_folder(dir.path()),
-            &["token ids must lie below"],
-            what,
-        );
+        assert_error(Tokenizer::from_folder(dir.path()), &["token ids must lie below"], what);
     }
 }
