@@ -91,8 +91,9 @@ fn installed_torch() -> Torch {
             cxx11_abi: abi.trim().to_string(),
         },
         _ => panic!(
-            "ferrotune builds against the pip torch, but `{python}` could not import it:\n{}\n\
-             Install it first: pip install 'torch==2.13.*'",
+            "ferrotune builds against the installed torch, but `{python}` could not import it:\n{}\n\
+             Install a supported torch first (README.md, Install), then build with \
+             pip install --no-build-isolation .",
             String::from_utf8_lossy(&output.stderr)
         ),
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks: on a machine with an NVIDIA GPU and ferrotune installed with its test extras
-# (pip install '.[test]', which brings torch 2.13 with CUDA), run the CUDA tests (models,
-# Trainer in fp32/bf16/fp16, pipeline, a bf16 fine-tuning of MiniLM on the tweets), the tests
-# whose device list grows with CUDA, and the benchmark against transformers on the same GPU.
+# (pip install '.[test]', or the wheel next to the machine's CUDA torch 2.11 to 2.15), run the
+# CUDA tests (models, Trainer in fp32/bf16/fp16, pipeline, a bf16 fine-tuning of MiniLM on the
+# tweets), the tests whose device list grows with CUDA, and the benchmark against transformers
+# on the same GPU.
 # Writes bench/RESULTS-gpu.md and logs under ${OUT:-/tmp}.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,23 +4,10 @@ API, on a Rust core that runs on the libtorch of the installed torch."""
 # torch must be imported first: it loads the libtorch that the native module links against.
 import torch as _torch
 
-# The torch minor version the native module is built against; pyproject.toml pins the same.
-_BUILT_FOR_TORCH = "2.13"
+from . import _native
 
-
-def _check_torch_version(installed: str) -> None:
-    release = installed.split("+")[0].split(".")
-    if release[:2] != _BUILT_FOR_TORCH.split("."):
-        raise ImportError(
-            f"ferrotune was built against torch {_BUILT_FOR_TORCH}.x, but torch {installed} "
-            f"is installed; its libtorch is not compatible. Install the matching torch with "
-            f"`pip install 'torch=={_BUILT_FOR_TORCH}.*'`."
-        )
-
-
-_check_torch_version(_torch.__version__)
-
-from . import _core  # noqa: E402  (after the torch check, on purpose)
+# The native module built for this torch (one per torch minor), as `ferrotune._core`.
+_core = _native.load(_torch.__version__)
 
 from . import evaluate  # noqa: E402
 from .configuration import AutoConfig, PretrainedConfig  # noqa: E402
