@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import maturin
-import tomllib
 from maturin import (  # noqa: F401  (the rest of the PEP 517 interface, as maturin has it)
     build_editable,
     build_sdist,
@@ -37,6 +36,10 @@ _INSTALLED_TORCH = (
 
 def _torch_requirement() -> str:
     """The torch of `[project] dependencies` (a version range), one line, written once there."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the build requirements bring tomli there
+        import tomli as tomllib
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     (requirement,) = [r for r in pyproject["project"]["dependencies"] if r.startswith("torch")]
     return requirement
