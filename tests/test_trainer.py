@@ -204,11 +204,18 @@ def test_resumed_run_ends_with_the_same_weights(tiny_dir, tmp_path):
 def test_keyboard_interrupt_stops_within_a_step_and_leaves_objects_usable(tiny_dir, tmp_path):
     data = make_dataset(n=400)
     model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
+
+    class InterruptSoon(ferrotune.TrainerCallback):
+        """Ctrl+C from another thread shortly after the first step, wherever the loop is then
+        (a timer started before train() could fire before any step on a loaded machine)."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+
     trainer = ferrotune.Trainer(model=model, args=arguments(ferrotune, tmp_path, num_train_epochs=50,
                                                            eval_strategy="no"),
-                                train_dataset=data)
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+                                train_dataset=data, callbacks=[InterruptSoon()])
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert 0 < trainer.state.global_step < trainer.state.max_steps
