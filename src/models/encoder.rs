@@ -170,7 +170,7 @@ impl Embeddings {
             }
         };
         // Same order of additions as transformers: word + token type, then + position.
-        let (mut embeddings, lookup) = match self.deferrable(defer_word_gradient) {
+        let (embeddings, lookup) = match self.deferrable(defer_word_gradient) {
             true => {
                 let looked = Tensor::embedding(&self.word.ws.detach(), input_ids, -1, false, false);
                 let looked = looked.detach().set_requires_grad(true);
@@ -183,14 +183,18 @@ impl Embeddings {
             }
             false => (self.word.forward(input_ids), None),
         };
-        if let Some(token_type) = &self.token_type {
-            let ids = match token_type_ids {
-                Some(ids) => ids.shallow_clone(),
-                None => Tensor::zeros([batch, seq], (Kind::Int64, device)),
-            };
-            embeddings = embeddings + token_type.forward(&ids);
-        }
-        embeddings = embeddings + self.position.forward(&position_ids);
+        // Out of place (not +=): autograd needs the tensors as they were.
+        let embeddings = match &self.token_type {
+            Some(token_type) => {
+                let ids = match token_type_ids {
+                    Some(ids) => ids.shallow_clone(),
+                    None => Tensor::zeros([batch, seq], (Kind::Int64, device)),
+                };
+                embeddings + token_type.forward(&ids)
+            }
+            None => embeddings,
+        };
+        let embeddings = embeddings + self.position.forward(&position_ids);
         (dropout(&self.layer_norm.forward(&embeddings), self.dropout, train), lookup)
     }
 
@@ -488,10 +492,11 @@ impl Encoder {
         let p = if train { self.attention_dropout } else { 0.0 };
         let context = match self.attention.resolve(q.device(), q.kind(), train, s) {
             AttentionImpl::Explicit | AttentionImpl::Auto => {
-                let mut scores = q.matmul(&k.transpose(2, 3)) * scale;
-                if let Some(bias) = bias {
-                    scores = scores + bias;
-                }
+                let scores = q.matmul(&k.transpose(2, 3)) * scale;
+                let scores = match bias {
+                    Some(bias) => scores + bias,
+                    None => scores,
+                };
                 dropout(&scores.softmax(-1, scores.kind()), p, train).matmul(&v)
             }
             AttentionImpl::Fused => {

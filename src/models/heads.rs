@@ -39,7 +39,7 @@ impl Head {
     pub fn forward(&self, first: &Tensor, p: f64, train: bool) -> Tensor {
         match self {
             Head::Bert { pooler, classifier } => {
-                let pooled = pooler.forward(&first).tanh();
+                let pooled = pooler.forward(first).tanh();
                 classifier.forward(&dropout(&pooled, p, train))
             }
             Head::Roberta { dense, out_proj } => {
@@ -47,7 +47,7 @@ impl Head {
                 out_proj.forward(&dropout(&x, p, train))
             }
             Head::DistilBert { pre_classifier, classifier } => {
-                let x = pre_classifier.forward(&first).relu();
+                let x = pre_classifier.forward(first).relu();
                 classifier.forward(&dropout(&x, p, train))
             }
         }

@@ -311,7 +311,7 @@ mod tests {
             ("m.b".to_string(), Tensor::zeros([2], (Kind::BFloat16, Device::Cpu))),
         ]
         .into();
-        let report = load_safetensors(&variables, "m", &[path.clone()], false).unwrap();
+        let report = load_safetensors(&variables, "m", std::slice::from_ref(&path), false).unwrap();
         assert!(variables["m.a"].equal(&a.t_copy()));
         assert!(variables["m.b"].equal(&b));
         assert!(report.unexpected.is_empty() && report.missing.is_empty());
@@ -326,7 +326,8 @@ mod tests {
         drop(back);
 
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
-        let err = load_safetensors(&variables, "m", &[path.clone()], false).unwrap_err();
+        let err =
+            load_safetensors(&variables, "m", std::slice::from_ref(&path), false).unwrap_err();
         assert!(matches!(err, Error::Value(_)));
         assert!(
             err.to_string()

@@ -185,7 +185,12 @@ impl PySequenceClassifier {
 
     fn to_device(&self, py: Python<'_>, device: &str) -> PyResult<()> {
         let device = parse_device(device)?;
-        py.detach(|| guard(|| Ok(self.lock().to_device(device))))
+        py.detach(|| {
+            guard(|| {
+                self.lock().to_device(device);
+                Ok(())
+            })
+        })
     }
 
     fn set_dtype(&self, py: Python<'_>, dtype: &str) -> PyResult<()> {

@@ -225,10 +225,10 @@ mod tests {
     #[test]
     fn matthews_by_hand() {
         // t = [3, 3, 2], p = [2, 3, 3], correct 5, n 8
-        let cov_ytyp = 5.0 * 8.0 - (3.0 * 2.0 + 3.0 * 3.0 + 2.0 * 3.0);
-        let cov_ypyp = 64.0 - (4.0 + 9.0 + 9.0);
-        let cov_ytyt = 64.0 - (9.0 + 9.0 + 4.0);
-        let want = cov_ytyp / ((cov_ytyt * cov_ypyp) as f64).sqrt();
+        let cov_ytyp: f64 = 5.0 * 8.0 - (3.0 * 2.0 + 3.0 * 3.0 + 2.0 * 3.0);
+        let cov_ypyp: f64 = 64.0 - (4.0 + 9.0 + 9.0);
+        let cov_ytyt: f64 = 64.0 - (9.0 + 9.0 + 4.0);
+        let want = cov_ytyp / (cov_ytyt * cov_ypyp).sqrt();
         assert!((matthews_correlation(&PRED, &REF).unwrap() - want).abs() < 1e-12);
         assert_eq!(matthews_correlation(&[1, 1], &[0, 1]).unwrap(), 0.0);
     }

@@ -130,7 +130,7 @@ impl Sampling {
 /// the longest example of all moved to the very front.
 fn group_by_length(perm: Vec<usize>, lengths: &[usize], group_size: usize) -> Vec<usize> {
     let group_size = group_size.max(1);
-    let mult = (lengths.len() / (group_size * 4)).min(50).max(1);
+    let mult = (lengths.len() / (group_size * 4)).clamp(1, 50);
     let mut megabatches: Vec<Vec<usize>> =
         perm.chunks(mult * group_size).map(<[usize]>::to_vec).collect();
     for m in &mut megabatches {

@@ -215,9 +215,9 @@ pub fn train<H: Hooks>(
         while next < total && !epoch_stop && !stop {
             let window_end = (next / g * g + g).min(total);
             hooks.event(Event::StepBegin, position(run))?;
-            for i in next..window_end {
+            for (i, ids) in epoch_batches.iter().enumerate().take(window_end).skip(next) {
                 let mut r = lock(run);
-                let batch = r.collator.collate(&r.data, &epoch_batches[i], lock(model).device());
+                let batch = r.collator.collate(&r.data, ids, lock(model).device());
                 let loss = micro_step(model, &mut r, &batch)?;
                 if r.settings.nan_inf_filter && !loss.is_finite() {
                     tr_loss += tr_loss / (1 + r.global_step - last_logged) as f32;

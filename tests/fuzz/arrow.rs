@@ -257,13 +257,16 @@ struct Column {
     kind: Kind,
 }
 
+/// Where a batch or chunk is sliced: its start and length, drawn as indices into its rows.
+type Slice = Option<(prop::sample::Index, prop::sample::Index)>;
+
 /// A table: columns, batches of rows, and per batch whether the mask and type ids follow the
 /// ids' lengths (as a tokenizer writes them) and an optional slice.
 #[derive(Debug, Clone)]
 struct Table {
     columns: Vec<Column>,
     /// Per batch: per column, its rows; all columns of a batch have the same number of rows.
-    batches: Vec<(Vec<Vec<Row>>, bool, Option<(prop::sample::Index, prop::sample::Index)>)>,
+    batches: Vec<(Vec<Vec<Row>>, bool, Slice)>,
     label_column: Option<&'static str>,
 }
 
@@ -498,9 +501,7 @@ fn batches_with_different_schemas_are_an_error() {
 }
 
 /// A text column in chunks, each of any type, possibly sliced.
-fn text_chunks(
-) -> impl Strategy<Value = Vec<(Kind, Vec<Row>, Option<(prop::sample::Index, prop::sample::Index)>)>>
-{
+fn text_chunks() -> impl Strategy<Value = Vec<(Kind, Vec<Row>, Slice)>> {
     prop::collection::vec(
         (
             prop_oneof![4 => proptest::sample::select(STRING_KINDS), 1 => proptest::sample::select(KINDS)],
