@@ -65,24 +65,24 @@ def build_module(env: Path, minor: str, scratch: Path) -> bytes:
         return zf.read(name)
 
 
-def symbol_versions(module: bytes, prefix: str) -> list[tuple[int, ...]]:
-    """The versions of `prefix` (GLIBC_, GLIBCXX_) that the module's dynamic symbols need."""
+def objdump(module: bytes, option: str) -> str:
+    """What `objdump <option>` prints of the module."""
     with tempfile.NamedTemporaryFile(suffix=".so") as f:
         f.write(module)
         f.flush()
-        table = subprocess.run(["objdump", "-T", f.name], check=True, capture_output=True,
-                               text=True).stdout
-    found = re.findall(rf"\b{prefix}_(\d+(?:\.\d+)*)\b", table)
+        return subprocess.run(["objdump", option, f.name], check=True, capture_output=True,
+                              text=True).stdout
+
+
+def symbol_versions(module: bytes, prefix: str) -> list[tuple[int, ...]]:
+    """The versions of `prefix` (GLIBC_, GLIBCXX_) that the module's dynamic symbols need."""
+    found = re.findall(rf"\b{prefix}_(\d+(?:\.\d+)*)\b", objdump(module, "-T"))
     return sorted({tuple(int(p) for p in v.split(".")) for v in found})
 
 
 def needed_libraries(module: bytes) -> list[str]:
-    with tempfile.NamedTemporaryFile(suffix=".so") as f:
-        f.write(module)
-        f.flush()
-        dynamic = subprocess.run(["objdump", "-p", f.name], check=True, capture_output=True,
-                                 text=True).stdout
-    return re.findall(r"NEEDED\s+(\S+)", dynamic)
+    """The shared libraries the module names (DT_NEEDED)."""
+    return re.findall(r"NEEDED\s+(\S+)", objdump(module, "-p"))
 
 
 def record_line(name: str, data: bytes) -> str:
