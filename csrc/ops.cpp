@@ -1,10 +1,11 @@
 // libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
-// clipping, setting `.grad`, GradScaler's unscaling, autocast, and randperm with a private
-// seeded generator. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// clipping, setting `.grad`, GradScaler's unscaling, autocast, randperm with a private
+// seeded generator, and at::parallel_for (libtorch's own thread pool) for Rust work. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 
@@ -105,6 +106,16 @@ char *ft_randperm(int64_t n, uint64_t seed, int64_t *out) {
     auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
     auto perm = at::randperm(n, generator, at::TensorOptions().dtype(at::kLong));
     std::memcpy(out, perm.data_ptr<int64_t>(), sizeof(int64_t) * n);
+  });
+}
+
+// at::parallel_for(0, n, grain, ...) calling body(context, begin, end) on each range: work
+// inside a training or inference step runs on the threads libtorch already uses
+// (torch.set_num_threads), never on a second pool competing with them. `body` must not unwind.
+char *ft_parallel_for(int64_t n, int64_t grain, void (*body)(void *, int64_t, int64_t),
+                      void *context) {
+  return guarded([&] {
+    at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { body(context, begin, end); });
   });
 }
 

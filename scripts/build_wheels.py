@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python" / "ferrotune"))
-from _native import MODULES, SUPPORTED_TORCH
+from _native import MODULES, SUPPORTED_TORCH  # noqa: E402 (found through the path above)
 
 MODULE = re.compile(r"^ferrotune/_core\.[^/]*so$")
 
@@ -45,8 +45,12 @@ def build_env(envs: Path, minor: str) -> Path:
     if not python.exists():
         run([sys.executable, "-m", "venv", str(env)])
         run([str(python), "-m", "pip", "install", "-q", f"torch=={minor}.*", "maturin>=1.9.4,<2"])
-    version = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [str(python), "-c", "import torch; print(torch.__version__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if not version.startswith(minor + "."):
         sys.exit(f"{env} has torch {version}, not {minor}: remove it and run again")
     return env
@@ -55,10 +59,25 @@ def build_env(envs: Path, minor: str) -> Path:
 def build_module(env: Path, minor: str, scratch: Path) -> bytes:
     """The native module built against the torch of `env`, from a wheel maturin builds there."""
     out = scratch / minor
-    environ = dict(os.environ, VIRTUAL_ENV=str(env), PYO3_PYTHON=str(env / "bin" / "python"),
-                   PATH=f"{env / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    run([str(env / "bin" / "maturin"), "build", "--release", "--out", str(out),
-         "--interpreter", str(env / "bin" / "python")], cwd=ROOT, env=environ)
+    environ = dict(
+        os.environ,
+        VIRTUAL_ENV=str(env),
+        PYO3_PYTHON=str(env / "bin" / "python"),
+        PATH=f"{env / 'bin'}{os.pathsep}{os.environ['PATH']}",
+    )
+    run(
+        [
+            str(env / "bin" / "maturin"),
+            "build",
+            "--release",
+            "--out",
+            str(out),
+            "--interpreter",
+            str(env / "bin" / "python"),
+        ],
+        cwd=ROOT,
+        env=environ,
+    )
     (wheel,) = out.glob("*.whl")
     with zipfile.ZipFile(wheel) as zf:
         (name,) = [n for n in zf.namelist() if MODULE.match(n)]
@@ -70,8 +89,9 @@ def objdump(module: bytes, option: str) -> str:
     with tempfile.NamedTemporaryFile(suffix=".so") as f:
         f.write(module)
         f.flush()
-        return subprocess.run(["objdump", option, f.name], check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            ["objdump", option, f.name], check=True, capture_output=True, text=True
+        ).stdout
 
 
 def symbol_versions(module: bytes, prefix: str) -> list[tuple[int, ...]]:
@@ -90,11 +110,15 @@ def record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def assemble(base_wheel_bytes: dict[str, bytes], modules: dict[str, bytes], tag: str,
-             out_dir: Path) -> Path:
+def assemble(
+    base_wheel_bytes: dict[str, bytes], modules: dict[str, bytes], tag: str, out_dir: Path
+) -> Path:
     """The wheel: maturin's files less its one module, plus one module per torch minor."""
-    files = {n: d for n, d in base_wheel_bytes.items()
-             if not MODULE.match(n) and not n.endswith((".dist-info/RECORD", ".dist-info/WHEEL"))}
+    files = {
+        n: d
+        for n, d in base_wheel_bytes.items()
+        if not MODULE.match(n) and not n.endswith((".dist-info/RECORD", ".dist-info/WHEEL"))
+    }
     for minor, data in modules.items():
         files[f"ferrotune/{MODULES}/torch{minor}/_core.abi3.so"] = data
     dist_info = next(n.split("/")[0] for n in base_wheel_bytes if ".dist-info/" in n)
@@ -115,16 +139,24 @@ def assemble(base_wheel_bytes: dict[str, bytes], modules: dict[str, bytes], tag:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--torch", nargs="+", default=list(SUPPORTED_TORCH), metavar="MINOR",
-                        help="torch minors to build for (default: all supported)")
+    parser.add_argument(
+        "--torch",
+        nargs="+",
+        default=list(SUPPORTED_TORCH),
+        metavar="MINOR",
+        help="torch minors to build for (default: all supported)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "dist")
-    parser.add_argument("--envs", type=Path, default=ROOT / ".build",
-                        help="where the build environments are kept")
+    parser.add_argument(
+        "--envs", type=Path, default=ROOT / ".build", help="where the build environments are kept"
+    )
     args = parser.parse_args()
     unknown = [m for m in args.torch if m not in SUPPORTED_TORCH]
     if unknown:
-        sys.exit(f"not a supported torch minor: {', '.join(unknown)} "
-                 f"(supported: {', '.join(SUPPORTED_TORCH)})")
+        sys.exit(
+            f"not a supported torch minor: {', '.join(unknown)} "
+            f"(supported: {', '.join(SUPPORTED_TORCH)})"
+        )
 
     modules: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -142,8 +174,10 @@ def main() -> None:
     tag = f"cp310-abi3-manylinux_{glibc[0]}_{glibc[1]}_x86_64"
     wheel = assemble(base_files, modules, tag, args.out)
     print(f"\n{wheel} ({wheel.stat().st_size / 2**20:.1f} MiB)")
-    print(f"glibc floor: {'.'.join(map(str, glibc))}; "
-          f"libstdc++ floor: GLIBCXX_{'.'.join(map(str, glibcxx))}")
+    print(
+        f"glibc floor: {'.'.join(map(str, glibc))}; "
+        f"libstdc++ floor: GLIBCXX_{'.'.join(map(str, glibcxx))}"
+    )
     print(f"needed libraries (libtorch from the installed torch): {', '.join(libraries)}")
 
 

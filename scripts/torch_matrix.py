@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python" / "ferrotune"))
-from _native import SUPPORTED_TORCH
+from _native import SUPPORTED_TORCH  # noqa: E402 (found through the path above)
 
 TESTS = ["test_models.py", "test_trainer.py", "test_pipeline.py", "test_smoke.py"]
 
@@ -32,17 +32,22 @@ def matrix_env(envs: Path, minor: str, wheel: Path) -> Path:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     # The wheel's own test extra brings the test dependencies; then this build of the wheel.
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"torch=={minor}.*",
-                    f"{wheel}[test]"], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
-                    str(wheel)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"torch=={minor}.*", f"{wheel}[test]"],
+        check=True,
+    )
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(wheel)],
+        check=True,
+    )
     return python
 
 
 def counts(summary: str) -> dict[str, int]:
     """{'passed': 40, 'failed': 1, ...} from pytest's closing line."""
-    return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)",
-                                                   summary)}
+    return {
+        word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary)
+    }
 
 
 def main() -> None:
@@ -51,8 +56,9 @@ def main() -> None:
     parser.add_argument("--wheel", type=Path, help="default: the newest wheel in dist/")
     parser.add_argument("--envs", type=Path, default=ROOT / ".build")
     args = parser.parse_args()
-    wheel = args.wheel or max((ROOT / "dist").glob("ferrotune-*.whl"),
-                              key=lambda p: p.stat().st_mtime)
+    wheel = args.wheel or max(
+        (ROOT / "dist").glob("ferrotune-*.whl"), key=lambda p: p.stat().st_mtime
+    )
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         tests = Path(scratch, "tests")
@@ -61,26 +67,46 @@ def main() -> None:
             shutil.copy(ROOT / "tests" / name, tests / name)
         for minor in args.torch:
             python = matrix_env(args.envs, minor, wheel)
-            version = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
-                                     check=True, capture_output=True, text=True).stdout.strip()
+            version = subprocess.run(
+                [str(python), "-c", "import torch; print(torch.__version__)"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             row = [minor, version]
             for name in TESTS:
                 start = time.perf_counter()
-                run = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                      str(tests / name)], capture_output=True, text=True,
-                                     cwd=scratch, check=False)
+                run = subprocess.run(
+                    [
+                        str(python),
+                        "-m",
+                        "pytest",
+                        "-q",
+                        "-p",
+                        "no:cacheprovider",
+                        str(tests / name),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=scratch,
+                    check=False,
+                )
                 found = counts(run.stdout.strip().splitlines()[-1] if run.stdout else "")
                 failed = found.get("failed", 0) + found.get("error", 0) + found.get("errors", 0)
                 if run.returncode not in (0, 1) or (run.returncode == 1 and not failed):
                     row.append(f"crashed (exit {run.returncode})")
                     print(run.stdout[-3000:], run.stderr[-3000:], sep="\n")
                 else:
-                    row.append(f"{found.get('passed', 0)} passed"
-                               + (f", {failed} failed" if failed else ""))
+                    row.append(
+                        f"{found.get('passed', 0)} passed"
+                        + (f", {failed} failed" if failed else "")
+                    )
                     if failed:
                         print(run.stdout[-5000:])
-                print(f"torch {version} {name}: {row[-1]} ({time.perf_counter() - start:.0f} s)",
-                      flush=True)
+                print(
+                    f"torch {version} {name}: {row[-1]} ({time.perf_counter() - start:.0f} s)",
+                    flush=True,
+                )
             rows.append(row)
 
     header = ["torch", "installed", *(n.removeprefix("test_").removesuffix(".py") for n in TESTS)]

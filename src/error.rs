@@ -60,6 +60,22 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A ValueError unless `value`, the argument `name`, is a positive count.
+pub fn positive(name: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(Error::value(format!("{name} must be a positive integer, got 0")));
+    }
+    Ok(())
+}
+
+/// An error of the tokenizers crate (truncation impossible, ...): a bad value, with its own
+/// message.
+impl From<tokenizers::Error> for Error {
+    fn from(error: tokenizers::Error) -> Error {
+        Error::Value(error.to_string())
+    }
+}
+
 impl Error {
     /// The error for an I/O failure on `path`, keeping "not found" distinguishable.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {

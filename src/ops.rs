@@ -1,7 +1,8 @@
 //! Safe wrappers of `csrc/ops.cpp`: libtorch operations that tch does not bind.
 
 use crate::error::{Error, Result};
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
@@ -34,6 +35,12 @@ extern "C" {
         inv_scale: *const C_tensor,
     ) -> *mut c_char;
     fn ft_randperm(n: i64, seed: u64, out: *mut i64) -> *mut c_char;
+    fn ft_parallel_for(
+        n: i64,
+        grain: i64,
+        body: extern "C" fn(*mut c_void, i64, i64),
+        context: *mut c_void,
+    ) -> *mut c_char;
 }
 
 /// Turns the C++ side's error message (or NULL) into a Result.
@@ -138,6 +145,20 @@ pub enum Half {
     Float16,
 }
 
+impl Half {
+    /// The autocast precision of `bf16` / `fp16` (at most one of them).
+    pub fn from_flags(bf16: bool, fp16: bool) -> Result<Option<Half>> {
+        match (bf16, fp16) {
+            (true, true) => {
+                Err(Error::value("At most one of fp16 and bf16 can be True, but not both"))
+            }
+            (true, false) => Ok(Some(Half::BFloat16)),
+            (false, true) => Ok(Some(Half::Float16)),
+            (false, false) => Ok(None),
+        }
+    }
+}
+
 /// Autocast to `half` while alive, as `with torch.autocast(device_type, dtype)`.
 /// Autocast state is per thread: the guard must be dropped on the thread that made it.
 pub struct Autocast {
@@ -174,10 +195,72 @@ pub fn randperm(n: usize, seed: u64) -> Result<Vec<usize>> {
     Ok(out.into_iter().map(|i| i as usize).collect())
 }
 
+/// `at::parallel_for(0, n, grain, ...)`: calls `body(range)` on libtorch's own threads (as many
+/// as `torch.get_num_threads()`), or inline when the range is at most `grain` long or there is
+/// one thread. A panic in `body` is carried back and resumed here.
+pub fn parallel_for<F>(n: usize, grain: usize, body: F)
+where
+    F: Fn(std::ops::Range<usize>) + Sync,
+{
+    struct Context<'a, F> {
+        body: &'a F,
+        panic: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    }
+    extern "C" fn call<F: Fn(std::ops::Range<usize>) + Sync>(
+        context: *mut c_void,
+        begin: i64,
+        end: i64,
+    ) {
+        // SAFETY: `context` is the `Context<F>` below, alive until ft_parallel_for returns.
+        let context = unsafe { &*context.cast::<Context<F>>() };
+        let run = catch_unwind(AssertUnwindSafe(|| (context.body)(begin as usize..end as usize)));
+        if let Err(payload) = run {
+            context.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(payload);
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    let context = Context { body: &body, panic: std::sync::Mutex::new(None) };
+    let pointer = (&context as *const Context<F>).cast_mut().cast::<c_void>();
+    // SAFETY: `call::<F>` matches the callback type and never unwinds into C++.
+    let message = unsafe { ft_parallel_for(n as i64, grain.max(1) as i64, call::<F>, pointer) };
+    if let Some(payload) = context.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        std::panic::resume_unwind(payload);
+    }
+    // at::parallel_for fails only for a bad grain or an exception from `body`, neither of
+    // which can happen here.
+    check(message).expect("at::parallel_for");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
     use tch::{Device, Kind};
+
+    #[test]
+    fn parallel_for_visits_each_index_once() {
+        let _settings = crate::parallel::lock_settings();
+        let threads = tch::get_num_threads();
+        for (n, grain, threads) in [(0, 4, 2), (1, 4, 2), (10, 3, 2), (1000, 7, 2), (1000, 7, 1)] {
+            tch::set_num_threads(threads);
+            let seen: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+            parallel_for(n, grain, |range| {
+                for i in range {
+                    seen[i].fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            assert!(seen.iter().all(|c| c.load(Ordering::SeqCst) == 1), "n {n} grain {grain}");
+        }
+        tch::set_num_threads(threads);
+    }
+
+    #[test]
+    fn parallel_for_resumes_a_panic_of_its_body() {
+        let result = catch_unwind(|| parallel_for(100, 10, |range| assert!(!range.contains(&42))));
+        assert!(result.is_err());
+    }
 
     #[test]
     fn clip_grad_norm_matches_the_formula() {

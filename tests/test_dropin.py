@@ -11,13 +11,13 @@ import torch
 import transformers
 
 CELLS = [
-    '''
+    """
 from datasets import load_dataset
 
 dataset = load_dataset("json", data_files=DATA_FILES)  # changed: was ("amazon_reviews_multi","es")
 dataset
-''',
-    '''
+""",
+    """
 import random
 import pandas as pd
 from datasets import ClassLabel
@@ -41,84 +41,84 @@ def show_random_elements(dataset, num_examples=10):
     display(HTML(df.to_html()))
 
 show_random_elements(dataset["train"])
-''',
-    '''
+""",
+    """
 dataset.set_format("pandas")
 df = dataset["train"][:]
 df.head()
-''',
+""",
     "df['product_category'].value_counts()",
     "df['stars'].value_counts()",
     "dataset.reset_format()",
-    '''
+    """
 def filter_neutral_stars(examples):
     return examples["stars"] != 3
-''',
+""",
     'dataset = dataset.filter(lambda x: x["stars"] != 3)',
-    '''
+    """
 def merge_star_ratings(examples):
     if examples["stars"] <= 2:
         label = 0
     else:
         label = 1
     return {"labels": label}
-''',
+""",
     "dataset = dataset.map(merge_star_ratings)",
     'show_random_elements(dataset["train"], num_examples=3)',
-    '''
+    """
 from ferrotune import AutoTokenizer  # changed
 
 model_checkpoint = MODEL_FOLDER  # changed: was "BSC-TeMU/roberta-base-bne"
 tokenizer = AutoTokenizer.from_pretrained(model_checkpoint)
-''',
+""",
     "tokenizer.vocab_size",
-    '''
+    """
 text = "¡hola, me llamo lewis!"
 tokenized_text = tokenizer.encode(text)
 
 for token in tokenized_text:
     print(token, tokenizer.decode([token]))
-''',
-    '''
+""",
+    """
 encoded_text = tokenizer(text,return_tensors="pt")
 encoded_text
-''',
-    '''
+""",
+    """
 def tokenize_reviews(examples):
     return tokenizer(examples["review_body"], truncation=True)
-''',
-    '''
+""",
+    """
 columns = dataset["train"].column_names
 columns.remove("labels")
 encoded_dataset = dataset.map(tokenize_reviews, batched=True, remove_columns=columns)
 encoded_dataset
-''',
+""",
     'encoded_dataset["train"][0]',
-    '''
+    """
 from ferrotune import AutoModelForSequenceClassification  # changed
 
 num_labels = 2
 model = AutoModelForSequenceClassification.from_pretrained(model_checkpoint, num_labels=num_labels)
-''',
-    '''
+""",
+    """
 outputs = model(**encoded_text)
 outputs
-''',
-    '''
+""",
+    """
 from ferrotune.evaluate import load_metric  # changed: was from datasets
 
 metric = load_metric("accuracy")
 metric
-''',
-    '''
+""",
+    """
 import numpy as np
 
 def compute_metrics(eval_pred):
     predictions, labels = eval_pred
     predictions = np.argmax(predictions,axis=1)
     return metric.compute(predictions=predictions, references=labels)
-''',
-    '''
+""",
+    """
 from ferrotune import TrainingArguments  # changed
 
 model_name = model_checkpoint.split("/")[-1]
@@ -144,8 +144,8 @@ training_args = TrainingArguments(
     push_to_hub=True,
     push_to_hub_model_id=f"{model_name}-finetuned-amazon_reviews_multi"
 )
-''',
-    '''
+""",
+    """
 from ferrotune import Trainer  # changed
 
 trainer = Trainer(
@@ -158,14 +158,14 @@ trainer = Trainer(
 )
 
 trainer.train()
-''',
+""",
     "trainer.push_to_hub()",
-    '''
+    """
 from ferrotune import pipeline  # changed
 
 model_checkpoint = "results"  # changed: was the hub id the model was pushed to
 pipe = pipeline("sentiment-analysis", model=model_checkpoint)
-''',
+""",
 ]
 
 CATEGORIES = ["home", "wireless", "toy", "sports", "pc", "electronics"]
@@ -176,11 +176,21 @@ def write_reviews(path, tweets, n, start):
     with open(path, "w", encoding="utf-8") as f:
         for i in range(n):
             text = tweets[(start + i) % len(tweets)]
-            f.write(json.dumps({
-                "review_id": f"es_{start + i:07d}", "product_id": f"product_es_{i:07d}",
-                "reviewer_id": f"reviewer_es_{i:07d}", "stars": i % 5 + 1, "review_body": text,
-                "review_title": text[:20], "language": "es",
-                "product_category": CATEGORIES[i % len(CATEGORIES)]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "review_id": f"es_{start + i:07d}",
+                        "product_id": f"product_es_{i:07d}",
+                        "reviewer_id": f"reviewer_es_{i:07d}",
+                        "stars": i % 5 + 1,
+                        "review_body": text,
+                        "review_title": text[:20],
+                        "language": "es",
+                        "product_category": CATEGORIES[i % len(CATEGORIES)],
+                    }
+                )
+                + "\n"
+            )
 
 
 @pytest.fixture()
@@ -196,14 +206,20 @@ def seed_locations(tmp_path, tweets, roberta_dir):
     model_folder = tmp_path / "roberta-tiny"
     tokenizer = transformers.AutoTokenizer.from_pretrained(roberta_dir)
     torch.manual_seed(0)
-    config = transformers.RobertaConfig(vocab_size=len(tokenizer), hidden_size=32,
-                                        num_hidden_layers=2, num_attention_heads=4,
-                                        intermediate_size=37, max_position_embeddings=66)
+    config = transformers.RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=66,
+    )
     transformers.RobertaForMaskedLM(config).save_pretrained(model_folder)  # as the hub model
     tokenizer.save_pretrained(model_folder)
     return {"DATA_FILES": data_files, "MODEL_FOLDER": str(model_folder)}
 
 
+@pytest.mark.slow
 def test_the_seed_notebook_runs_on_ferrotune(seed_locations, tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

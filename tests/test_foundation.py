@@ -6,13 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
-import pytest
-import torch
-
 import ferrotune
+import pytest
+import tomllib
+import torch
 from ferrotune import _core
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +60,17 @@ def test_a_non_tensor_is_a_type_error_naming_the_type(value):
 
 
 def test_read_json_keeps_types_and_key_order(tmp_path):
-    config = {"model_type": "bert", "hidden_size": 384, "layer_norm_eps": 1e-12,
-              "id2label": {"0": "NEGATIVE", "1": "POSITIVE"}, "is_decoder": False,
-              "pruned_heads": {}, "architectures": ["BertModel"], "torch_dtype": None,
-              "vocab_size": 2**63}
+    config = {
+        "model_type": "bert",
+        "hidden_size": 384,
+        "layer_norm_eps": 1e-12,
+        "id2label": {"0": "NEGATIVE", "1": "POSITIVE"},
+        "is_decoder": False,
+        "pruned_heads": {},
+        "architectures": ["BertModel"],
+        "torch_dtype": None,
+        "vocab_size": 2**63,
+    }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     loaded = _core.read_json(path)
@@ -95,11 +101,6 @@ def test_other_os_errors_keep_their_subclass(tmp_path):
     assert info.value.filename == str(tmp_path)
 
 
-def test_ferrotune_error_is_an_exception():
-    assert issubclass(ferrotune.FerrotuneError, Exception)
-    assert ferrotune.FerrotuneError is _core.FerrotuneError
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_parallelism_stays_on_in_a_child_forked_before_any_parallel_work():
     # Nothing has run on the rayon pool yet in a fresh interpreter, so a child may still use it.
@@ -118,6 +119,7 @@ def test_parallelism_stays_on_in_a_child_forked_before_any_parallel_work():
 def test_parallelism_can_be_turned_off_by_the_environment():
     code = "import ferrotune._core as c; print(c.parallelism_enabled())"
     env = dict(os.environ, FERROTUNE_PARALLELISM="false")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.stdout.strip() == "False", out.stderr

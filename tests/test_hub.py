@@ -1,7 +1,6 @@
 """from_pretrained's resolution of a local folder or a hub id, offline."""
 
 import pytest
-
 from ferrotune.hub import resolve_folder
 
 
@@ -18,13 +17,16 @@ def test_a_file_is_not_a_folder(tmp_path):
 
 
 @pytest.mark.parametrize("offline", ["1", "0"])
-def test_an_unreachable_hub_id_names_the_id_and_says_to_pass_a_folder(monkeypatch, tmp_path,
-                                                                       offline):
+def test_an_unreachable_hub_id_names_the_id_and_says_to_pass_a_folder(
+    monkeypatch, tmp_path, offline
+):
     # This machine cannot reach the hub: with HF_HUB_OFFLINE=1 the cache alone is asked, without
     # it the download fails; either way the error names the id.
     monkeypatch.setenv("HF_HUB_OFFLINE", offline)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(OSError, match=r"could not find 'ferrotune-test/no-such-model'.*local folder"):
+    with pytest.raises(
+        OSError, match=r"could not find 'ferrotune-test/no-such-model'.*local folder"
+    ):
         resolve_folder("ferrotune-test/no-such-model")
 
 

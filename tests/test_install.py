@@ -43,8 +43,9 @@ def import_with_torch(tmp_path, version):
     fake.mkdir()
     libtorch = Path(torch.__file__).parent / "lib" / "libtorch_python.so"
     (fake / "__init__.py").write_text(
-        f'import ctypes\nctypes.CDLL({str(libtorch)!r}, ctypes.RTLD_GLOBAL)\n'
-        f'__version__ = "{version}"\n')
+        f"import ctypes\nctypes.CDLL({str(libtorch)!r}, ctypes.RTLD_GLOBAL)\n"
+        f'__version__ = "{version}"\n'
+    )
     code = textwrap.dedent("""
         try:
             import ferrotune
@@ -52,8 +53,15 @@ def import_with_torch(tmp_path, version):
             print("ImportError:", e)
     """)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr  # an ImportError, not a crash
     return out.stdout
 
@@ -61,8 +69,10 @@ def import_with_torch(tmp_path, version):
 @pytest.mark.parametrize("version", ["2.10.2+cpu", "2.16.0", "1.13.1"])
 def test_a_torch_outside_the_range_is_an_import_error_saying_what_to_install(tmp_path, version):
     out = import_with_torch(tmp_path, version)
-    assert f"ImportError: ferrotune supports torch 2.11 to 2.15, but torch {version} is " \
-           f"installed. Install a supported torch: pip install 'torch>=2.11,<2.16'" in out
+    assert (
+        f"ImportError: ferrotune supports torch 2.11 to 2.15, but torch {version} is "
+        f"installed. Install a supported torch: pip install 'torch>=2.11,<2.16'" in out
+    )
 
 
 def test_a_module_built_for_another_torch_is_refused_before_use(tmp_path):
@@ -74,8 +84,9 @@ def test_a_module_built_for_another_torch_is_refused_before_use(tmp_path):
     assert "pip install --no-build-isolation" in out
 
 
-def test_the_module_for_the_installed_minor_is_chosen_and_a_missing_one_named(tmp_path,
-                                                                              monkeypatch):
+def test_the_module_for_the_installed_minor_is_chosen_and_a_missing_one_named(
+    tmp_path, monkeypatch
+):
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     for minor in ["2.11", "2.14"]:
         (tmp_path / _native.MODULES / f"torch{minor}").mkdir(parents=True)
@@ -83,9 +94,12 @@ def test_the_module_for_the_installed_minor_is_chosen_and_a_missing_one_named(tm
     monkeypatch.setattr(_native, "PACKAGE", tmp_path)
     chosen = _native.choose("2.14.0+cu130")
     assert chosen == tmp_path / _native.MODULES / "torch2.14" / f"_core{suffix}"
-    with pytest.raises(ImportError, match=r"no native module for torch 2\.13 \(torch 2\.13\.0 is "
-                                          r"installed; it has modules for: 2\.11, 2\.14\)\. .*"
-                                          r"pip install --no-build-isolation"):
+    with pytest.raises(
+        ImportError,
+        match=r"no native module for torch 2\.13 \(torch 2\.13\.0 is "
+        r"installed; it has modules for: 2\.11, 2\.14\)\. .*"
+        r"pip install --no-build-isolation",
+    ):
         _native.choose("2.13.0")
     # A source build (one module beside _native.py) serves the minors the wheel part lacks.
     (tmp_path / f"_core{suffix}").write_bytes(b"")
@@ -97,8 +111,11 @@ def test_a_module_that_does_not_load_is_an_import_error_naming_it(tmp_path, monk
     module.write_bytes(b"not a shared library")
     monkeypatch.setattr(_native, "PACKAGE", tmp_path)
     monkeypatch.setitem(sys.modules, "ferrotune._core", ferrotune._core)
-    with pytest.raises(ImportError, match=f"native module {re.escape(str(module))} does not load "
-                                          f"with torch 2.15.0 .*no-build-isolation"):
+    with pytest.raises(
+        ImportError,
+        match=f"native module {re.escape(str(module))} does not load "
+        f"with torch 2.15.0 .*no-build-isolation",
+    ):
         _native.load("2.15.0")
     assert sys.modules["ferrotune._core"] is ferrotune._core
 
@@ -111,10 +128,13 @@ def test_the_build_backend_builds_against_the_installed_torch():
         sys.path.pop(0)
     assert backend._torch_requirement() == _native.TORCH_REQUIREMENT
     assert backend._installed_torch() == torch.__version__.split("+")[0]
-    for installed, expected in [("2.12.1+cu130", "torch==2.12.1"), ("2.15.0", "torch==2.15.0"),
-                                (None, _native.TORCH_REQUIREMENT),
-                                ("2.10.0", _native.TORCH_REQUIREMENT),
-                                ("2.16.0.dev20261101", _native.TORCH_REQUIREMENT)]:
+    for installed, expected in [
+        ("2.12.1+cu130", "torch==2.12.1"),
+        ("2.15.0", "torch==2.15.0"),
+        (None, _native.TORCH_REQUIREMENT),
+        ("2.10.0", _native.TORCH_REQUIREMENT),
+        ("2.16.0.dev20261101", _native.TORCH_REQUIREMENT),
+    ]:
         assert backend.torch_for_build(_native.TORCH_REQUIREMENT, installed) == expected
     requires = backend.get_requires_for_build_wheel()
     assert f"torch=={torch.__version__.split('+')[0]}" in requires
@@ -124,10 +144,21 @@ def test_the_build_backend_builds_against_the_installed_torch():
 def test_a_source_build_without_torch_says_what_to_install(tmp_path):
     venv = tmp_path / "no-torch"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    env = dict(os.environ, VIRTUAL_ENV=str(venv), PYO3_PYTHON=str(venv / "bin" / "python"),
-               CARGO_TARGET_DIR=str(tmp_path / "target"))
-    build = subprocess.run(["cargo", "check", "--offline", "-p", "torch-sys"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=1200, check=False)
+    env = dict(
+        os.environ,
+        VIRTUAL_ENV=str(venv),
+        PYO3_PYTHON=str(venv / "bin" / "python"),
+        CARGO_TARGET_DIR=str(tmp_path / "target"),
+    )
+    build = subprocess.run(
+        ["cargo", "check", "--offline", "-p", "torch-sys"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert build.returncode != 0
     assert "could not import torch" in build.stderr
     assert "ModuleNotFoundError: No module named 'torch'" in build.stderr
@@ -136,8 +167,11 @@ def test_a_source_build_without_torch_says_what_to_install(tmp_path):
 
 def without_rust(path: str) -> str:
     """PATH less every folder that holds cargo or rustc."""
-    return os.pathsep.join(p for p in path.split(os.pathsep)
-                           if not any(Path(p, tool).exists() for tool in ("cargo", "rustc")))
+    return os.pathsep.join(
+        p
+        for p in path.split(os.pathsep)
+        if not any(Path(p, tool).exists() for tool in ("cargo", "rustc"))
+    )
 
 
 @pytest.mark.slow
@@ -146,8 +180,13 @@ def test_the_wheel_installs_without_rust_and_passes_the_smoke(tmp_path):
     if not wheel:
         pytest.skip("set FERROTUNE_WHEEL to a wheel built by scripts/build_wheels.py")
     with zipfile.ZipFile(wheel) as zf:
-        minors = sorted({m for n in zf.namelist()
-                         for m in re.findall(rf"^ferrotune/{_native.MODULES}/torch([\d.]+)/", n)})
+        minors = sorted(
+            {
+                m
+                for n in zf.namelist()
+                for m in re.findall(rf"^ferrotune/{_native.MODULES}/torch([\d.]+)/", n)
+            }
+        )
         assert not [n for n in zf.namelist() if re.search(r"lib(torch|c10)[^/]*\.so", n)]
     minor = os.environ.get("FERROTUNE_WHEEL_TORCH", minors[0])
     env = dict(os.environ, PATH=without_rust(os.environ["PATH"]))
@@ -158,21 +197,38 @@ def test_the_wheel_installs_without_rust_and_passes_the_smoke(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     start = time.perf_counter()
-    subprocess.run([python, "-m", "pip", "install", "-q", wheel, f"torch=={minor}.*"],
-                   env=env, check=True, timeout=1800)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", wheel, f"torch=={minor}.*"],
+        env=env,
+        check=True,
+        timeout=1800,
+    )
     print(f"wheel installed with torch {minor} in {time.perf_counter() - start:.0f} s")
-    subprocess.run([python, "-m", "pip", "install", "-q", f"{wheel}[test]"], env=env, check=True,
-                   timeout=1800)
-    where = subprocess.run([python, "-c", "import ferrotune; print(ferrotune._core.__file__)"],
-                           env=env, capture_output=True, text=True, cwd=tmp_path, check=False)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", f"{wheel}[test]"], env=env, check=True, timeout=1800
+    )
+    where = subprocess.run(
+        [python, "-c", "import ferrotune; print(ferrotune._core.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
     assert where.returncode == 0, where.stderr
     assert f"/site-packages/ferrotune/{_native.MODULES}/torch{minor}/" in where.stdout
     tests = tmp_path / "tests"  # outside the checkout, so that only the wheel is importable
     tests.mkdir()
     for name in ["conftest.py", "test_smoke.py"]:
         shutil.copy(ROOT / "tests" / name, tests / name)
-    run = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
-                         env=env, capture_output=True, text=True, cwd=tmp_path, timeout=1800,
-                         check=False)
+    run = subprocess.run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=1800,
+        check=False,
+    )
     print(run.stdout[-3000:])
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]

@@ -3,12 +3,11 @@ a CPU (as in transformers: float32)."""
 
 import logging
 
+import ferrotune
 import pyarrow as pa
 import pytest
 import torch
 import transformers
-
-import ferrotune
 from ferrotune import _core
 
 STEPS_PER_EPOCH, EPOCHS, BATCH = 4, 4, 8
@@ -51,12 +50,13 @@ def test_float16_loss_scaling_follows_torch_grad_scaler(tiny_dir, tmp_path):
     ids, labels = rows()
     # The reference: transformers' own optimizer and schedule, driven as accelerate does.
     model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-    args = transformers.TrainingArguments(str(tmp_path), learning_rate=1e-3, weight_decay=0.01,
-                                          use_cpu=True, report_to="none")
+    args = transformers.TrainingArguments(
+        str(tmp_path), learning_rate=1e-3, weight_decay=0.01, use_cpu=True, report_to="none"
+    )
     helper = transformers.Trainer(model=model, args=args)
     helper.create_optimizer_and_scheduler(STEPS_PER_EPOCH * EPOCHS)
     optimizer, schedule = helper.optimizer, helper.lr_scheduler
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 24)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24)
     expected = []
     for step in range(STEPS_PER_EPOCH * EPOCHS):
         rows_of_step = slice(step % STEPS_PER_EPOCH * BATCH, (step % STEPS_PER_EPOCH + 1) * BATCH)
@@ -77,12 +77,28 @@ def test_float16_loss_scaling_follows_torch_grad_scaler(tiny_dir, tmp_path):
     ours = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
     table = pa.table({"input_ids": ids.tolist(), "labels": labels.tolist()})
     run = _core.TrainingRun(
-        ours._model, _core.Examples(table, "labels"), batch_size=BATCH, grad_accum=1,
-        num_train_epochs=EPOCHS, max_steps=-1, drop_last=False, sampling="sequential", seed=0,
-        learning_rate=1e-3, lr_scheduler_type="linear", warmup_steps=0.0, weight_decay=0.01,
-        adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, bf16=False,
-        nan_inf_filter=True, pad_token_id=0, pad_left=False, fp16=True)
-    run.load_scaler_state(2.0 ** 24, 0)
+        ours._model,
+        _core.Examples(table, "labels"),
+        {
+            "batch_size": BATCH,
+            "grad_accum": 1,
+            "num_train_epochs": EPOCHS,
+            "max_steps": -1,
+            "drop_last": False,
+            "sampling": "sequential",
+            "seed": 0,
+            "learning_rate": 1e-3,
+            "lr_scheduler_type": "linear",
+            "warmup_steps": 0.0,
+            "weight_decay": 0.01,
+            "adam_beta1": 0.9,
+            "adam_beta2": 0.999,
+            "adam_epsilon": 1e-8,
+            "max_grad_norm": 1.0,
+            "fp16": True,
+        },
+    )
+    run.load_scaler_state(2.0**24, 0)
     recorder = Recorder()
     run.train(recorder)
 
@@ -109,10 +125,17 @@ def test_fp16_on_the_cpu_trains_in_float32_as_transformers_does(tiny_dir, tmp_pa
 
     def train(lib, fp16):
         model = lib.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-        args = lib.TrainingArguments(str(tmp_path / lib.__name__ / str(fp16)), fp16=fp16,
-                                     use_cpu=True, report_to="none", num_train_epochs=1,
-                                     per_device_train_batch_size=BATCH, save_strategy="no",
-                                     logging_steps=1, disable_tqdm=True)
+        args = lib.TrainingArguments(
+            str(tmp_path / lib.__name__ / str(fp16)),
+            fp16=fp16,
+            use_cpu=True,
+            report_to="none",
+            num_train_epochs=1,
+            per_device_train_batch_size=BATCH,
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+        )
         trainer = lib.Trainer(model=model, args=args, train_dataset=data)
         trainer.train()
         return [log["loss"] for log in trainer.state.log_history if "loss" in log]

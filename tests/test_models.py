@@ -5,11 +5,10 @@ the real all-MiniLM-L6-v2 is used where it matters."""
 
 import logging
 
+import ferrotune
 import pytest
 import torch
 import transformers
-
-import ferrotune
 
 MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert"]
 VOCAB = 99
@@ -20,18 +19,25 @@ def tiny_config(model_type: str, **overrides):
     if model_type == "distilbert":
         cfg = dict(dim=32, n_heads=4, n_layers=2, hidden_dim=37, max_position_embeddings=64)
     else:
-        cfg = dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
-                   intermediate_size=37, max_position_embeddings=64, type_vocab_size=2)
+        cfg = dict(
+            hidden_size=32,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+            type_vocab_size=2,
+        )
     cfg.update(common, **overrides)
     return transformers.AutoConfig.for_model(model_type, **cfg)
 
 
 @pytest.fixture(scope="module", params=MODEL_TYPES)
 def tiny(request, tmp_path_factory):
-    """(model_type, folder) of a seeded random transformers classifier saved with save_pretrained."""
+    """(model_type, folder) of a seeded random transformers classifier (save_pretrained)."""
     torch.manual_seed(0)
     hf = transformers.AutoModelForSequenceClassification.from_config(
-        tiny_config(request.param, num_labels=3))
+        tiny_config(request.param, num_labels=3)
+    )
     folder = tmp_path_factory.mktemp(request.param)
     hf.save_pretrained(folder)
     return request.param, folder
@@ -79,22 +85,30 @@ def test_logits_without_attention_mask_or_token_types(tiny):
     hf, ft = load_both(folder)
     ids = padded_batch(model_type)["input_ids"][:, :4]  # no padding in the first 4 tokens
     with torch.no_grad():
-        torch.testing.assert_close(ft(input_ids=ids).logits, hf(input_ids=ids).logits,
-                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            ft(input_ids=ids).logits, hf(input_ids=ids).logits, rtol=0, atol=1e-5
+        )
 
 
-@pytest.mark.parametrize("problem_type, num_labels, make_labels", [
-    ("regression", 1, lambda: torch.tensor([0.5, -1.0, 2.0])),
-    ("single_label_classification", 3, lambda: torch.tensor([0, 2, 1])),
-    ("multi_label_classification", 3,
-     lambda: torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])),
-])
+@pytest.mark.parametrize(
+    "problem_type, num_labels, make_labels",
+    [
+        ("regression", 1, lambda: torch.tensor([0.5, -1.0, 2.0])),
+        ("single_label_classification", 3, lambda: torch.tensor([0, 2, 1])),
+        (
+            "multi_label_classification",
+            3,
+            lambda: torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]),
+        ),
+    ],
+)
 def test_loss_and_inferred_problem_type_match(tiny, problem_type, num_labels, make_labels):
     model_type, folder = tiny
     hf, ft = load_both(folder, num_labels=num_labels, ignore_mismatched_sizes=True)
     # Same head weights for both (the head is re-initialized when num_labels changes).
-    ft.load_state_dict({k: v for k, v in hf.state_dict().items() if k in ft.state_dict()},
-                       strict=False)
+    ft.load_state_dict(
+        {k: v for k, v in hf.state_dict().items() if k in ft.state_dict()}, strict=False
+    )
     batch = padded_batch(model_type)
     labels = make_labels()
     with torch.no_grad():
@@ -147,13 +161,18 @@ def test_dropout_in_train_mode_only(tiny):
 def test_ferrotune_checkpoint_loads_in_transformers_with_equal_logits(tiny, tmp_path):
     model_type, folder = tiny
     ft = ferrotune.AutoModelForSequenceClassification.from_pretrained(
-        folder, id2label={0: "neg", 1: "neu", 2: "pos"})
+        folder, id2label={0: "neg", 1: "neu", 2: "pos"}
+    )
     with torch.no_grad():  # change the weights so that the test sees them travel
-        ft.state_dict()["classifier.weight" if model_type != "roberta" and model_type != "xlm-roberta"
-                        else "classifier.out_proj.weight"].mul_(-3)
+        ft.state_dict()[
+            "classifier.weight"
+            if model_type != "roberta" and model_type != "xlm-roberta"
+            else "classifier.out_proj.weight"
+        ].mul_(-3)
     ft.save_pretrained(tmp_path)
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(
-        tmp_path, output_loading_info=True)
+        tmp_path, output_loading_info=True
+    )
     hf, info = hf
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
     assert hf.config.id2label == {0: "neg", 1: "neu", 2: "pos"}
@@ -240,12 +259,19 @@ def test_minilm_matches_transformers(minilm_dir):
     torch.manual_seed(0)
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=2)
     ft = ferrotune.AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=2)
-    ft.load_state_dict({k: v for k, v in hf.state_dict().items() if k.startswith("classifier")},
-                       strict=False)
+    ft.load_state_dict(
+        {k: v for k, v in hf.state_dict().items() if k.startswith("classifier")}, strict=False
+    )
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir)
-    batch = tokenizer(["I can't see how autonomous cars won't cause a mess",
-                       "¡hola, me llamo lewis!", "Claritin works wonders 😀 http://t.co/x"],
-                      padding=True, return_tensors="pt")
+    batch = tokenizer(
+        [
+            "I can't see how autonomous cars won't cause a mess",
+            "¡hola, me llamo lewis!",
+            "Claritin works wonders 😀 http://t.co/x",
+        ],
+        padding=True,
+        return_tensors="pt",
+    )
     labels = torch.tensor([0, 1, 1])
     out_hf, out_ft = hf.eval()(**batch, labels=labels), ft(**batch, labels=labels)
     torch.testing.assert_close(out_ft.logits, out_hf.logits, rtol=0, atol=1e-5)
@@ -264,7 +290,8 @@ def test_minilm_matches_transformers(minilm_dir):
 def test_load_report_is_logged_as_transformers_does(minilm_dir, caplog):
     with caplog.at_level(logging.WARNING, logger="ferrotune"):
         model, info = ferrotune.AutoModelForSequenceClassification.from_pretrained(
-            minilm_dir, num_labels=2, output_loading_info=True)
+            minilm_dir, num_labels=2, output_loading_info=True
+        )
     assert info["missing_keys"] == ["classifier.bias", "classifier.weight"]
     assert info["unexpected_keys"] == [] and info["mismatched_keys"] == []
     assert "BertForSequenceClassification LOAD REPORT" in caplog.text
@@ -291,11 +318,13 @@ def test_config_round_trip_and_labels(tiny, tmp_path):
 
 # -- bad input -------------------------------------------------------------------------------
 
+
 def test_unsupported_model_type_lists_the_supported_ones(tmp_path):
     transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
-    with pytest.raises(NotImplementedError,
-                       match='"gpt2" is not supported; ferrotune supports bert, roberta, '
-                             "xlm-roberta, distilbert"):
+    with pytest.raises(
+        NotImplementedError,
+        match='"gpt2" is not supported; ferrotune supports bert, roberta, xlm-roberta, distilbert',
+    ):
         ferrotune.AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
 
@@ -303,21 +332,29 @@ def test_mismatched_head_is_an_error_naming_key_and_shapes(tiny):
     model_type, folder = tiny
     head = "classifier" if model_type in ("bert", "distilbert") else "classifier.out_proj"
     # Keys are checked in sorted order: the bias comes first.
-    with pytest.raises(ValueError, match=rf'"{head}.bias" has shape \[3\] but the model expects '
-                                         r'\[5\]; pass ignore_mismatched_sizes=True'):
+    with pytest.raises(
+        ValueError,
+        match=rf'"{head}.bias" has shape \[3\] but the model expects '
+        r"\[5\]; pass ignore_mismatched_sizes=True",
+    ):
         ferrotune.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=5)
     model, info = ferrotune.AutoModelForSequenceClassification.from_pretrained(
-        folder, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True)
+        folder, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
+    )
     assert [(k, list(a), list(b)) for k, a, b in info["mismatched_keys"]] == [
-        (f"{head}.bias", [3], [5]), (f"{head}.weight", [3, 32], [5, 32])]
+        (f"{head}.bias", [3], [5]),
+        (f"{head}.weight", [3, 32], [5, 32]),
+    ]
     assert model.num_labels == 5
 
 
 def test_out_of_vocabulary_id_is_an_index_error(tiny):
     model_type, folder = tiny
     ft = ferrotune.AutoModelForSequenceClassification.from_pretrained(folder)
-    with pytest.raises(IndexError, match=f"input_ids contains {VOCAB + 5}, outside the "
-                                         f"vocabulary \\(vocab_size {VOCAB}\\)"):
+    with pytest.raises(
+        IndexError,
+        match=f"input_ids contains {VOCAB + 5}, outside the vocabulary \\(vocab_size {VOCAB}\\)",
+    ):
         ft(input_ids=torch.tensor([[5, 6, VOCAB + 5]]))
     with pytest.raises(IndexError, match="input_ids contains -1"):
         ft(input_ids=torch.tensor([[5, -1]]))
@@ -328,8 +365,11 @@ def test_too_long_sequence_names_both_lengths(tiny):
     ft = ferrotune.AutoModelForSequenceClassification.from_pretrained(folder)
     limit = 64 if model_type in ("bert", "distilbert") else 62
     ft(input_ids=torch.full((1, limit), 5))  # the longest allowed runs
-    with pytest.raises(ValueError, match=f"sequence length {limit + 1} is longer than the "
-                                         f"model's maximum of {limit} positions"):
+    with pytest.raises(
+        ValueError,
+        match=f"sequence length {limit + 1} is longer than the "
+        f"model's maximum of {limit} positions",
+    ):
         ft(input_ids=torch.full((1, limit + 1), 5))
 
 
@@ -348,20 +388,25 @@ def test_bad_labels_are_value_or_type_errors(tiny):
     with pytest.raises(TypeError, match="multi-label classification needs float labels"):
         ft(input_ids=ids, labels=torch.tensor([[0, 1, 1], [1, 0, 0]]))
     regression = ferrotune.AutoModelForSequenceClassification.from_pretrained(
-        folder, num_labels=1, ignore_mismatched_sizes=True)
+        folder, num_labels=1, ignore_mismatched_sizes=True
+    )
     with pytest.raises(ValueError, match="NaN or infinity"):
         regression(input_ids=ids, labels=torch.tensor([0.5, float("nan")]))
 
 
 def test_missing_and_corrupt_files(tiny, tmp_path):
     model_type, folder = tiny
-    with pytest.raises(FileNotFoundError, match="model.safetensors, model.safetensors.index.json "
-                                                "and pytorch_model.bin"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="model.safetensors, model.safetensors.index.json and pytorch_model.bin",
+    ):
         ferrotune.AutoModelForSequenceClassification.from_pretrained(
-            _copy(folder, tmp_path / "no_weights", skip="model.safetensors"))
+            _copy(folder, tmp_path / "no_weights", skip="model.safetensors")
+        )
     with pytest.raises(FileNotFoundError, match="no config.json"):
         ferrotune.AutoModelForSequenceClassification.from_pretrained(
-            _copy(folder, tmp_path / "no_config", skip="config.json"))
+            _copy(folder, tmp_path / "no_config", skip="config.json")
+        )
     corrupt = _copy(folder, tmp_path / "corrupt")
     data = (corrupt / "model.safetensors").read_bytes()
     (corrupt / "model.safetensors").write_bytes(data[: len(data) // 2])

@@ -3,14 +3,19 @@
 import shutil
 
 import datasets
+import ferrotune
 import pytest
 import torch
 import transformers
 
-import ferrotune
-
-TEXTS = ["Me encantó, llegó a tiempo", "¿Funciona? ¡No! 😡 http://t.co/abc", "", "   ",
-         "I can't see how automous cars won't cause a mess", "ok"]
+TEXTS = [
+    "Me encantó, llegó a tiempo",
+    "¿Funciona? ¡No! 😡 http://t.co/abc",
+    "",
+    "   ",
+    "I can't see how automous cars won't cause a mess",
+    "ok",
+]
 
 
 @pytest.fixture(scope="module", params=["bert", "roberta", "minilm"])
@@ -21,16 +26,24 @@ def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
     labels = {"id2label": {0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"}}
     if request.param == "minilm":
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            minilm_dir, num_labels=3, **labels)
+            minilm_dir, num_labels=3, **labels
+        )
         tokenizer_dir = minilm_dir
     else:
         tokenizer_dir = minilm_dir if request.param == "bert" else roberta_dir
         vocab = len(transformers.AutoTokenizer.from_pretrained(tokenizer_dir))
         positions = {"bert": 512, "roberta": 66}[request.param]
         config = transformers.AutoConfig.for_model(
-            request.param, vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
-            num_attention_heads=4, intermediate_size=37, max_position_embeddings=positions,
-            initializer_range=0.5, **labels)
+            request.param,
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=positions,
+            initializer_range=0.5,
+            **labels,
+        )
         model = transformers.AutoModelForSequenceClassification.from_config(config)
     model.save_pretrained(folder)
     for f in tokenizer_dir.iterdir():
@@ -41,8 +54,10 @@ def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
 
 @pytest.fixture(scope="module")
 def both(classifier_dir):
-    return (transformers.pipeline("sentiment-analysis", model=str(classifier_dir)),
-            ferrotune.pipeline("sentiment-analysis", model=str(classifier_dir)))
+    return (
+        transformers.pipeline("sentiment-analysis", model=str(classifier_dir)),
+        ferrotune.pipeline("sentiment-analysis", model=str(classifier_dir)),
+    )
 
 
 def assert_same(expected, got):
@@ -55,23 +70,27 @@ def assert_same(expected, got):
             assert_same(e, g)
 
 
-@pytest.mark.parametrize("call", [
-    lambda p: p(TEXTS[0]),
-    lambda p: p(TEXTS),
-    lambda p: p(TEXTS, top_k=None),
-    lambda p: p(TEXTS, top_k=2),
-    lambda p: p(TEXTS[1], top_k=1),
-    lambda p: p(TEXTS, function_to_apply="sigmoid"),
-    lambda p: p(TEXTS, function_to_apply="none"),
-    lambda p: p({"text": TEXTS[0], "text_pair": TEXTS[1]}),
-    lambda p: p([{"text": TEXTS[0], "text_pair": TEXTS[1]}, {"text": "a", "text_pair": "b"}]),
-    lambda p: p(["long text " * 300], truncation=True),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda p: p(TEXTS[0]),
+        lambda p: p(TEXTS),
+        lambda p: p(TEXTS, top_k=None),
+        lambda p: p(TEXTS, top_k=2),
+        lambda p: p(TEXTS[1], top_k=1),
+        lambda p: p(TEXTS, function_to_apply="sigmoid"),
+        lambda p: p(TEXTS, function_to_apply="none"),
+        lambda p: p({"text": TEXTS[0], "text_pair": TEXTS[1]}),
+        lambda p: p([{"text": TEXTS[0], "text_pair": TEXTS[1]}, {"text": "a", "text_pair": "b"}]),
+        lambda p: p(["long text " * 300], truncation=True),
+    ],
+)
 def test_outputs_equal_transformers(both, call):
     theirs, ours = both
     assert_same(call(theirs), call(ours))
 
 
+@pytest.mark.slow
 def test_tweets_in_any_batching_equal_transformers(both, tweets):
     theirs, ours = both
     texts = tweets.text.tolist()[:300]
@@ -94,8 +113,10 @@ def test_objects_generators_and_dataset_columns(classifier_dir):
     assert pipe(column) == expected
     hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(classifier_dir)
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(classifier_dir)
-    assert_same(expected, ferrotune.pipeline("text-classification", model=hf_model,
-                                             tokenizer=hf_tokenizer)(TEXTS))
+    assert_same(
+        expected,
+        ferrotune.pipeline("text-classification", model=hf_model, tokenizer=hf_tokenizer)(TEXTS),
+    )
     assert pipe([]) == []
 
 
@@ -105,14 +126,22 @@ def test_bad_input(classifier_dir, both):
         pipe(["fine", None])
     with pytest.raises(TypeError, match="text at index 0 has type int, expected str"):
         pipe([3])
-    with pytest.raises(ValueError, match=r"input 1 has \d+ tokens, more than the model's maximum "
-                                         r"of \d+; pass truncation=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"input 1 has \d+ tokens, more than the model's maximum "
+        r"of \d+; pass truncation=True",
+    ):
         pipe(["short", "long text " * 600])
-    with pytest.raises(ValueError, match=r"Unknown task summarization, available tasks are "
-                                         r"\['sentiment-analysis', 'text-classification'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown task summarization, available tasks are "
+        r"\['sentiment-analysis', 'text-classification'\]",
+    ):
         ferrotune.pipeline("summarization", model=str(classifier_dir))
-    with pytest.raises(ValueError, match="The pipeline received invalid inputs, if you are "
-                                         "trying to send text pairs"):
+    with pytest.raises(
+        ValueError,
+        match="The pipeline received invalid inputs, if you are trying to send text pairs",
+    ):
         pipe([["a", "b"]])
     with pytest.raises(ValueError, match="Unrecognized `function_to_apply` argument: relu"):
         pipe("x", function_to_apply="relu")

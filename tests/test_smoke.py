@@ -22,9 +22,16 @@ def smoke_dir(tmp_path_factory, minilm_dir):
     vocab = len(transformers.AutoTokenizer.from_pretrained(minilm_dir))
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        initializer_range=0.5, id2label={0: "NEGATIVE", 1: "POSITIVE"})
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        initializer_range=0.5,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+    )
     transformers.BertForSequenceClassification(config).save_pretrained(folder)
     for f in minilm_dir.iterdir():
         if f.is_file() and f.name != "config.json" and not f.name.endswith(".safetensors"):
@@ -33,8 +40,9 @@ def smoke_dir(tmp_path_factory, minilm_dir):
 
 
 def test_the_native_module_is_the_one_for_the_installed_torch():
-    assert _native.torch_minor(ferrotune._core.TORCH_VERSION) == \
-        _native.torch_minor(torch.__version__)
+    assert _native.torch_minor(ferrotune._core.TORCH_VERSION) == _native.torch_minor(
+        torch.__version__
+    )
 
 
 def test_tokenize_as_transformers(smoke_dir):
@@ -45,8 +53,11 @@ def test_tokenize_as_transformers(smoke_dir):
 
 
 def test_forward_and_backward_as_transformers(smoke_dir):
-    batch = dict(transformers.AutoTokenizer.from_pretrained(smoke_dir)(
-        TEXTS, padding=True, return_tensors="pt"))
+    batch = dict(
+        transformers.AutoTokenizer.from_pretrained(smoke_dir)(
+            TEXTS, padding=True, return_tensors="pt"
+        )
+    )
     labels = torch.tensor([1, 0, 1, 0])
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(smoke_dir)
     ft = ferrotune.AutoModelForSequenceClassification.from_pretrained(smoke_dir)
@@ -70,16 +81,28 @@ def test_three_trainer_steps_as_transformers(smoke_dir, tmp_path):
 
     def train(lib, model):
         args = lib.TrainingArguments(
-            output_dir=str(tmp_path / lib.__name__), max_steps=3, per_device_train_batch_size=8,
-            learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none",
-            use_cpu=True, disable_tqdm=True)
-        trainer = lib.Trainer(model=model, args=args, train_dataset=data,
-                              processing_class=lib.AutoTokenizer.from_pretrained(smoke_dir))
+            output_dir=str(tmp_path / lib.__name__),
+            max_steps=3,
+            per_device_train_batch_size=8,
+            learning_rate=1e-3,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            disable_tqdm=True,
+        )
+        trainer = lib.Trainer(
+            model=model,
+            args=args,
+            train_dataset=data,
+            processing_class=lib.AutoTokenizer.from_pretrained(smoke_dir),
+        )
         trainer.train()
         return [log for log in trainer.state.log_history if "loss" in log]
 
-    expected = train(transformers,
-                     transformers.AutoModelForSequenceClassification.from_pretrained(smoke_dir))
+    expected = train(
+        transformers, transformers.AutoModelForSequenceClassification.from_pretrained(smoke_dir)
+    )
     got = train(ferrotune, ferrotune.AutoModelForSequenceClassification.from_pretrained(smoke_dir))
     assert [log["step"] for log in got] == [log["step"] for log in expected] == [1, 2, 3]
     for e, g in zip(expected, got):

@@ -5,12 +5,11 @@ import json
 import pickle
 import shutil
 
+import ferrotune
 import numpy as np
 import pytest
 import torch
 import transformers
-
-import ferrotune
 from ferrotune import AutoTokenizer, BatchEncoding
 
 LONG = " ".join(["La tokenización rápida, ¿funciona? ¡Sí! 🚀 https://ejemplo.es/r?q=1"] * 60)
@@ -83,21 +82,27 @@ def test_batches_and_pairs(ours, theirs):
 def test_the_whole_tweet_corpus(ours, theirs, tweets):
     texts = tweets.text.tolist()
     assert_same(ours(texts, truncation=True), theirs(texts, truncation=True))
-    assert_same(ours(texts[:2000], texts[2000:4000], truncation="longest_first", max_length=40),
-                theirs(texts[:2000], texts[2000:4000], truncation="longest_first", max_length=40))
+    assert_same(
+        ours(texts[:2000], texts[2000:4000], truncation="longest_first", max_length=40),
+        theirs(texts[:2000], texts[2000:4000], truncation="longest_first", max_length=40),
+    )
 
 
-@pytest.mark.parametrize("truncation", [True, "longest_first", "only_first", "only_second",
-                                        False, None])
+@pytest.mark.parametrize(
+    "truncation", [True, "longest_first", "only_first", "only_second", False, None]
+)
 @pytest.mark.parametrize("max_length", [1, 3, 4, 9, 16, None])
 @pytest.mark.parametrize("pair", [False, True])
 def test_truncation(ours, theirs, truncation, max_length, pair):
     texts, pairs = TEXTS, (TEXTS[::-1] if pair else None)
     kwargs = dict(truncation=truncation, max_length=max_length)
-    assert_same_outcome(outcome(ours, texts, pairs, **kwargs),
-                        outcome(theirs, texts, pairs, **kwargs))
-    assert_same_outcome(outcome(ours, texts[0], "b c d e f g h", **kwargs),
-                        outcome(theirs, texts[0], "b c d e f g h", **kwargs))
+    assert_same_outcome(
+        outcome(ours, texts, pairs, **kwargs), outcome(theirs, texts, pairs, **kwargs)
+    )
+    assert_same_outcome(
+        outcome(ours, texts[0], "b c d e f g h", **kwargs),
+        outcome(theirs, texts[0], "b c d e f g h", **kwargs),
+    )
 
 
 def test_truncation_without_max_length_stops_at_model_max_length(ours, theirs):
@@ -112,12 +117,18 @@ def test_truncation_without_max_length_stops_at_model_max_length(ours, theirs):
 @pytest.mark.parametrize("padding_side", [None, "left"])
 @pytest.mark.parametrize("return_tensors", [None, "pt", "np"])
 def test_padding(ours, theirs, padding, pad_to_multiple_of, padding_side, return_tensors):
-    kwargs = dict(padding=padding, truncation=True, max_length=24,
-                  pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side,
-                  return_tensors=return_tensors)
+    kwargs = dict(
+        padding=padding,
+        truncation=True,
+        max_length=24,
+        pad_to_multiple_of=pad_to_multiple_of,
+        padding_side=padding_side,
+        return_tensors=return_tensors,
+    )
     assert_same_outcome(outcome(ours, TEXTS, **kwargs), outcome(theirs, TEXTS, **kwargs))
-    assert_same_outcome(outcome(ours, TEXTS[1], TEXTS[2], **kwargs),
-                        outcome(theirs, TEXTS[1], TEXTS[2], **kwargs))
+    assert_same_outcome(
+        outcome(ours, TEXTS[1], TEXTS[2], **kwargs), outcome(theirs, TEXTS[1], TEXTS[2], **kwargs)
+    )
 
 
 def test_padding_side_and_max_length_padding_from_the_tokenizer(ours, theirs, tokenizer_folder):
@@ -139,15 +150,18 @@ def test_ragged_tensors(ours, theirs):
     assert_same(ours(TEXTS[0], return_tensors="pt"), theirs(TEXTS[0], return_tensors="pt"))
 
 
-@pytest.mark.parametrize("call", [
-    lambda t: t("a", padding="foo"),
-    lambda t: t("a", truncation="foo"),
-    lambda t: t(["a b"], padding=True, truncation=True, max_length=10, pad_to_multiple_of=3),
-    lambda t: t(None),
-    lambda t: t(5),
-    lambda t: t(["a", "b"], "c"),
-    lambda t: t(["a", "b"], ["c"]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda t: t("a", padding="foo"),
+        lambda t: t("a", truncation="foo"),
+        lambda t: t(["a b"], padding=True, truncation=True, max_length=10, pad_to_multiple_of=3),
+        lambda t: t(None),
+        lambda t: t(5),
+        lambda t: t(["a", "b"], "c"),
+        lambda t: t(["a", "b"], ["c"]),
+    ],
+)
 def test_argument_errors(ours, theirs, call):
     with pytest.raises(Exception) as theirs_error:
         call(theirs)
@@ -157,24 +171,31 @@ def test_argument_errors(ours, theirs, call):
 
 
 def test_return_attention_mask_and_token_type_ids(ours, theirs):
-    for kwargs in [dict(return_attention_mask=False), dict(return_token_type_ids=True),
-                   dict(return_token_type_ids=False, return_attention_mask=True)]:
+    for kwargs in [
+        dict(return_attention_mask=False),
+        dict(return_token_type_ids=True),
+        dict(return_token_type_ids=False, return_attention_mask=True),
+    ]:
         assert_same(ours(TEXTS[:3], **kwargs), theirs(TEXTS[:3], **kwargs))
-    assert_same(ours(TEXTS[:3], add_special_tokens=False),
-                theirs(TEXTS[:3], add_special_tokens=False))
+    assert_same(
+        ours(TEXTS[:3], add_special_tokens=False), theirs(TEXTS[:3], add_special_tokens=False)
+    )
 
 
 def test_decode(ours, theirs):
     batch = theirs(TEXTS)["input_ids"]
     for ids in batch:
         for skip in (False, True):
-            assert (ours.decode(ids, skip_special_tokens=skip)
-                    == theirs.decode(ids, skip_special_tokens=skip))
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(
+                ids, skip_special_tokens=skip
+            )
         assert [ours.decode([i]) for i in ids] == [theirs.decode([i]) for i in ids]
-        assert (ours.decode(ids, clean_up_tokenization_spaces=True)
-                == theirs.decode(ids, clean_up_tokenization_spaces=True))
-    assert (ours.batch_decode(batch, skip_special_tokens=True)
-            == theirs.batch_decode(batch, skip_special_tokens=True))
+        assert ours.decode(ids, clean_up_tokenization_spaces=True) == theirs.decode(
+            ids, clean_up_tokenization_spaces=True
+        )
+    assert ours.batch_decode(batch, skip_special_tokens=True) == theirs.batch_decode(
+        batch, skip_special_tokens=True
+    )
     assert ours.decode(batch) == theirs.decode(batch)
     tensor = theirs(TEXTS[0], return_tensors="pt")["input_ids"]
     assert ours.decode(tensor[0]) == theirs.decode(tensor[0])
@@ -203,13 +224,15 @@ def test_vocabulary_and_special_tokens(ours, theirs):
     assert ours.convert_tokens_to_ids(tokens[0]) == theirs.convert_tokens_to_ids(tokens[0])
     ids = theirs(TEXTS[2])["input_ids"] + [len(theirs) + 5]
     assert ours.convert_ids_to_tokens(ids) == theirs.convert_ids_to_tokens(ids)
-    assert (ours.convert_ids_to_tokens(ids, skip_special_tokens=True)
-            == theirs.convert_ids_to_tokens(ids, skip_special_tokens=True))
+    assert ours.convert_ids_to_tokens(
+        ids, skip_special_tokens=True
+    ) == theirs.convert_ids_to_tokens(ids, skip_special_tokens=True)
     assert ours.convert_ids_to_tokens(ids[1]) == theirs.convert_ids_to_tokens(ids[1])
     for text in TEXTS:
         assert ours.tokenize(text) == theirs.tokenize(text)
-    assert (ours.tokenize(TEXTS[0], "b", add_special_tokens=True)
-            == theirs.tokenize(TEXTS[0], "b", add_special_tokens=True))
+    assert ours.tokenize(TEXTS[0], "b", add_special_tokens=True) == theirs.tokenize(
+        TEXTS[0], "b", add_special_tokens=True
+    )
     for pair in (False, True):
         assert ours.num_special_tokens_to_add(pair) == theirs.num_special_tokens_to_add(pair)
     assert ours.clean_up_tokenization_spaces == theirs.clean_up_tokenization_spaces
@@ -221,8 +244,10 @@ def test_save_pretrained_round_trip(ours, theirs, tmp_path):
         saved = ours.save_pretrained(tmp_path / "saved")
     finally:
         ours.model_max_length = theirs.model_max_length
-    assert saved == (str(tmp_path / "saved" / "tokenizer_config.json"),
-                     str(tmp_path / "saved" / "tokenizer.json"))
+    assert saved == (
+        str(tmp_path / "saved" / "tokenizer_config.json"),
+        str(tmp_path / "saved" / "tokenizer.json"),
+    )
     config = json.loads((tmp_path / "saved" / "tokenizer_config.json").read_text())
     assert config["model_max_length"] == 32
     reloaded_ours = AutoTokenizer.from_pretrained(tmp_path / "saved")
@@ -264,8 +289,9 @@ def test_roberta_from_vocab_json_and_merges(roberta_dir, tmp_path, with_config):
     theirs = reference.from_pretrained(folder)
     ours = AutoTokenizer.from_pretrained(folder)
     assert_same(ours(TEXTS, TEXTS[::-1]), theirs(TEXTS, TEXTS[::-1]))
-    assert ([ours.decode([i]) for i in ours.encode(TEXTS[0])]
-            == [theirs.decode([i]) for i in theirs.encode(TEXTS[0])])
+    assert [ours.decode([i]) for i in ours.encode(TEXTS[0])] == [
+        theirs.decode([i]) for i in theirs.encode(TEXTS[0])
+    ]
     assert len(ours) == len(theirs)
 
 
@@ -294,8 +320,9 @@ def test_the_seed_notebook_cells(roberta_dir, tweets):
     assert model(**encoded_text) == model(**reference(text, return_tensors="pt"))
 
     labels = (tweets.sentiment[:3000] == "positive").astype(int).tolist()
-    dataset = datasets.Dataset.from_dict({"review_body": tweets.text[:3000].tolist(),
-                                          "labels": labels})
+    dataset = datasets.Dataset.from_dict(
+        {"review_body": tweets.text[:3000].tolist(), "labels": labels}
+    )
 
     def tokenize_reviews(examples):
         return tokenizer(examples["review_body"], truncation=True)
@@ -303,8 +330,9 @@ def test_the_seed_notebook_cells(roberta_dir, tweets):
     columns = dataset.column_names
     columns.remove("labels")
     encoded_dataset = dataset.map(tokenize_reviews, batched=True, remove_columns=columns)
-    expected = dataset.map(lambda e: reference(e["review_body"], truncation=True), batched=True,
-                           remove_columns=columns)
+    expected = dataset.map(
+        lambda e: reference(e["review_body"], truncation=True), batched=True, remove_columns=columns
+    )
     assert encoded_dataset.features == expected.features
     assert encoded_dataset.data.table.equals(expected.data.table)
     assert encoded_dataset[0]["input_ids"][0] == 0
@@ -316,7 +344,7 @@ def test_batch_encoding_is_a_dict_with_attributes():
     assert torch.equal(encoding.input_ids, torch.tensor([[1, 2]]))
     assert encoding.input_ids.dtype == torch.int64
     with pytest.raises(AttributeError):
-        encoding.token_type_ids
+        _ = encoding.token_type_ids
     assert encoding.to("cpu") is encoding
     assert encoding.to(torch.device("cpu")).attention_mask.device.type == "cpu"
     restored = pickle.loads(pickle.dumps(encoding))
@@ -341,8 +369,16 @@ def test_the_exported_names(minilm_dir):
 
 # -- bad input ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad, kind", [(5, "has type int"), (None, "is None"),
-                                       (b"bytes", "has type bytes"), (["a"], "has type list")])
+
+@pytest.mark.parametrize(
+    "bad, kind",
+    [
+        (5, "has type int"),
+        (None, "is None"),
+        (b"bytes", "has type bytes"),
+        (["a"], "has type list"),
+    ],
+)
 def test_a_non_string_in_a_batch_names_its_index_and_type(minilm_dir, bad, kind):
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
     with pytest.raises(TypeError, match=f"^text at index 2 {kind}, expected str$"):

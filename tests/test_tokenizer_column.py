@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
 from ferrotune import AutoTokenizer
-
 
 TEXTS_OF_ROWS = ["¿Qué tal?", "Fine, thanks! 😀", ""]
 
@@ -22,16 +20,20 @@ TEXTS_OF_ROWS = ["¿Qué tal?", "Fine, thanks! 😀", ""]
 @pytest.fixture(scope="module")
 def dataset(tweets):
     # Not the whole corpus: transformers' side of each comparison runs through datasets.map.
-    return datasets.Dataset.from_pandas(tweets[["text", "sentiment"]].iloc[:5000],
-                                        preserve_index=False)
+    return datasets.Dataset.from_pandas(
+        tweets[["text", "sentiment"]].iloc[:5000], preserve_index=False
+    )
 
 
 def mapped(dataset, tokenizer, **kwargs):
     """What `dataset.map(tokenizer, batched=True)` stores: one Arrow table, metadata aside."""
+
     def tokenize(batch):
         return tokenizer(batch["text"], **kwargs)
-    out = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names,
-                      load_from_cache_file=False)
+
+    out = dataset.map(
+        tokenize, batched=True, remove_columns=dataset.column_names, load_from_cache_file=False
+    )
     return out.data.table.replace_schema_metadata(None).combine_chunks()
 
 
@@ -43,19 +45,36 @@ def test_the_column_equals_what_datasets_map_stores(ours, theirs, dataset):
     assert table.equals(expected)
 
 
-@pytest.mark.parametrize("make", [
-    lambda ds, df: ds.data.column("text"),  # pyarrow ChunkedArray
-    lambda ds, df: pa.chunked_array([ds.data.column("text")[:1234].combine_chunks(),
-                                     ds.data.column("text")[1234:].combine_chunks()]),
-    lambda ds, df: ds.data.column("text").combine_chunks(),  # pyarrow Array
-    lambda ds, df: pa.array(df.text, type=pa.large_string()),
-    lambda ds, df: pa.array(df.text, type=pa.string_view()),
-    lambda ds, df: df.text,  # pandas Series
-    lambda ds, df: df.text.astype(object),
-    lambda ds, df: df.text.tolist(),
-    lambda ds, df: df.text.to_numpy(dtype=object),
-], ids=["chunked", "two-chunks", "array", "large_string", "string_view", "series",
-        "object-series", "list", "numpy"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ds, df: ds.data.column("text"),  # pyarrow ChunkedArray
+        lambda ds, df: pa.chunked_array(
+            [
+                ds.data.column("text")[:1234].combine_chunks(),
+                ds.data.column("text")[1234:].combine_chunks(),
+            ]
+        ),
+        lambda ds, df: ds.data.column("text").combine_chunks(),  # pyarrow Array
+        lambda ds, df: pa.array(df.text, type=pa.large_string()),
+        lambda ds, df: pa.array(df.text, type=pa.string_view()),
+        lambda ds, df: df.text,  # pandas Series
+        lambda ds, df: df.text.astype(object),
+        lambda ds, df: df.text.tolist(),
+        lambda ds, df: df.text.to_numpy(dtype=object),
+    ],
+    ids=[
+        "chunked",
+        "two-chunks",
+        "array",
+        "large_string",
+        "string_view",
+        "series",
+        "object-series",
+        "list",
+        "numpy",
+    ],
+)
 def test_every_kind_of_column_gives_the_same_table(ours, dataset, make):
     expected = ours.encode_column(dataset["text"], truncation=True)
     df = dataset.to_pandas()
@@ -68,14 +87,17 @@ def test_a_shuffled_dataset_column_keeps_the_dataset_row_order(ours, theirs, dat
     assert table.equals(mapped(shuffled, theirs, truncation=True))
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(truncation=True, max_length=12),
-    dict(padding="max_length", truncation=True, max_length=32),
-    dict(padding=True, pad_to_multiple_of=8),
-    dict(padding="longest", padding_side="left", truncation="longest_first", max_length=48),
-    dict(add_special_tokens=False, return_attention_mask=False),
-    dict(return_token_type_ids=True),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(truncation=True, max_length=12),
+        dict(padding="max_length", truncation=True, max_length=32),
+        dict(padding=True, pad_to_multiple_of=8),
+        dict(padding="longest", padding_side="left", truncation="longest_first", max_length=48),
+        dict(add_special_tokens=False, return_attention_mask=False),
+        dict(return_token_type_ids=True),
+    ],
+)
 def test_arguments_mean_what_they_mean_in_a_call(ours, theirs, dataset, kwargs):
     texts = dataset["text"][:700]
     pairs = dataset["text"][700:1400]
@@ -87,8 +109,9 @@ def test_arguments_mean_what_they_mean_in_a_call(ours, theirs, dataset, kwargs):
 def test_the_table_goes_back_into_the_dataset(ours, theirs, dataset):
     table = ours.encode_column(dataset["text"], truncation=True)
     encoded = datasets.concatenate_datasets([dataset, datasets.Dataset(table)], axis=1)
-    expected = dataset.map(lambda b: theirs(b["text"], truncation=True), batched=True,
-                           load_from_cache_file=False)
+    expected = dataset.map(
+        lambda b: theirs(b["text"], truncation=True), batched=True, load_from_cache_file=False
+    )
     assert encoded.features == expected.features
     assert encoded[123] == expected[123]
     first_ids = [d.with_format("torch")[0]["input_ids"] for d in (encoded, expected)]
@@ -107,8 +130,13 @@ def test_datasets_can_hash_and_ship_the_tokenizer(ours, theirs, tokenizer_folder
     assert restored.padding_side == "left" and restored.name_or_path == again.name_or_path
     assert restored(TEXTS_OF_ROWS) == again(TEXTS_OF_ROWS)
     small = dataset.select(range(400))
-    parallel = small.map(lambda b: ours(b["text"], truncation=True), batched=True, num_proc=2,
-                         remove_columns=small.column_names, load_from_cache_file=False)
+    parallel = small.map(
+        lambda b: ours(b["text"], truncation=True),
+        batched=True,
+        num_proc=2,
+        remove_columns=small.column_names,
+        load_from_cache_file=False,
+    )
     assert parallel.data.table.equals(mapped(small, theirs, truncation=True))
 
 
@@ -161,6 +189,10 @@ print(os.read(read, 100).decode(), os.waitstatus_to_exitcode(status), _core.para
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_child_forked_after_parallel_work_tokenizes_serially_and_the_same(minilm_dir):
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(FORK_CHECK), str(minilm_dir)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FORK_CHECK), str(minilm_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.stdout.split() == ["ok", "0", "True"], out.stderr

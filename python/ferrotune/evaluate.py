@@ -9,7 +9,8 @@ package:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -41,12 +42,19 @@ def _accuracy(p: np.ndarray, r: np.ndarray, normalize: bool = True, **kw: Any) -
 
 
 def _prf(index: int, key: str) -> Callable[..., dict]:
-    def compute(p: np.ndarray, r: np.ndarray, average: str = "binary", pos_label: int = 1,
-                labels: Any = None, **kw: Any) -> dict:
+    def compute(
+        p: np.ndarray,
+        r: np.ndarray,
+        average: str = "binary",
+        pos_label: int = 1,
+        labels: Any = None,
+        **kw: Any,
+    ) -> dict:
         _no_weights(kw)
         if labels is not None:
             raise NotImplementedError("labels= is not supported; the labels are those present")
         return {key: float(_core.precision_recall_f1(p, r, average, pos_label)[index])}
+
     return compute
 
 
@@ -55,8 +63,9 @@ def _matthews(p: np.ndarray, r: np.ndarray, **kw: Any) -> dict:
     return {"matthews_correlation": float(_core.matthews_correlation(p, r))}
 
 
-def _confusion(p: np.ndarray, r: np.ndarray, labels: Any = None, normalize: str | None = None,
-               **kw: Any) -> dict:
+def _confusion(
+    p: np.ndarray, r: np.ndarray, labels: Any = None, normalize: str | None = None, **kw: Any
+) -> dict:
     _no_weights(kw)
     present, counts = _core.confusion_matrix(p, r)
     if labels is not None:
@@ -112,8 +121,9 @@ class Metric:
             self._predictions, self._references = [], []
         elif predictions is None or references is None:
             raise ValueError("pass both predictions= and references=")
-        return self._compute(_labels(predictions, "predictions"),
-                             _labels(references, "references"), **kwargs)
+        return self._compute(
+            _labels(predictions, "predictions"), _labels(references, "references"), **kwargs
+        )
 
     def __repr__(self) -> str:
         return f"Metric(name={self.name!r})"

@@ -8,13 +8,14 @@ import logging
 import os
 import re
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from . import _core
-from .configuration import CONFIG_NAME, PretrainedConfig, _write_atomically
+from .configuration import CONFIG_NAME, PretrainedConfig
 from .hub import ignore_remote_code, resolve_folder
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,16 @@ class ModelOutput(OrderedDict):
 class SequenceClassifierOutput(ModelOutput):
     """`loss` (with labels) and `logits` [batch, num_labels], as in transformers."""
 
-    def __init__(self, loss: torch.Tensor | None = None, logits: torch.Tensor | None = None,
-                 hidden_states: Any = None, attentions: Any = None):
-        super().__init__(loss=loss, logits=logits, hidden_states=hidden_states,
-                         attentions=attentions)
+    def __init__(
+        self,
+        loss: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+        hidden_states: Any = None,
+        attentions: Any = None,
+    ):
+        super().__init__(
+            loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions
+        )
 
 
 def _group_keys(keys: list[str]) -> list[str]:
@@ -73,8 +80,9 @@ def _group_keys(keys: list[str]) -> list[str]:
         text = parts[0]
         for i, part in enumerate(parts[1:]):
             values = sorted(slots[i])
-            text += (str(values[0]) if len(values) == 1
-                     else "{" + ", ".join(map(str, values)) + "}") + part
+            text += (
+                str(values[0]) if len(values) == 1 else "{" + ", ".join(map(str, values)) + "}"
+            ) + part
         out.append(text)
     return out
 
@@ -83,24 +91,33 @@ def _load_report(class_name: str, source: str, info: dict) -> str | None:
     """The report transformers logs after loading (`utils/loading_report.py`), or None."""
     rows, notes = [], []
     if info["unexpected_keys"]:
-        notes.append("- UNEXPECTED:\tcan be ignored when loading from different task/architecture;"
-                     " not ok if you expect identical arch.")
+        notes.append(
+            "- UNEXPECTED:\tcan be ignored when loading from different task/architecture;"
+            " not ok if you expect identical arch."
+        )
         rows += [(k, "UNEXPECTED", "") for k in _group_keys(info["unexpected_keys"])]
     if info["missing_keys"]:
-        notes.append("- MISSING:\tthose params were newly initialized because missing from the "
-                     "checkpoint. Consider training on your downstream task.")
+        notes.append(
+            "- MISSING:\tthose params were newly initialized because missing from the "
+            "checkpoint. Consider training on your downstream task."
+        )
         rows += [(k, "MISSING", "") for k in _group_keys(info["missing_keys"])]
     if info["mismatched_keys"]:
-        notes.append("- MISMATCH:\tckpt weights were loaded, but they did not match the original "
-                     "empty weight shapes.")
-        rows += [(k, "MISMATCH", f"Reinit due to size mismatch - ckpt: {list(a)} vs model:{list(b)}")
-                 for k, a, b in info["mismatched_keys"]]
+        notes.append(
+            "- MISMATCH:\tckpt weights were loaded, but they did not match the original "
+            "empty weight shapes."
+        )
+        rows += [
+            (k, "MISMATCH", f"Reinit due to size mismatch - ckpt: {list(a)} vs model:{list(b)}")
+            for k, a, b in info["mismatched_keys"]
+        ]
     if not rows:
         return None
     widths = [max(len(r[i]) for r in rows + [("Key", "Status", "")]) for i in range(3)]
     line = lambda r: " | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    table = "\n".join([line(("Key", "Status", "")), "-+-".join("-" * w for w in widths)]
-                      + [line(r) for r in rows])
+    table = "\n".join(
+        [line(("Key", "Status", "")), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows]
+    )
     return f"{class_name} LOAD REPORT from: {source}\n{table}\n\nNotes:\n" + "\n".join(notes)
 
 
@@ -124,14 +141,26 @@ def _checkpoint_files(folder: Path) -> tuple[str, list[Path]]:
     if binary.is_file():
         return "bin", [binary]
     raise FileNotFoundError(
-        2, f"no model weights in {str(folder)!r}: looked for {SAFE_WEIGHTS_NAME}, "
-           f"{SAFE_WEIGHTS_INDEX_NAME} and {WEIGHTS_NAME}", str(folder))
+        2,
+        f"no model weights in {str(folder)!r}: looked for {SAFE_WEIGHTS_NAME}, "
+        f"{SAFE_WEIGHTS_INDEX_NAME} and {WEIGHTS_NAME}",
+        str(folder),
+    )
 
 
 def _unset_sizes(path: Path) -> list[str]:
     """The size keys that config.json leaves to the model type's defaults."""
-    sizes = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
-             "max_position_embeddings", "type_vocab_size", "dim", "hidden_dim", "n_layers")
+    sizes = (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "intermediate_size",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "dim",
+        "hidden_dim",
+        "n_layers",
+    )
     try:
         written = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -166,18 +195,28 @@ class PreTrainedModelForSequenceClassification:
         self.training = False
 
     # -- calling ---------------------------------------------------------------------------
-    def __call__(self, input_ids: Any = None, attention_mask: Any = None,
-                 token_type_ids: Any = None, position_ids: Any = None, labels: Any = None,
-                 inputs_embeds: Any = None, return_dict: bool | None = None,
-                 **kwargs: Any) -> SequenceClassifierOutput | tuple:
+    def __call__(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        token_type_ids: Any = None,
+        position_ids: Any = None,
+        labels: Any = None,
+        inputs_embeds: Any = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput | tuple:
         if inputs_embeds is not None:
             raise NotImplementedError("inputs_embeds is not supported; pass input_ids")
         if input_ids is None:
             raise ValueError("You must specify input_ids")
-        tensors = [None if t is None else torch.as_tensor(t)
-                   for t in (input_ids, attention_mask, token_type_ids, position_ids, labels)]
+        tensors = [
+            None if t is None else torch.as_tensor(t)
+            for t in (input_ids, attention_mask, token_type_ids, position_ids, labels)
+        ]
         loss, logits, problem_type = self._model.forward(
-            *tensors, problem_type=self.config.problem_type, train=self.training)
+            *tensors, problem_type=self.config.problem_type, train=self.training
+        )
         if problem_type is not None and self.config.problem_type is None:
             self.config.problem_type = problem_type  # inferred from the labels, as transformers
         if return_dict is False:
@@ -215,9 +254,15 @@ class PreTrainedModelForSequenceClassification:
             else:
                 raise TypeError(f"to() takes a device or a dtype, got {type(arg).__name__}")
         if device is not None:
-            device = torch.device(device) if not isinstance(device, int) else torch.device("cuda", device)
+            device = (
+                torch.device(device)
+                if not isinstance(device, int)
+                else torch.device("cuda", device)
+            )
             if device.type == "cuda" and device.index is None:
-                device = torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+                device = torch.device(
+                    "cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0
+                )
             self._model.to_device(str(device))
         if dtype is not None:
             self._model.set_dtype(str(dtype))
@@ -255,13 +300,15 @@ class PreTrainedModelForSequenceClassification:
         if strict and (info["missing_keys"] or info["unexpected_keys"]):
             raise RuntimeError(
                 f"Error(s) in loading state_dict for {type(self).__name__}: missing keys "
-                f"{info['missing_keys']}, unexpected keys {info['unexpected_keys']}")
+                f"{info['missing_keys']}, unexpected keys {info['unexpected_keys']}"
+            )
         return info
 
     def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
         named = self._model.named_parameters() if only_trainable else self._model.state_dict()
-        return sum(t.numel() for name, t in named
-                   if not (exclude_embeddings and "embeddings." in name))
+        return sum(
+            t.numel() for name, t in named if not (exclude_embeddings and "embeddings." in name)
+        )
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
@@ -277,7 +324,7 @@ class PreTrainedModelForSequenceClassification:
 
     @property
     def attention_implementation(self) -> str:
-        """"auto" (the faster per call, the default), "explicit" (matmul-softmax) or "fused"
+        """ "auto" (the faster per call, the default), "explicit" (matmul-softmax) or "fused"
         (libtorch's scaled_dot_product_attention); all give the same results."""
         return self._model.attention
 
@@ -286,8 +333,9 @@ class PreTrainedModelForSequenceClassification:
         self._model.attention = value
 
     # -- saving and loading --------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True,
-                        **kwargs: Any) -> None:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any
+    ) -> None:
         """Writes config.json and model.safetensors, which transformers loads."""
         if not safe_serialization:
             raise NotImplementedError("ferrotune saves safetensors only (safe_serialization=True)")
@@ -308,37 +356,61 @@ class PreTrainedModelForSequenceClassification:
         return model_class(config, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
-                        config: PretrainedConfig | None = None,
-                        ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
-                        device: str | torch.device | None = None, device_map: Any = None,
-                        dtype: Any = None, torch_dtype: Any = None,
-                        revision: str | None = None, cache_dir: str | os.PathLike | None = None,
-                        token: str | bool | None = None, local_files_only: bool = False,
-                        trust_remote_code: bool = False, **config_kwargs: Any):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        config: PretrainedConfig | None = None,
+        ignore_mismatched_sizes: bool = False,
+        output_loading_info: bool = False,
+        device: str | torch.device | None = None,
+        device_map: Any = None,
+        dtype: Any = None,
+        torch_dtype: Any = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        **config_kwargs: Any,
+    ):
         """Loads config.json and the weights of a local folder or a hub id; `num_labels`,
         `id2label`, `label2id`, `problem_type` and other config keys may be overridden."""
         ignore_remote_code(trust_remote_code)
-        folder = resolve_folder(pretrained_model_name_or_path, revision=revision,
-                                cache_dir=cache_dir, token=token,
-                                local_files_only=local_files_only)
+        folder = resolve_folder(
+            pretrained_model_name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+        )
         if config is None:
             config = PretrainedConfig.from_pretrained(folder, **config_kwargs)
         elif config_kwargs:
             config = PretrainedConfig.from_dict(config.to_dict(), **config_kwargs)
         kind, files = _checkpoint_files(folder)
-        device = device if device is not None else (device_map if isinstance(device_map, (str, torch.device)) else "cpu")
+        device = (
+            device
+            if device is not None
+            else (device_map if isinstance(device_map, (str, torch.device)) else "cpu")
+        )
         model = cls.from_config(config, device=device)
         try:
             if kind == "safetensors":
-                info = model._model.load_safetensors([str(f) for f in files], ignore_mismatched_sizes)
+                info = model._model.load_safetensors(
+                    [str(f) for f in files], ignore_mismatched_sizes
+                )
             else:
-                info = model._model.load_state_dict(_read_torch_bin(files[0]), ignore_mismatched_sizes)
+                info = model._model.load_state_dict(
+                    _read_torch_bin(files[0]), ignore_mismatched_sizes
+                )
         except ValueError as e:
             unset = _unset_sizes(folder / CONFIG_NAME)
             if unset and "has shape" in str(e):
-                raise ValueError(f"{e}. {folder / CONFIG_NAME} does not set {', '.join(unset)}, so "
-                                 f"the defaults of the model type were used") from e
+                raise ValueError(
+                    f"{e}. {folder / CONFIG_NAME} does not set {', '.join(unset)}, so "
+                    f"the defaults of the model type were used"
+                ) from e
             raise
         dtype = dtype if dtype is not None else torch_dtype
         if dtype is not None and dtype != "auto":
@@ -359,8 +431,10 @@ class PreTrainedModelForSequenceClassification:
         state = [(k, v.detach()) for k, v in hf_model.state_dict().items()]
         info = model._model.load_state_dict(state)
         if info["missing_keys"] or info["mismatched_keys"]:
-            raise ValueError(f"{type(hf_model).__name__} does not match {type(model).__name__}: "
-                             f"missing {info['missing_keys']}, mismatched {info['mismatched_keys']}")
+            raise ValueError(
+                f"{type(hf_model).__name__} does not match {type(model).__name__}: "
+                f"missing {info['missing_keys']}, mismatched {info['mismatched_keys']}"
+            )
         model.to(hf_model.dtype)
         return model.train(hf_model.training)
 
@@ -370,14 +444,17 @@ class PreTrainedModelForSequenceClassification:
 
         config = transformers.AutoConfig.for_model(**self.config.to_dict())
         hf_model = getattr(transformers, type(self).__name__)(config)
-        hf_model.load_state_dict({k: v.detach() for k, v in self.state_dict().items()},
-                                 strict=False)
+        hf_model.load_state_dict(
+            {k: v.detach() for k, v in self.state_dict().items()}, strict=False
+        )
         return hf_model.to(device=self.device, dtype=self.dtype).train(self.training)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(model_type={self.config.model_type!r}, "
-                f"num_labels={self.num_labels}, parameters={self.num_parameters():,}, "
-                f"device={self._model.device}, dtype={self._model.dtype})")
+        return (
+            f"{type(self).__name__}(model_type={self.config.model_type!r}, "
+            f"num_labels={self.num_labels}, parameters={self.num_parameters():,}, "
+            f"device={self._model.device}, dtype={self._model.dtype})"
+        )
 
 
 class BertForSequenceClassification(PreTrainedModelForSequenceClassification):
@@ -409,17 +486,22 @@ class AutoModelForSequenceClassification:
     the class for the config's model_type, as in transformers."""
 
     def __init__(self) -> None:
-        raise OSError("AutoModelForSequenceClassification is not instantiated directly; use "
-                      "AutoModelForSequenceClassification.from_pretrained(path_or_id)")
+        raise OSError(
+            "AutoModelForSequenceClassification is not instantiated directly; use "
+            "AutoModelForSequenceClassification.from_pretrained(path_or_id)"
+        )
 
     @staticmethod
     def from_pretrained(pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
         if hasattr(pretrained_model_name_or_path, "state_dict") and hasattr(
-                pretrained_model_name_or_path, "config"):
+            pretrained_model_name_or_path, "config"
+        ):
             return PreTrainedModelForSequenceClassification.from_transformers(
-                pretrained_model_name_or_path, **kwargs)
+                pretrained_model_name_or_path, **kwargs
+            )
         return PreTrainedModelForSequenceClassification.from_pretrained(
-            pretrained_model_name_or_path, *args, **kwargs)
+            pretrained_model_name_or_path, *args, **kwargs
+        )
 
     @staticmethod
     def from_config(config: PretrainedConfig, **kwargs: Any):

@@ -36,9 +36,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class TextClassificationPipeline:
     """Classifies texts (or text pairs given as {"text": ..., "text_pair": ...})."""
 
-    def __init__(self, model: PreTrainedModelForSequenceClassification,
-                 tokenizer: PreTrainedTokenizerFast, batch_size: int | None = None,
-                 task: str = "text-classification", **defaults: Any):
+    def __init__(
+        self,
+        model: PreTrainedModelForSequenceClassification,
+        tokenizer: PreTrainedTokenizerFast,
+        batch_size: int | None = None,
+        task: str = "text-classification",
+        **defaults: Any,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -83,10 +88,16 @@ class TextClassificationPipeline:
         batch_size = _check_batch_size(kwargs.pop("batch_size", self.batch_size))
         if kwargs:
             raise TypeError(f"unsupported arguments for the pipeline: {', '.join(sorted(kwargs))}")
-        logits = _core.classify(self.model._model, self.tokenizer._core, texts, pairs,
-                                truncation=truncation, max_length=max_length,
-                                batch_size=batch_size,
-                                bf16=self.model.dtype == torch.bfloat16)
+        logits = _core.classify(
+            self.model._model,
+            self.tokenizer._core,
+            texts,
+            pairs,
+            truncation=truncation,
+            max_length=max_length,
+            batch_size=batch_size,
+            bf16=self.model.dtype == torch.bfloat16,
+        )
         return logits.numpy()
 
     def _split(self, items: list) -> tuple[list, list | None]:
@@ -94,21 +105,25 @@ class TextClassificationPipeline:
         if any(isinstance(x, (list, tuple)) for x in items):
             raise ValueError(
                 "The pipeline received invalid inputs, if you are trying to send text pairs, you "
-                "can try to send a dictionary `{\"text\": \"My text\", \"text_pair\": \"My "
-                "pair\"}` in order to send a text pair.")
+                'can try to send a dictionary `{"text": "My text", "text_pair": "My '
+                'pair"}` in order to send a text pair.'
+            )
         if not any(isinstance(x, dict) for x in items):
             return items, None
         texts, pairs = [], []
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "text" not in item:
-                raise TypeError(f"input {i} is {type(item).__name__}; pass either strings or "
-                                f"{{'text': ..., 'text_pair': ...}} dicts, not a mix")
+                raise TypeError(
+                    f"input {i} is {type(item).__name__}; pass either strings or "
+                    f"{{'text': ..., 'text_pair': ...}} dicts, not a mix"
+                )
             texts.append(item["text"])
             pairs.append(item.get("text_pair", ""))
         return texts, pairs
 
-    def __call__(self, inputs: Any, top_k: Any = "", function_to_apply: Any = None,
-                 **kwargs: Any) -> Any:
+    def __call__(
+        self, inputs: Any, top_k: Any = "", function_to_apply: Any = None, **kwargs: Any
+    ) -> Any:
         kwargs = {**self._defaults, **kwargs}
         legacy = isinstance(top_k, str)  # top_k not given: one {label, score} per input
         if not legacy and not (top_k is None or (isinstance(top_k, int) and top_k > 0)):
@@ -127,10 +142,13 @@ class TextClassificationPipeline:
         if isinstance(inputs, dict):
             return run([inputs])[0]
         if inputs is None or not isinstance(inputs, Iterable):
-            raise TypeError(f"the pipeline needs a string, a list of strings or text pairs, got "
-                            f"{type(inputs).__name__}: {inputs!r:.80}")
-        if isinstance(inputs, (Iterator,)) or (isinstance(inputs, Iterable) and
-                                               not hasattr(inputs, "__len__")):
+            raise TypeError(
+                f"the pipeline needs a string, a list of strings or text pairs, got "
+                f"{type(inputs).__name__}: {inputs!r:.80}"
+            )
+        if isinstance(inputs, (Iterator,)) or (
+            isinstance(inputs, Iterable) and not hasattr(inputs, "__len__")
+        ):
             return self._stream(iter(inputs), run)
         return run(list(inputs))
 
@@ -142,8 +160,9 @@ class TextClassificationPipeline:
 
 
 def _check_batch_size(batch_size: Any) -> int | None:
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     return batch_size
 
@@ -158,8 +177,10 @@ def _load_model(model: Any, device: Any, dtype: Any) -> PreTrainedModelForSequen
     elif hasattr(model, "state_dict") and hasattr(model, "config"):
         loaded = PreTrainedModelForSequenceClassification.from_transformers(model)
     else:
-        raise TypeError(f"model must be a path, a hub id or a sequence-classification model, "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a path, a hub id or a sequence-classification model, "
+            f"got {type(model).__name__}"
+        )
     if device is not None:
         if isinstance(device, int):
             device = "cpu" if device < 0 else torch.device("cuda", device)
@@ -179,33 +200,47 @@ def _load_tokenizer(tokenizer: Any, model: Any) -> PreTrainedTokenizerFast:
     if tokenizer is None:
         if isinstance(model, (str, os.PathLike)):
             return AutoTokenizer.from_pretrained(model)
-        raise ValueError("Impossible to guess which tokenizer to use. Please provide a "
-                         "PreTrainedTokenizer class or a path/identifier to a pretrained tokenizer.")
+        raise ValueError(
+            "Impossible to guess which tokenizer to use. Please provide a "
+            "PreTrainedTokenizer class or a path/identifier to a pretrained tokenizer."
+        )
     if hasattr(tokenizer, "save_pretrained"):  # a transformers tokenizer: use its files
         with tempfile.TemporaryDirectory() as folder:
             tokenizer.save_pretrained(folder)
             return AutoTokenizer.from_pretrained(folder)
-    raise TypeError(f"tokenizer must be a path, a hub id or a tokenizer, got "
-                    f"{type(tokenizer).__name__}")
+    raise TypeError(
+        f"tokenizer must be a path, a hub id or a tokenizer, got {type(tokenizer).__name__}"
+    )
 
 
-def pipeline(task: str | None = None, model: Any = None, tokenizer: Any = None,
-             device: Any = None, batch_size: int | None = None, dtype: Any = None,
-             torch_dtype: Any = None, **kwargs: Any) -> TextClassificationPipeline:
+def pipeline(
+    task: str | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    device: Any = None,
+    batch_size: int | None = None,
+    dtype: Any = None,
+    torch_dtype: Any = None,
+    **kwargs: Any,
+) -> TextClassificationPipeline:
     """`pipeline("sentiment-analysis", model=path_or_model, tokenizer=...)`, as transformers';
     `batch_size` None lets ferrotune batch by length. Extra keyword arguments (e.g.
     `truncation=True`) apply to every call."""
     ignore_remote_code(kwargs.pop("trust_remote_code", False))
     if task is None and model is None:
-        raise RuntimeError("Impossible to instantiate a pipeline without either a task or a "
-                           "model being specified.")
+        raise RuntimeError(
+            "Impossible to instantiate a pipeline without either a task or a model being specified."
+        )
     task = task or "text-classification"
     if task not in SUPPORTED_TASKS:
         raise ValueError(f"Unknown task {task}, available tasks are {list(SUPPORTED_TASKS)}")
     if model is None:
-        raise ValueError("ferrotune has no default model to download; pass model=<a local "
-                         "folder, a hub id or a model object>")
+        raise ValueError(
+            "ferrotune has no default model to download; pass model=<a local "
+            "folder, a hub id or a model object>"
+        )
     _check_batch_size(batch_size)
     loaded = _load_model(model, device, dtype if dtype is not None else torch_dtype)
-    return TextClassificationPipeline(loaded, _load_tokenizer(tokenizer, model),
-                                      batch_size=batch_size, task=task, **kwargs)
+    return TextClassificationPipeline(
+        loaded, _load_tokenizer(tokenizer, model), batch_size=batch_size, task=task, **kwargs
+    )

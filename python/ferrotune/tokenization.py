@@ -24,11 +24,25 @@ VERY_LARGE_INTEGER = int(1e30)
 LARGE_INTEGER = int(1e20)
 
 # The files a tokenizer may need; a hub download fetches only these.
-TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "config.json", "vocab.txt", "vocab.json", "merges.txt"]
+TOKENIZER_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "config.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+]
 
-SPECIAL_TOKENS_ATTRIBUTES = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
-                             "cls_token", "mask_token"]
+SPECIAL_TOKENS_ATTRIBUTES = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+]
 
 
 class BatchEncoding(dict):
@@ -104,8 +118,11 @@ def _special_token_property(name: str, as_id: bool) -> property:
 
 def _core_attribute(name: str, doc: str) -> property:
     """An attribute the Rust core keeps (and checks), read and written through."""
-    return property(lambda self: getattr(self._core, name),
-                    lambda self, value: setattr(self._core, name, value), doc=doc)
+    return property(
+        lambda self: getattr(self._core, name),
+        lambda self, value: setattr(self._core, name, value),
+        doc=doc,
+    )
 
 
 def _as_ids(token_ids: Any) -> Any:
@@ -143,24 +160,41 @@ class PreTrainedTokenizerFast:
         self.name_or_path = name_or_path
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
-                        revision: str | None = None, cache_dir: str | os.PathLike | None = None,
-                        token: str | bool | None = None, local_files_only: bool = False,
-                        use_fast: bool = True, model_max_length: int | None = None,
-                        padding_side: str | None = None,
-                        truncation_side: str | None = None,
-                        trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        use_fast: bool = True,
+        model_max_length: int | None = None,
+        padding_side: str | None = None,
+        truncation_side: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> PreTrainedTokenizerFast:
         """Loads the tokenizer of a local folder or of a Hugging Face hub id (through
         huggingface_hub's cache, which honours HF_HUB_OFFLINE). `use_fast` is accepted for
         compatibility; ferrotune's tokenizers are all fast."""
         ignore_remote_code(trust_remote_code)
-        folder = resolve_folder(pretrained_model_name_or_path, revision=revision,
-                                cache_dir=cache_dir, token=token,
-                                local_files_only=local_files_only, allow_patterns=TOKENIZER_FILES)
-        tokenizer = cls(_core.Tokenizer.from_folder(folder),
-                        name_or_path=os.fspath(pretrained_model_name_or_path))
-        for name, value in [("model_max_length", model_max_length),
-                            ("padding_side", padding_side), ("truncation_side", truncation_side)]:
+        folder = resolve_folder(
+            pretrained_model_name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            allow_patterns=TOKENIZER_FILES,
+        )
+        tokenizer = cls(
+            _core.Tokenizer.from_folder(folder),
+            name_or_path=os.fspath(pretrained_model_name_or_path),
+        )
+        for name, value in [
+            ("model_max_length", model_max_length),
+            ("padding_side", padding_side),
+            ("truncation_side", truncation_side),
+        ]:
             if value is not None:
                 setattr(tokenizer, name, value)
         return tokenizer
@@ -194,8 +228,9 @@ class PreTrainedTokenizerFast:
         self._core.model_max_length = None if value > LARGE_INTEGER else int(value)
 
     padding_side = _core_attribute("padding_side", "Where padding goes: 'right' or 'left'.")
-    truncation_side = _core_attribute("truncation_side",
-                                      "Where truncation cuts: 'right' or 'left'.")
+    truncation_side = _core_attribute(
+        "truncation_side", "Where truncation cuts: 'right' or 'left'."
+    )
 
     @property
     def model_input_names(self) -> list[str]:
@@ -238,8 +273,9 @@ class PreTrainedTokenizerFast:
             return self._core.convert_token_to_id(tokens)
         return [self._core.convert_token_to_id(token) for token in tokens]
 
-    def convert_ids_to_tokens(self, ids: int | list[int],
-                              skip_special_tokens: bool = False) -> str | None | list[str | None]:
+    def convert_ids_to_tokens(
+        self, ids: int | list[int], skip_special_tokens: bool = False
+    ) -> str | None | list[str | None]:
         """The token of each id (None for ids outside the vocabulary)."""
         ids = _as_ids(ids)
         if isinstance(ids, int):
@@ -249,13 +285,20 @@ class PreTrainedTokenizerFast:
 
     # -- encoding ----------------------------------------------------------------------------
 
-    def __call__(self, text: str | list[str] | tuple[str, ...] | None = None,
-                 text_pair: str | list[str] | tuple[str, ...] | None = None,
-                 add_special_tokens: bool = True, padding: bool | str = False,
-                 truncation: bool | str | None = None, max_length: int | None = None,
-                 pad_to_multiple_of: int | None = None, padding_side: str | None = None,
-                 return_tensors: str | None = None, return_token_type_ids: bool | None = None,
-                 return_attention_mask: bool | None = None) -> BatchEncoding:
+    def __call__(
+        self,
+        text: str | list[str] | tuple[str, ...] | None = None,
+        text_pair: str | list[str] | tuple[str, ...] | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+    ) -> BatchEncoding:
         """Tokenizes one text or a batch (list) of texts, optionally with their pairs, as
         transformers' tokenizer call does; a batch is encoded in parallel in Rust."""
         if text is None:
@@ -263,8 +306,10 @@ class PreTrainedTokenizerFast:
         batched = isinstance(text, (list, tuple))
         if batched:
             if isinstance(text_pair, str):
-                raise TypeError("when tokenizing batches of text, `text_pair` must be a list or "
-                                "tuple with the same length as `text`.")
+                raise TypeError(
+                    "when tokenizing batches of text, `text_pair` must be a list or "
+                    "tuple with the same length as `text`."
+                )
             texts, pairs = text, text_pair
         elif isinstance(text, str):
             # transformers: `[(text, text_pair)] if text_pair else [text]`: an empty pair is none.
@@ -273,66 +318,109 @@ class PreTrainedTokenizerFast:
             raise ValueError(
                 "text input must be of type `str` (single example), `list[str]` (batch or single "
                 "pretokenized example) or `list[list[str]]` (batch of pretokenized examples) or "
-                "`list[tuple[list[str], list[str]]]` (batch of pretokenized sequence pairs).")
+                "`list[tuple[list[str], list[str]]]` (batch of pretokenized sequence pairs)."
+            )
         kind = _tensor_kind(return_tensors)
         columns = self._core.encode(
-            texts, pairs, add_special_tokens=add_special_tokens, padding=padding,
-            truncation=truncation, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
-            padding_side=padding_side, return_tensors=kind,
-            **self._outputs(return_token_type_ids, return_attention_mask))
+            texts,
+            pairs,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_tensors=kind,
+            **self._outputs(return_token_type_ids, return_attention_mask),
+        )
         if not batched and kind is None:
             columns = {key: value[0] for key, value in columns.items()}
         return BatchEncoding(columns, tensor_type=kind)
 
-    def encode(self, text: str | list[str], text_pair: str | list[str] | None = None,
-               add_special_tokens: bool = True, padding: bool | str = False,
-               truncation: bool | str | None = None, max_length: int | None = None,
-               padding_side: str | None = None, return_tensors: str | None = None) -> Any:
+    def encode(
+        self,
+        text: str | list[str],
+        text_pair: str | list[str] | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+    ) -> Any:
         """The `input_ids` of a call with the same arguments."""
-        return self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding,
-                    truncation=truncation, max_length=max_length, padding_side=padding_side,
-                    return_tensors=return_tensors)["input_ids"]
+        return self(
+            text,
+            text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+        )["input_ids"]
 
-    def encode_column(self, column: Any, text_pair: Any = None, *,
-                      add_special_tokens: bool = True, padding: bool | str = False,
-                      truncation: bool | str | None = None, max_length: int | None = None,
-                      pad_to_multiple_of: int | None = None, padding_side: str | None = None,
-                      return_token_type_ids: bool | None = None,
-                      return_attention_mask: bool | None = None):
+    def encode_column(
+        self,
+        column: Any,
+        text_pair: Any = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+    ):
         """Tokenizes a whole text column in parallel in Rust into a `pyarrow.Table` (see the
         class docstring)."""
         try:
             import pyarrow as pa
         except ImportError as e:
-            raise ImportError("encode_column returns a pyarrow.Table and needs pyarrow: "
-                              "pip install pyarrow") from e
+            raise ImportError(
+                "encode_column returns a pyarrow.Table and needs pyarrow: pip install pyarrow"
+            ) from e
         table = self._core.encode_column(
-            _text_column(column), None if text_pair is None else _text_column(text_pair),
-            add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
-            max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+            _text_column(column),
+            None if text_pair is None else _text_column(text_pair),
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
             padding_side=padding_side,
-            **self._outputs(return_token_type_ids, return_attention_mask))
+            **self._outputs(return_token_type_ids, return_attention_mask),
+        )
         return pa.table(table)
 
     def _outputs(self, token_type_ids: bool | None, attention_mask: bool | None) -> dict:
         """Which outputs to return: as asked, else those in `model_input_names`."""
         names = self.model_input_names
         return {
-            "return_token_type_ids": ("token_type_ids" in names if token_type_ids is None
-                                      else bool(token_type_ids)),
-            "return_attention_mask": ("attention_mask" in names if attention_mask is None
-                                      else bool(attention_mask)),
+            "return_token_type_ids": (
+                "token_type_ids" in names if token_type_ids is None else bool(token_type_ids)
+            ),
+            "return_attention_mask": (
+                "attention_mask" in names if attention_mask is None else bool(attention_mask)
+            ),
         }
 
-    def tokenize(self, text: str, pair: str | None = None,
-                 add_special_tokens: bool = False) -> list[str]:
+    def tokenize(
+        self, text: str, pair: str | None = None, add_special_tokens: bool = False
+    ) -> list[str]:
         """The tokens of `text` (and `pair`)."""
         return self._core.tokenize(text, pair, add_special_tokens)
 
     # -- decoding ----------------------------------------------------------------------------
 
-    def decode(self, token_ids: Any, skip_special_tokens: bool = False,
-               clean_up_tokenization_spaces: bool | None = None) -> str | list[str]:
+    def decode(
+        self,
+        token_ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> str | list[str]:
         """The text of a sequence of ids, or the texts of a batch of sequences."""
         ids = _as_ids(token_ids)
         if isinstance(ids, int):
@@ -341,8 +429,12 @@ class PreTrainedTokenizerFast:
             return self._core.decode_batch(ids, skip_special_tokens, clean_up_tokenization_spaces)
         return self._core.decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
 
-    def batch_decode(self, sequences: Any, skip_special_tokens: bool = False,
-                     clean_up_tokenization_spaces: bool | None = None) -> list[str]:
+    def batch_decode(
+        self,
+        sequences: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> list[str]:
         """The texts of a batch of sequences of ids."""
         sequences = _as_ids(sequences)
         if len(sequences) == 0:
@@ -374,10 +466,12 @@ class PreTrainedTokenizerFast:
         self.name_or_path = state["name_or_path"]
 
     def __repr__(self) -> str:
-        return (f"{self._core.tokenizer_class}(name_or_path='{self.name_or_path}', "
-                f"vocab_size={self.vocab_size}, model_max_length={self.model_max_length}, "
-                f"padding_side='{self.padding_side}', truncation_side='{self.truncation_side}', "
-                f"special_tokens={self.special_tokens_map})")
+        return (
+            f"{self._core.tokenizer_class}(name_or_path='{self.name_or_path}', "
+            f"vocab_size={self.vocab_size}, model_max_length={self.model_max_length}, "
+            f"padding_side='{self.padding_side}', truncation_side='{self.truncation_side}', "
+            f"special_tokens={self.special_tokens_map})"
+        )
 
 
 # `bos_token`, `bos_token_id`, ... `mask_token_id`, read-only.
@@ -395,7 +489,7 @@ def _text_column(column: Any) -> Any:
     source, name = getattr(column, "source", None), getattr(column, "column_name", None)
     if name is not None and hasattr(source, "with_format"):
         return source.with_format("arrow")[name]
-    if getattr(column, "dtype", None) == object:
+    if getattr(column, "dtype", None) == object:  # noqa: E721 (numpy's object dtype equals it)
         return list(column)
     if isinstance(column, np.ndarray):
         return column.tolist()
@@ -407,11 +501,14 @@ class AutoTokenizer:
     tokenizer of a folder or hub id, as a `PreTrainedTokenizerFast`."""
 
     def __init__(self):
-        raise OSError("AutoTokenizer is designed to be instantiated using the "
-                      "`AutoTokenizer.from_pretrained(pretrained_model_name_or_path)` method.")
+        raise OSError(
+            "AutoTokenizer is designed to be instantiated using the "
+            "`AutoTokenizer.from_pretrained(pretrained_model_name_or_path)` method."
+        )
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
-                        **kwargs: Any) -> PreTrainedTokenizerFast:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> PreTrainedTokenizerFast:
         """See `PreTrainedTokenizerFast.from_pretrained`."""
         return PreTrainedTokenizerFast.from_pretrained(pretrained_model_name_or_path, **kwargs)

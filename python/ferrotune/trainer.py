@@ -12,18 +12,27 @@ import logging
 import math
 import os
 import random
-import re
-import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from . import _core, distributed
+from . import _core, checkpoints, distributed
+from .checkpoints import (
+    OPTIMIZER_NAME,
+    PREFIX_CHECKPOINT_DIR,
+    RNG_STATE_NAME,
+    SCALER_NAME,
+    SCHEDULER_NAME,
+    TRAINER_STATE_NAME,
+    TRAINING_ARGS_NAME,
+    get_last_checkpoint,
+)
 from .data import examples as to_examples
 from .modeling import SAFE_WEIGHTS_NAME, PreTrainedModelForSequenceClassification
 from .trainer_callback import (
@@ -35,19 +44,30 @@ from .trainer_callback import (
     TrainerCallback,
     TrainerControl,
     TrainerState,
+    improves,
     is_in_notebook,
+    metric_key,
 )
 from .training_args import TrainingArguments
 
 logger = logging.getLogger(__name__)
 
-PREFIX_CHECKPOINT_DIR = "checkpoint"
-TRAINER_STATE_NAME = "trainer_state.json"
-OPTIMIZER_NAME = "optimizer.pt"
-SCHEDULER_NAME = "scheduler.pt"
-SCALER_NAME = "scaler.pt"
-RNG_STATE_NAME = "rng_state.pth"
-TRAINING_ARGS_NAME = "training_args.bin"
+__all__ = [
+    "OPTIMIZER_NAME",
+    "PREFIX_CHECKPOINT_DIR",
+    "RNG_STATE_NAME",
+    "SCALER_NAME",
+    "SCHEDULER_NAME",
+    "TRAINER_STATE_NAME",
+    "TRAINING_ARGS_NAME",
+    "EvalPrediction",
+    "PredictionOutput",
+    "TrainOutput",
+    "Trainer",
+    "get_last_checkpoint",
+    "set_seed",
+    "speed_metrics",
+]
 
 
 class EvalPrediction:
@@ -88,8 +108,9 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def speed_metrics(split: str, start_time: float, num_samples: float | None = None,
-                  num_steps: int | None = None) -> dict[str, float]:
+def speed_metrics(
+    split: str, start_time: float, num_samples: float | None = None, num_steps: int | None = None
+) -> dict[str, float]:
     runtime = time.time() - start_time
     result = {f"{split}_runtime": round(runtime, 4)}
     if runtime == 0:
@@ -99,32 +120,6 @@ def speed_metrics(split: str, start_time: float, num_samples: float | None = Non
     if num_steps is not None:
         result[f"{split}_steps_per_second"] = round(num_steps / runtime, 3)
     return result
-
-
-def get_last_checkpoint(folder: str) -> str | None:
-    """The checkpoint-N folder with the largest N in `folder`, or None."""
-    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-    found = [p for p in os.listdir(folder)
-             if pattern.search(p) and os.path.isdir(os.path.join(folder, p))]
-    if not found:
-        return None
-    return os.path.join(folder, max(found, key=lambda p: int(pattern.search(p).group(1))))
-
-
-def _remove_dead_partials(folder: str) -> None:
-    """Removes the unfinished checkpoints (`.checkpoint-N-PID-...`) of processes that died
-    while saving; those of a live process are left to it."""
-    pattern = re.compile(rf"^\.{PREFIX_CHECKPOINT_DIR}-\d+-(\d+)-")
-    for entry in os.listdir(folder):
-        if (m := pattern.match(entry)) is None:
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:
-            logger.info(f"Removing {entry}, an unfinished checkpoint of a process that stopped")
-            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
-        except OSError:
-            pass  # alive, owned by another user
 
 
 def _plain(value: Any) -> Any:
@@ -149,39 +144,56 @@ class Trainer:
     >>> trainer.train(); trainer.evaluate()
     """
 
-    def __init__(self, model: Any = None, args: TrainingArguments | None = None,
-                 data_collator: Any = None, train_dataset: Any = None, eval_dataset: Any = None,
-                 processing_class: Any = None, model_init: Callable[[], Any] | None = None,
-                 compute_metrics: Callable[[EvalPrediction], dict] | None = None,
-                 callbacks: list[TrainerCallback] | None = None,
-                 optimizers: tuple = (None, None),
-                 preprocess_logits_for_metrics: Callable | None = None,
-                 tokenizer: Any = None):
+    def __init__(
+        self,
+        model: Any = None,
+        args: TrainingArguments | None = None,
+        data_collator: Any = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        model_init: Callable[[], Any] | None = None,
+        compute_metrics: Callable[[EvalPrediction], dict] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple = (None, None),
+        preprocess_logits_for_metrics: Callable | None = None,
+        tokenizer: Any = None,
+    ):
         if args is None:
             args = TrainingArguments(output_dir="tmp_trainer")
         self.args = args
         set_seed(args.seed)
         self._processes = distributed.join(args.device)
         if tokenizer is not None:
-            warnings.warn("`tokenizer` is deprecated (transformers 5 removed it); use "
-                          "`processing_class` instead", FutureWarning, stacklevel=2)
+            warnings.warn(
+                "`tokenizer` is deprecated (transformers 5 removed it); use "
+                "`processing_class` instead",
+                FutureWarning,
+                stacklevel=2,
+            )
             processing_class = processing_class if processing_class is not None else tokenizer
         if model is None and model_init is None:
             raise RuntimeError("`Trainer` requires either a `model` or `model_init` argument")
         if model is not None and model_init is not None:
-            raise ValueError("`Trainer` requires either a `model` or `model_init` argument, but "
-                             "not both.")
+            raise ValueError(
+                "`Trainer` requires either a `model` or `model_init` argument, but not both."
+            )
         if optimizers != (None, None):
-            raise NotImplementedError("custom optimizers are not supported; ferrotune uses "
-                                      "AdamW with the arguments' hyper-parameters")
+            raise NotImplementedError(
+                "custom optimizers are not supported; ferrotune uses "
+                "AdamW with the arguments' hyper-parameters"
+            )
         if data_collator is not None:
             pad_to = getattr(data_collator, "pad_to_multiple_of", None)
             self._pad_to_multiple_of = pad_to
             if not hasattr(data_collator, "tokenizer"):
                 raise NotImplementedError(
                     "only DataCollatorWithPadding-like collators are supported (ferrotune pads "
-                    "each batch to its longest example in Rust)")
-            processing_class = processing_class if processing_class is not None else data_collator.tokenizer
+                    "each batch to its longest example in Rust)"
+                )
+            processing_class = (
+                processing_class if processing_class is not None else data_collator.tokenizer
+            )
         else:
             self._pad_to_multiple_of = None
         self.model_init = model_init
@@ -194,26 +206,38 @@ class Trainer:
         self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
         if args.eval_strategy != "no" and eval_dataset is None:
             raise ValueError(
-                f"You have set `args.eval_strategy` to IntervalStrategy.{args.eval_strategy.upper()} "
+                "You have set `args.eval_strategy` to "
+                f"IntervalStrategy.{args.eval_strategy.upper()} "
                 f"but you didn't pass an `eval_dataset` to `Trainer`. Either set "
-                f"`args.eval_strategy` to `no` or pass an `eval_dataset`. ")
-        if (args.save_strategy == "best" or args.load_best_model_at_end) and \
-                args.metric_for_best_model is None:
-            raise ValueError("`args.metric_for_best_model` must be provided when using 'best' "
-                             "save_strategy or if `args.load_best_model_at_end` is set to `True`.")
+                f"`args.eval_strategy` to `no` or pass an `eval_dataset`. "
+            )
+        if (
+            args.save_strategy == "best" or args.load_best_model_at_end
+        ) and args.metric_for_best_model is None:
+            raise ValueError(
+                "`args.metric_for_best_model` must be provided when using 'best' "
+                "save_strategy or if `args.load_best_model_at_end` is set to `True`."
+            )
         if self._processes.is_main:
             self._make_output_dir()
-        progress = (PrinterCallback if args.disable_tqdm else
-                    NotebookProgressCallback if is_in_notebook() else ProgressCallback)
+        progress = (
+            PrinterCallback
+            if args.disable_tqdm
+            else NotebookProgressCallback
+            if is_in_notebook()
+            else ProgressCallback
+        )
         self.callback_handler = CallbackHandler(
-            [DefaultFlowCallback, *(callbacks or []), progress], self.model, processing_class)
+            [DefaultFlowCallback, *(callbacks or []), progress], self.model, processing_class
+        )
         self.state = self._new_state()
         self.control = TrainerControl()
         self._examples: dict[int, tuple[Any, Any]] = {}
         self._run = None
         self._push_warned = False
-        self.control = self.callback_handler.call_event("on_init_end", args, self.state,
-                                                        self.control)
+        self.control = self.callback_handler.call_event(
+            "on_init_end", args, self.state, self.control
+        )
 
     # -- setup -----------------------------------------------------------------------------------
     def _adopt(self, model: Any) -> PreTrainedModelForSequenceClassification:
@@ -221,8 +245,10 @@ class Trainer:
         receives the trained weights back at the end of train()."""
         if not isinstance(model, PreTrainedModelForSequenceClassification):
             if not (hasattr(model, "state_dict") and hasattr(model, "config")):
-                raise TypeError(f"model must be a ferrotune or transformers sequence-"
-                                f"classification model, got {type(model).__name__}")
+                raise TypeError(
+                    f"model must be a ferrotune or transformers sequence-"
+                    f"classification model, got {type(model).__name__}"
+                )
             self._hf_model = model
             model = PreTrainedModelForSequenceClassification.from_transformers(model)
         return model.to(self.args.device)
@@ -235,8 +261,10 @@ class Trainer:
         except OSError as e:
             # OSError(errno, ...) is the subclass of that errno (PermissionError, ...).
             raise OSError(
-                e.errno, f"output_dir {self.args.output_dir!r} cannot be written ({e.strerror})",
-                self.args.output_dir) from e
+                e.errno,
+                f"output_dir {self.args.output_dir!r} cannot be written ({e.strerror})",
+                self.args.output_dir,
+            ) from e
 
     def add_callback(self, callback) -> None:
         self.callback_handler.add_callback(callback)
@@ -248,21 +276,27 @@ class Trainer:
         self.callback_handler.remove_callback(callback)
 
     def _pad(self) -> dict[str, Any]:
+        """How the tokenizer pads; without a pad token the model config's (then 0) is used."""
         tok = self.processing_class
         pad = getattr(tok, "pad_token_id", None)
-        if pad is None:
-            pad = self.model.config.pad_token_id if self.model.config.pad_token_id is not None else 0
-        return {"pad_token_id": int(pad), "pad_left": getattr(tok, "padding_side", "right") == "left",
-                "pad_to_multiple_of": self._pad_to_multiple_of}
+        return {
+            "pad_token_id": None if pad is None else int(pad),
+            "pad_left": getattr(tok, "padding_side", "right") == "left",
+            "pad_to_multiple_of": self._pad_to_multiple_of,
+        }
 
     def _data(self, dataset: Any, description: str, require_labels: bool) -> Any:
         cached = self._examples.get(id(dataset))
         if cached is not None and cached[0] is dataset:
             return cached[1]
-        data = to_examples(dataset, description=description, label_names=self.args.label_names,
-                           model_class=type(self.model).__name__,
-                           remove_unused_columns=self.args.remove_unused_columns,
-                           require_labels=require_labels)
+        data = to_examples(
+            dataset,
+            description=description,
+            label_names=self.args.label_names,
+            model_class=type(self.model).__name__,
+            remove_unused_columns=self.args.remove_unused_columns,
+            require_labels=require_labels,
+        )
         if data.has_labels:
             data.check_labels(self.model.num_labels)
         self._examples[id(dataset)] = (dataset, data)
@@ -281,29 +315,50 @@ class Trainer:
             self.callback_handler.model = self.model
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
-        checkpoint = self._checkpoint_to_resume(resume_from_checkpoint)
+        checkpoint = checkpoints.to_resume(
+            resume_from_checkpoint, args.output_dir, SAFE_WEIGHTS_NAME
+        )
         train_data = self._data(self.train_dataset, "training", require_labels=True)
         if self.eval_dataset is not None and args.eval_strategy != "no":
-            for eval_set in (self.eval_dataset.values() if isinstance(self.eval_dataset, dict)
-                             else [self.eval_dataset]):
+            for eval_set in (
+                self.eval_dataset.values()
+                if isinstance(self.eval_dataset, dict)
+                else [self.eval_dataset]
+            ):
                 self._data(eval_set, "evaluation", require_labels=False)
         model = self.model
-        distributed.check_agreement(self._processes, parameters=model.num_parameters(),
-                                    training_examples=len(train_data))
+        distributed.check_agreement(
+            self._processes, parameters=model.num_parameters(), training_examples=len(train_data)
+        )
         model.train()
         self._run = run = _core.TrainingRun(
-            model._model, train_data, batch_size=args.train_batch_size,
-            grad_accum=args.gradient_accumulation_steps, num_train_epochs=float(args.num_train_epochs),
-            max_steps=int(args.max_steps), drop_last=args.dataloader_drop_last,
-            sampling=args.train_sampling_strategy,
-            seed=args.data_seed if args.data_seed is not None else torch.initial_seed(),
-            learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler_type,
-            warmup_steps=float(args.warmup_steps), weight_decay=args.weight_decay,
-            adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2, adam_epsilon=args.adam_epsilon,
-            max_grad_norm=args.max_grad_norm, bf16=args.bf16, fp16=self._fp16(),
-            nan_inf_filter=args.logging_nan_inf_filter, problem_type=model.config.problem_type,
-            process_index=self._processes.index, num_processes=self._processes.count,
-            **self._pad())
+            model._model,
+            train_data,
+            {
+                "batch_size": args.train_batch_size,
+                "grad_accum": args.gradient_accumulation_steps,
+                "num_train_epochs": float(args.num_train_epochs),
+                "max_steps": int(args.max_steps),
+                "drop_last": args.dataloader_drop_last,
+                "sampling": args.train_sampling_strategy,
+                "seed": args.data_seed if args.data_seed is not None else torch.initial_seed(),
+                "learning_rate": args.learning_rate,
+                "lr_scheduler_type": args.lr_scheduler_type,
+                "warmup_steps": float(args.warmup_steps),
+                "weight_decay": args.weight_decay,
+                "adam_beta1": args.adam_beta1,
+                "adam_beta2": args.adam_beta2,
+                "adam_epsilon": args.adam_epsilon,
+                "max_grad_norm": args.max_grad_norm,
+                "bf16": args.bf16,
+                "fp16": self._fp16(),
+                "nan_inf_filter": args.logging_nan_inf_filter,
+                "problem_type": model.config.problem_type,
+                "process_index": self._processes.index,
+                "num_processes": self._processes.count,
+                **self._pad(),
+            },
+        )
         self.state = self._new_state(train_batch_size=args.train_batch_size)
         self.state.compute_steps(args, run.max_steps)
         self.state.max_steps = run.max_steps
@@ -312,17 +367,18 @@ class Trainer:
         self.control = TrainerControl()
         if checkpoint is not None:
             self._load_checkpoint(checkpoint)
-        start_global_step = self.state.global_step
         logger.info(
             f"***** Running training *****\n  Num examples = {len(train_data):,}\n"
             f"  Num Epochs = {run.num_train_epochs:,}\n"
             f"  Instantaneous batch size per device = {args.train_batch_size:,}\n"
             f"  Gradient Accumulation steps = {args.gradient_accumulation_steps}\n"
             f"  Total optimization steps = {run.max_steps:,}\n"
-            f"  Number of trainable parameters = {model.num_parameters(only_trainable=True):,}")
+            f"  Number of trainable parameters = {model.num_parameters(only_trainable=True):,}"
+        )
         self._start_time = time.time()
-        self.control = self.callback_handler.call_event("on_train_begin", args, self.state,
-                                                        self.control)
+        self.control = self.callback_handler.call_event(
+            "on_train_begin", args, self.state, self.control
+        )
         if args.eval_on_start:
             self._evaluate_and_track()
         self._non_finite_steps: list[int] = []
@@ -334,33 +390,46 @@ class Trainer:
             model.config.problem_type = model.config.problem_type or run.problem_type
             model.eval()
             self._write_back()
-        self.state.global_step, self.state.epoch, self.state.total_flos = global_step, epoch, total_flos
+        self.state.global_step, self.state.epoch, self.state.total_flos = (
+            global_step,
+            epoch,
+            total_flos,
+        )
         # As transformers: the logged parts averaged over the processes, the rest this process's.
         total_loss += self._logged_loss[1] - self._logged_loss[0]
         train_loss = total_loss / max(steps, 0.001)
-        metrics = speed_metrics("train", self._start_time,
-                                num_samples=run.num_train_samples * steps / max(run.max_steps, 1),
-                                num_steps=steps)
+        metrics = speed_metrics(
+            "train",
+            self._start_time,
+            num_samples=run.num_train_samples * steps / max(run.max_steps, 1),
+            num_steps=steps,
+        )
         metrics["total_flos"] = total_flos
         metrics["train_loss"] = train_loss
         self.log(metrics)
         if len(self._non_finite_steps) > 1:
-            logger.warning(f"{len(self._non_finite_steps)} batches had a NaN or infinite training "
-                           f"loss, the first at step {self._non_finite_steps[0]}")
+            logger.warning(
+                f"{len(self._non_finite_steps)} batches had a NaN or infinite training "
+                f"loss, the first at step {self._non_finite_steps[0]}"
+            )
         if args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
-            logger.info(f"Loading best model from {self.state.best_model_checkpoint} "
-                        f"(score: {self.state.best_metric}).")
+            logger.info(
+                f"Loading best model from {self.state.best_model_checkpoint} "
+                f"(score: {self.state.best_metric})."
+            )
             self.model._model.load_safetensors(
-                [os.path.join(self.state.best_model_checkpoint, SAFE_WEIGHTS_NAME)])
+                [os.path.join(self.state.best_model_checkpoint, SAFE_WEIGHTS_NAME)]
+            )
             self._write_back()
-        if (args.save_total_limit == 1 and self.state.best_model_checkpoint is not None
-                and self._processes.is_main):
-            for folder in self._sorted_checkpoints():
-                if os.path.abspath(folder) != os.path.abspath(self.state.best_model_checkpoint):
-                    logger.info(f"Deleting older checkpoint [{folder}] due to args.save_total_limit")
-                    shutil.rmtree(folder, ignore_errors=True)
-        self.control = self.callback_handler.call_event("on_train_end", args, self.state,
-                                                        self.control)
+        if (
+            args.save_total_limit == 1
+            and self.state.best_model_checkpoint is not None
+            and self._processes.is_main
+        ):
+            checkpoints.keep_only(args.output_dir, self.state.best_model_checkpoint)
+        self.control = self.callback_handler.call_event(
+            "on_train_end", args, self.state, self.control
+        )
         return TrainOutput(global_step, train_loss, metrics)
 
     def _write_back(self) -> None:
@@ -368,7 +437,8 @@ class Trainer:
         if self._hf_model is not None:
             with torch.no_grad():
                 self._hf_model.load_state_dict(
-                    {k: v.detach() for k, v in self.model.state_dict().items()}, strict=False)
+                    {k: v.detach() for k, v in self.model.state_dict().items()}, strict=False
+                )
             self._hf_model.config.problem_type = self.model.config.problem_type
 
     def _fp16(self) -> bool:
@@ -376,17 +446,21 @@ class Trainer:
         (accelerate) does, fp16=True trains in float32."""
         if self.args.fp16 and self.model.device.type == "cpu":
             if not getattr(self, "_fp16_warned", False):
-                logger.warning("fp16 mixed precision needs a GPU; on the CPU the model trains in "
-                               "float32, as with transformers (bf16=True is the CPU's half "
-                               "precision)")
+                logger.warning(
+                    "fp16 mixed precision needs a GPU; on the CPU the model trains in "
+                    "float32, as with transformers (bf16=True is the CPU's half "
+                    "precision)"
+                )
                 self._fp16_warned = True
             return False
         return self.args.fp16
 
     def _new_state(self, **kwargs: Any) -> TrainerState:
-        return TrainerState(is_world_process_zero=self._processes.is_main,
-                            is_local_process_zero=int(os.environ.get("LOCAL_RANK", "0")) == 0,
-                            **kwargs)
+        return TrainerState(
+            is_world_process_zero=self._processes.is_main,
+            is_local_process_zero=int(os.environ.get("LOCAL_RANK", "0")) == 0,
+            **kwargs,
+        )
 
     # -- hooks called by the Rust loop -----------------------------------------------------------
     def _average_across_processes(self, flat: torch.Tensor) -> None:
@@ -396,19 +470,30 @@ class Trainer:
         """Says where the training loss first became NaN or infinite (transformers is silent)."""
         self._non_finite_steps.append(step)
         if len(self._non_finite_steps) == 1:
-            treatment = ("logging_nan_inf_filter=True leaves such losses out of the logged loss"
-                         if self.args.logging_nan_inf_filter else "the logged loss will be "
-                         "non-finite too (logging_nan_inf_filter=False)")
-            logger.warning(f"The training loss is {loss} at step {step} (epoch {epoch:.2f}); "
-                           f"{treatment}. Lower the learning rate or check the inputs and labels.")
+            treatment = (
+                "logging_nan_inf_filter=True leaves such losses out of the logged loss"
+                if self.args.logging_nan_inf_filter
+                else "the logged loss will be non-finite too (logging_nan_inf_filter=False)"
+            )
+            logger.warning(
+                f"The training loss is {loss} at step {step} (epoch {epoch:.2f}); "
+                f"{treatment}. Lower the learning rate or check the inputs and labels."
+            )
 
     def _event(self, name: str, global_step: int, epoch: float) -> tuple[bool, bool, bool]:
         self.state.global_step, self.state.epoch = global_step, epoch
         self.control = self.callback_handler.call_event(name, self.args, self.state, self.control)
         return self.control.should_epoch_stop, self.control.should_training_stop, False
 
-    def _log_save_evaluate(self, global_step: int, epoch: float, loss_sum: float, steps: int,
-                           grad_norm: float | None, learning_rate: float) -> tuple[bool, bool, bool]:
+    def _log_save_evaluate(
+        self,
+        global_step: int,
+        epoch: float,
+        loss_sum: float,
+        steps: int,
+        grad_norm: float | None,
+        learning_rate: float,
+    ) -> tuple[bool, bool, bool]:
         self.state.global_step, self.state.epoch = global_step, epoch
         logged = False
         if self.control.should_log and steps > 0:
@@ -427,8 +512,9 @@ class Trainer:
                 self.control.should_save = is_new_best
         if self.control.should_save:
             self._save_checkpoint()
-            self.control = self.callback_handler.call_event("on_save", self.args, self.state,
-                                                            self.control)
+            self.control = self.callback_handler.call_event(
+                "on_save", self.args, self.state, self.control
+            )
         return self.control.should_epoch_stop, self.control.should_training_stop, logged
 
     def _evaluate_and_track(self) -> bool:
@@ -439,18 +525,16 @@ class Trainer:
         name = self.args.metric_for_best_model
         if name is None:
             return False
-        key = name if name.startswith("eval_") else f"eval_{name}"
+        key = metric_key(name)
         if key not in metrics:
             raise KeyError(
                 f"The `metric_for_best_model` training argument is set to '{key}', which is not "
                 f"found in the evaluation metrics. The available evaluation metrics are: "
                 f"{list(metrics)}. Consider changing the `metric_for_best_model` via the "
-                f"TrainingArguments.")
+                f"TrainingArguments."
+            )
         value = metrics[key]
-        best = self.state.best_metric
-        if best is None:
-            best = -math.inf if self.args.greater_is_better else math.inf
-        improved = value > best if self.args.greater_is_better else value < best
+        improved = improves(value, self.state.best_metric, self.args.greater_is_better)
         if improved:
             self.state.best_metric = value
             if self.args.save_strategy != "no":
@@ -460,8 +544,9 @@ class Trainer:
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         logs["epoch"] = self.state.epoch
         self.state.log_history.append({**logs, "step": self.state.global_step})
-        self.control = self.callback_handler.call_event("on_log", self.args, self.state,
-                                                        self.control, logs=logs)
+        self.control = self.callback_handler.call_event(
+            "on_log", self.args, self.state, self.control, logs=logs
+        )
 
     # -- evaluation ----------------------------------------------------------------------------
     def _predict(self, dataset: Any, description: str, prefix: str):
@@ -469,14 +554,21 @@ class Trainer:
         start = time.time()
         processes = self._processes
         if len(data) < processes.count:
-            raise ValueError(f"the {description} set has {len(data)} examples, fewer than the "
-                             f"{processes.count} processes that share it")
+            raise ValueError(
+                f"the {description} set has {len(data)} examples, fewer than the "
+                f"{processes.count} processes that share it"
+            )
         part = data.shard(processes.index, processes.count) if processes.count > 1 else data
         logits, labels, loss = _core.predict(
-            self.model._model, part, self.args.eval_batch_size, bf16=self.args.bf16,
+            self.model._model,
+            part,
+            self.args.eval_batch_size,
+            bf16=self.args.bf16,
             fp16=self._fp16(),
             problem_type=self.model.config.problem_type,
-            nan_inf_filter=self.args.logging_nan_inf_filter, **self._pad())
+            nan_inf_filter=self.args.logging_nan_inf_filter,
+            **self._pad(),
+        )
         if self.preprocess_logits_for_metrics is not None:
             logits = self.preprocess_logits_for_metrics(logits, labels)
         predictions = logits.numpy()
@@ -494,15 +586,24 @@ class Trainer:
                 raise TypeError(f"compute_metrics must return a dict, got {type(metrics).__name__}")
         if loss is not None:
             metrics[f"{prefix}_loss"] = float(np.float32(loss))
-        metrics = {(k if k.startswith(f"{prefix}_") else f"{prefix}_{k}"): v
-                   for k, v in sorted(metrics.items(), key=lambda kv: not kv[0].startswith(f"{prefix}_"))}
+        metrics = {
+            (k if k.startswith(f"{prefix}_") else f"{prefix}_{k}"): v
+            for k, v in sorted(metrics.items(), key=lambda kv: not kv[0].startswith(f"{prefix}_"))
+        }
         n = len(data)
-        metrics.update(speed_metrics(prefix, start, num_samples=n,
-                                     num_steps=math.ceil(n / self.args.eval_batch_size)))
+        metrics.update(
+            speed_metrics(
+                prefix, start, num_samples=n, num_steps=math.ceil(n / self.args.eval_batch_size)
+            )
+        )
         return predictions, label_ids, metrics
 
-    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
-                 metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
         """eval_loss, the metrics of compute_metrics (prefixed eval_), runtime and speed."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None:
@@ -514,16 +615,22 @@ class Trainer:
             return metrics
         _, _, metrics = self._predict(dataset, "evaluation", metric_key_prefix)
         self.log(metrics)
-        self.control = self.callback_handler.call_event("on_evaluate", self.args, self.state,
-                                                        self.control, metrics=metrics)
+        self.control = self.callback_handler.call_event(
+            "on_evaluate", self.args, self.state, self.control, metrics=metrics
+        )
         return metrics
 
-    def predict(self, test_dataset: Any, ignore_keys: list[str] | None = None,
-                metric_key_prefix: str = "test") -> PredictionOutput:
+    def predict(
+        self,
+        test_dataset: Any,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "test",
+    ) -> PredictionOutput:
         """Logits of every example, its labels if any, and test_ metrics."""
         predictions, label_ids, metrics = self._predict(test_dataset, "test", metric_key_prefix)
-        self.control = self.callback_handler.call_event("on_predict", self.args, self.state,
-                                                        self.control, metrics=metrics)
+        self.control = self.callback_handler.call_event(
+            "on_predict", self.args, self.state, self.control, metrics=metrics
+        )
         return PredictionOutput(predictions, label_ids, metrics)
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -543,7 +650,7 @@ class Trainer:
         """The checkpoint of this step, written by the first process; the others wait for it."""
         args, state = self.args, self.state
         if state.best_global_step is not None:
-            best = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
+            best = os.path.join(args.output_dir, checkpoints.folder_name(state.best_global_step))
             if os.path.exists(best) or state.best_global_step == state.global_step:
                 state.best_model_checkpoint = best
         if self._processes.is_main:
@@ -551,157 +658,75 @@ class Trainer:
         distributed.barrier(self._processes)
 
     def _write_checkpoint(self) -> None:
-        """A checkpoint written in a temporary folder and renamed into place: a crash leaves
-        the previous checkpoints as they were, never half of a new one."""
         args, state = self.args, self.state
-        name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        final = os.path.join(args.output_dir, name)
-        _remove_dead_partials(args.output_dir)
-        partial = tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=args.output_dir)
-        try:
-            self.save_model(partial)
+
+        def fill(folder: str) -> None:
+            self.save_model(folder)
             if not args.save_only_model:
-                torch.save(self._optimizer_state_dict(), os.path.join(partial, OPTIMIZER_NAME))
-                torch.save(self._scheduler_state_dict(), os.path.join(partial, SCHEDULER_NAME))
-                if (scaler := self._run.scaler_state) is not None:
-                    torch.save(scaler, os.path.join(partial, SCALER_NAME))
-                torch.save(_rng_state(), os.path.join(partial, RNG_STATE_NAME))
+                checkpoints.save_training_state(folder, self._run, args)
             state.stateful_callbacks = {"TrainerControl": self.control.state()}
             for cb in self.callback_handler.callbacks:
                 if hasattr(cb, "state") and callable(cb.state):
                     state.stateful_callbacks[type(cb).__name__] = cb.state()
-            state.save_to_json(os.path.join(partial, TRAINER_STATE_NAME))
-            if os.path.exists(final):  # the same step saved again (after a resume)
-                stale = final + f".old-{os.getpid()}"
-                os.replace(final, stale)
-                os.replace(partial, final)
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                os.replace(partial, final)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
+            state.save_to_json(os.path.join(folder, TRAINER_STATE_NAME))
+
+        checkpoints.write(args.output_dir, state.global_step, fill)
         if args.push_to_hub and args.hub_strategy != "end":
-            self._push_quietly(f"Training in progress, step {state.global_step}"
-                               if args.save_strategy == "steps"
-                               else f"Training in progress, epoch {int(state.epoch)}")
-        self._rotate_checkpoints()
-
-    def _optimizer_state_dict(self) -> dict:
-        """The optimizer as torch.optim.AdamW(fused=True).state_dict() lays it out."""
-        state, groups, index = {}, [], 0
-        lr = self._run.last_lr
-        for weight_decay, params in self._run.optimizer_state():
-            ids, names = [], []
-            for name, exp_avg, exp_avg_sq, step in params:
-                state[index] = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
-                ids.append(index)
-                names.append(name)
-                index += 1
-            groups.append({"weight_decay": weight_decay, "lr": lr,
-                           "betas": (self.args.adam_beta1, self.args.adam_beta2),
-                           "eps": self.args.adam_epsilon, "amsgrad": False, "maximize": False,
-                           "foreach": None, "capturable": False, "differentiable": False,
-                           "fused": True, "decoupled_weight_decay": True,
-                           "initial_lr": self.args.learning_rate, "params": ids,
-                           "param_names": names})
-        return {"state": state, "param_groups": groups}
-
-    def _scheduler_state_dict(self) -> dict:
-        """torch's LambdaLR.state_dict() for the schedule's position."""
-        steps, lr = self._run.scheduler_steps, self._run.last_lr
-        return {"base_lrs": [self.args.learning_rate] * 2, "last_epoch": steps,
-                "_step_count": steps + 1, "_is_initial": False,
-                "_get_lr_called_within_step": False, "_last_lr": [lr] * 2,
-                "lr_lambdas": [{}, {}]}
-
-    def _sorted_checkpoints(self) -> list[str]:
-        pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-        found = [(int(m.group(1)), os.path.join(self.args.output_dir, p))
-                 for p in os.listdir(self.args.output_dir)
-                 if (m := pattern.match(p)) and os.path.isdir(os.path.join(self.args.output_dir, p))]
-        return [path for _, path in sorted(found)]
-
-    def _rotate_checkpoints(self) -> None:
-        """Keeps the newest `save_total_limit` checkpoints, and the best one."""
-        limit = self.args.save_total_limit
-        if limit is None or limit <= 0:
-            return
-        checkpoints = self._sorted_checkpoints()
-        if len(checkpoints) <= limit:
-            return
-        protected = {os.path.abspath(checkpoints[-1])}
-        if self.state.best_model_checkpoint is not None:
-            protected.add(os.path.abspath(self.state.best_model_checkpoint))
-        keep = max(limit, len(protected))
-        remaining = len(checkpoints)
-        for folder in checkpoints:
-            if remaining <= keep:
-                break
-            if os.path.abspath(folder) not in protected:
-                logger.info(f"Deleting older checkpoint [{folder}] due to args.save_total_limit")
-                shutil.rmtree(folder, ignore_errors=True)
-                remaining -= 1
-
-    def _checkpoint_to_resume(self, resume: str | bool | None) -> str | None:
-        if resume is None or resume is False:
-            return None
-        if resume is True:
-            folder = get_last_checkpoint(self.args.output_dir)
-            if folder is None:
-                raise ValueError(f"No valid checkpoint found in output directory "
-                                 f"({self.args.output_dir})")
-            return folder
-        if not os.path.isfile(os.path.join(resume, SAFE_WEIGHTS_NAME)):
-            raise ValueError(f"Can't find a valid checkpoint at {resume}")
-        return os.fspath(resume)
+            self._push_quietly(
+                f"Training in progress, step {state.global_step}"
+                if args.save_strategy == "steps"
+                else f"Training in progress, epoch {int(state.epoch)}"
+            )
+        checkpoints.rotate(args.output_dir, args.save_total_limit, state.best_model_checkpoint)
 
     def _load_checkpoint(self, folder: str) -> None:
         """Weights, trainer state, optimizer, schedule position and RNG of a checkpoint."""
         state_path = os.path.join(folder, TRAINER_STATE_NAME)
         if not os.path.isfile(state_path):
-            raise FileNotFoundError(2, f"the checkpoint {folder!r} has no {TRAINER_STATE_NAME}; "
-                                       f"it cannot be resumed", state_path)
+            raise FileNotFoundError(
+                2,
+                f"the checkpoint {folder!r} has no {TRAINER_STATE_NAME}; it cannot be resumed",
+                state_path,
+            )
         self.model._model.load_safetensors([os.path.join(folder, SAFE_WEIGHTS_NAME)])
         saved = TrainerState.load_from_json(state_path)
-        if saved.best_model_checkpoint is not None and not os.path.isdir(saved.best_model_checkpoint):
-            logger.warning(f"The best checkpoint {saved.best_model_checkpoint} recorded in "
-                           f"{state_path} no longer exists")
+        if saved.best_model_checkpoint is not None and not os.path.isdir(
+            saved.best_model_checkpoint
+        ):
+            logger.warning(
+                f"The best checkpoint {saved.best_model_checkpoint} recorded in "
+                f"{state_path} no longer exists"
+            )
             saved.best_model_checkpoint = None
-        for key in ("global_step", "epoch", "log_history", "best_metric", "best_global_step",
-                    "best_model_checkpoint", "total_flos"):
+        for key in (
+            "global_step",
+            "epoch",
+            "log_history",
+            "best_metric",
+            "best_global_step",
+            "best_model_checkpoint",
+            "total_flos",
+        ):
             setattr(self.state, key, getattr(saved, key))
-        optimizer_path = os.path.join(folder, OPTIMIZER_NAME)
-        if os.path.isfile(optimizer_path) and os.path.isfile(os.path.join(folder, SCHEDULER_NAME)):
-            saved_opt = torch.load(optimizer_path, map_location="cpu", weights_only=True)
-            rows = []
-            for group in saved_opt["param_groups"]:
-                for i, name in zip(group["params"], group["param_names"]):
-                    s = saved_opt["state"][i]
-                    rows.append((name, s["exp_avg"], s["exp_avg_sq"], s["step"]))
-            self._run.load_optimizer_state(rows)
-        scaler_path = os.path.join(folder, SCALER_NAME)
-        if os.path.isfile(scaler_path) and self._run.scaler_state is not None:
-            scaler = torch.load(scaler_path, map_location="cpu", weights_only=True)
-            self._run.load_scaler_state(float(scaler["scale"]), int(scaler["_growth_tracker"]))
-        scheduler_path = os.path.join(folder, SCHEDULER_NAME)
-        scheduler_steps = None
-        if os.path.isfile(scheduler_path):
-            scheduler_steps = int(torch.load(scheduler_path, map_location="cpu",
-                                             weights_only=True)["last_epoch"])
-        self._run.resume_at(saved.global_step, float(saved.epoch or 0), float(saved.total_flos),
-                            scheduler_steps)
-        rng_path = os.path.join(folder, RNG_STATE_NAME)
-        if os.path.isfile(rng_path):
-            _set_rng_state(_load_rng_state(rng_path))
+        scheduler_steps = checkpoints.load_training_state(folder, self._run)
+        self._run.resume_at(
+            saved.global_step, float(saved.epoch or 0), float(saved.total_flos), scheduler_steps
+        )
+        checkpoints.restore_rng(folder)
 
     # -- hub -------------------------------------------------------------------------------------
     def _repo_id(self) -> str:
         return self.args.hub_model_id or Path(self.args.output_dir).absolute().name
 
-    def push_to_hub(self, commit_message: str = "End of training", blocking: bool = True,
-                    token: str | None = None, revision: str | None = None,
-                    private: bool | None = None, **kwargs: Any) -> Any:
+    def push_to_hub(
+        self,
+        commit_message: str = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Saves the model in output_dir, then uploads that folder to the hub (create_repo and
         upload_folder). The local save happens first, so a failed upload loses nothing. Only
         the first of several processes pushes."""
@@ -715,16 +740,27 @@ class Trainer:
         try:
             api = HfApi(library_name="ferrotune", library_version=_core.__version__)
             token = token if token is not None else self.args.hub_token
-            repo = api.create_repo(repo_id, token=token, exist_ok=True,
-                                   private=private if private is not None else self.args.hub_private_repo)
-            return api.upload_folder(repo_id=repo.repo_id, folder_path=self.args.output_dir,
-                                     commit_message=commit_message, token=token, revision=revision,
-                                     ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*", ".*"],
-                                     run_as_future=not blocking)
+            repo = api.create_repo(
+                repo_id,
+                token=token,
+                exist_ok=True,
+                private=private if private is not None else self.args.hub_private_repo,
+            )
+            return api.upload_folder(
+                repo_id=repo.repo_id,
+                folder_path=self.args.output_dir,
+                commit_message=commit_message,
+                token=token,
+                revision=revision,
+                ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*", ".*"],
+                run_as_future=not blocking,
+            )
         except Exception as e:
-            raise OSError(f"could not push {self.args.output_dir!r} to the hub repository "
-                          f"{repo_id!r} ({type(e).__name__}: {e}); the model is saved locally "
-                          f"in {self.args.output_dir!r}") from e
+            raise OSError(
+                f"could not push {self.args.output_dir!r} to the hub repository "
+                f"{repo_id!r} ({type(e).__name__}: {e}); the model is saved locally "
+                f"in {self.args.output_dir!r}"
+            ) from e
 
     def _push_quietly(self, message: str) -> None:
         try:
@@ -733,27 +769,3 @@ class Trainer:
             if not self._push_warned:
                 logger.warning(f"{e}. Training goes on; checkpoints are saved locally.")
                 self._push_warned = True
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "cpu": torch.random.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.random.get_rng_state_all()
-    return state
-
-
-def _load_rng_state(path: str) -> dict:
-    """rng_state.pth read with weights_only=True, as every file of a checkpoint folder (it may
-    come from anywhere): only numpy's array and dtype types are allowed besides tensors."""
-    allowed = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.random.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.random.set_rng_state_all(state["cuda"])

@@ -15,6 +15,18 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+def metric_key(name: str) -> str:
+    """The evaluation metric that `metric_for_best_model` names ("accuracy": "eval_accuracy")."""
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+def improves(value: float, best: float | None, greater_is_better: bool) -> bool:
+    """Whether `value` beats the best metric so far (None: nothing to beat yet)."""
+    if best is None:
+        best = -math.inf if greater_is_better else math.inf
+    return value > best if greater_is_better else value < best
+
+
 @dataclass
 class TrainerState:
     """The state saved in trainer_state.json, as transformers' TrainerState."""
@@ -90,30 +102,64 @@ class TrainerCallback:
     `model`, `processing_class`, `optimizer`, `lr_scheduler`, `train_dataloader`,
     `eval_dataloader` in kwargs (and `logs` / `metrics` for on_log / on_evaluate)."""
 
-    def on_init_end(self, args, state, control, **kwargs): pass
-    def on_train_begin(self, args, state, control, **kwargs): pass
-    def on_train_end(self, args, state, control, **kwargs): pass
-    def on_epoch_begin(self, args, state, control, **kwargs): pass
-    def on_epoch_end(self, args, state, control, **kwargs): pass
-    def on_step_begin(self, args, state, control, **kwargs): pass
-    def on_pre_optimizer_step(self, args, state, control, **kwargs): pass
-    def on_optimizer_step(self, args, state, control, **kwargs): pass
-    def on_substep_end(self, args, state, control, **kwargs): pass
-    def on_step_end(self, args, state, control, **kwargs): pass
-    def on_evaluate(self, args, state, control, **kwargs): pass
-    def on_predict(self, args, state, control, metrics, **kwargs): pass
-    def on_save(self, args, state, control, **kwargs): pass
-    def on_log(self, args, state, control, logs=None, **kwargs): pass
-    def on_prediction_step(self, args, state, control, **kwargs): pass
-    def on_push_begin(self, args, state, control, **kwargs): pass
+    def on_init_end(self, args, state, control, **kwargs):
+        pass
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        pass
+
+    def on_train_end(self, args, state, control, **kwargs):
+        pass
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        pass
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        pass
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        pass
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        pass
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        pass
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        pass
+
+    def on_step_end(self, args, state, control, **kwargs):
+        pass
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        pass
+
+    def on_predict(self, args, state, control, metrics, **kwargs):
+        pass
+
+    def on_save(self, args, state, control, **kwargs):
+        pass
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        pass
+
+    def on_push_begin(self, args, state, control, **kwargs):
+        pass
 
 
 class CallbackHandler(TrainerCallback):
     """Runs the callbacks in order; a callback's non-None return value replaces the control."""
 
     # Flags each event clears before the callbacks run (transformers' CallbackHandler).
-    _RESETS = {"on_train_begin": "_new_training", "on_epoch_begin": "_new_epoch",
-               "on_step_begin": "_new_step"}
+    _RESETS = {
+        "on_train_begin": "_new_training",
+        "on_epoch_begin": "_new_epoch",
+        "on_step_begin": "_new_step",
+    }
     _CLEARS = {"on_evaluate": "should_evaluate", "on_save": "should_save", "on_log": "should_log"}
 
     def __init__(self, callbacks, model, processing_class):
@@ -130,9 +176,11 @@ class CallbackHandler(TrainerCallback):
     def add_callback(self, callback) -> None:
         cb = callback() if isinstance(callback, type) else callback
         if type(cb) in {type(c) for c in self.callbacks}:
-            logger.warning(f"You are adding a {type(cb).__name__} to the callbacks of this Trainer, "
-                           f"but there is already one. The current list of callbacks is:\n"
-                           + self.callback_list)
+            logger.warning(
+                f"You are adding a {type(cb).__name__} to the callbacks of this Trainer, "
+                f"but there is already one. The current list of callbacks is:\n"
+                + self.callback_list
+            )
         self.callbacks.append(cb)
 
     def pop_callback(self, callback):
@@ -154,10 +202,17 @@ class CallbackHandler(TrainerCallback):
             getattr(control, self._RESETS[event])()
         for cb in self.callbacks:
             result = getattr(cb, event)(
-                args, state, control, model=self.model, processing_class=self.processing_class,
-                optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
-                train_dataloader=self.train_dataloader, eval_dataloader=self.eval_dataloader,
-                **kwargs)
+                args,
+                state,
+                control,
+                model=self.model,
+                processing_class=self.processing_class,
+                optimizer=self.optimizer,
+                lr_scheduler=self.lr_scheduler,
+                train_dataloader=self.train_dataloader,
+                eval_dataloader=self.eval_dataloader,
+                **kwargs,
+            )
             if result is not None:
                 control = result
         if event in self._CLEARS:
@@ -173,17 +228,26 @@ class DefaultFlowCallback(TrainerCallback):
             control.should_log = True
         if args.logging_strategy == "steps" and state.global_step % state.logging_steps == 0:
             control.should_log = True
-        if (args.eval_strategy == "steps" and state.global_step % state.eval_steps == 0
-                and args.eval_delay <= state.global_step):
+        if (
+            args.eval_strategy == "steps"
+            and state.global_step % state.eval_steps == 0
+            and args.eval_delay <= state.global_step
+        ):
             control.should_evaluate = True
-        if (args.save_strategy == "steps" and state.save_steps > 0
-                and state.global_step % state.save_steps == 0):
+        if (
+            args.save_strategy == "steps"
+            and state.save_steps > 0
+            and state.global_step % state.save_steps == 0
+        ):
             control.should_save = True
         if state.global_step >= state.max_steps:
             control.should_training_stop = True
             # A last evaluation and checkpoint at the end of a step-based run.
-            if (args.eval_strategy == "steps" and state.global_step % state.eval_steps != 0
-                    and args.eval_delay <= state.global_step):
+            if (
+                args.eval_strategy == "steps"
+                and state.global_step % state.eval_steps != 0
+                and args.eval_delay <= state.global_step
+            ):
                 control.should_evaluate = True
             if args.save_strategy == "steps":
                 control.should_save = True
@@ -276,16 +340,21 @@ class NotebookProgressCallback(TrainerCallback):
         elapsed = time.time() - self.start
         rate = (done - self.first_step) / elapsed if elapsed > 0 and done > self.first_step else 0
         remaining = (state.max_steps - done) / rate if rate else 0
-        html = (f"<div><progress value='{done}' max='{state.max_steps}' style='width:300px; "
-                f"height:20px; vertical-align: middle;'></progress> [{done}/{state.max_steps} "
-                f"{_format_time(elapsed)} &lt; {_format_time(remaining)}"
-                f"{', ' + label if label else ''}]</div>")
+        html = (
+            f"<div><progress value='{done}' max='{state.max_steps}' style='width:300px; "
+            f"height:20px; vertical-align: middle;'></progress> [{done}/{state.max_steps} "
+            f"{_format_time(elapsed)} &lt; {_format_time(remaining)}"
+            f"{', ' + label if label else ''}]</div>"
+        )
         if self.rows:
             head = "".join(f"<th>{c}</th>" for c in self.columns)
-            body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
-                           for row in self.rows)
-            html += (f"<table border='1' class='dataframe'><thead><tr style='text-align: left;'>"
-                     f"{head}</tr></thead><tbody>{body}</tbody></table>")
+            body = "".join(
+                "<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in self.rows
+            )
+            html += (
+                f"<table border='1' class='dataframe'><thead><tr style='text-align: left;'>"
+                f"{head}</tr></thead><tbody>{body}</tbody></table>"
+            )
         if self.handle is None:
             self.handle = display(HTML(html), display_id=True)
         else:
@@ -305,7 +374,9 @@ class NotebookProgressCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         now = time.time()
-        if self.rows is not None and (now - self.last_render > 0.2 or state.global_step >= state.max_steps):
+        if self.rows is not None and (
+            now - self.last_render > 0.2 or state.global_step >= state.max_steps
+        ):
             self.last_render = now
             self._render(state, f"Epoch {state.epoch:.2f}/{state.num_train_epochs}")
 
@@ -326,8 +397,14 @@ class NotebookProgressCallback(TrainerCallback):
         values = {self._first_column: first, "Training Loss": training_loss}
         metrics = dict(metrics or {})
         prefix = next((k[: -len("_loss")] for k in metrics if k.endswith("_loss")), "eval")
-        for key in ("total_flos", "epoch", f"{prefix}_runtime", f"{prefix}_samples_per_second",
-                    f"{prefix}_steps_per_second", f"{prefix}_model_preparation_time"):
+        for key in (
+            "total_flos",
+            "epoch",
+            f"{prefix}_runtime",
+            f"{prefix}_samples_per_second",
+            f"{prefix}_steps_per_second",
+            f"{prefix}_model_preparation_time",
+        ):
             metrics.pop(key, None)
         if f"{prefix}_loss" in metrics:
             values["Validation Loss"] = metrics.pop(f"{prefix}_loss")
@@ -365,25 +442,31 @@ class EarlyStoppingCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not args.load_best_model_at_end:
-            logger.warning("Using EarlyStoppingCallback without load_best_model_at_end=True. Once "
-                           "training is finished, the best model will not be loaded automatically.")
-        assert args.metric_for_best_model is not None, \
+            logger.warning(
+                "Using EarlyStoppingCallback without load_best_model_at_end=True. Once "
+                "training is finished, the best model will not be loaded automatically."
+            )
+        assert args.metric_for_best_model is not None, (
             "EarlyStoppingCallback requires metric_for_best_model to be defined"
-        assert args.eval_strategy != "no", \
+        )
+        assert args.eval_strategy != "no", (
             "EarlyStoppingCallback requires IntervalStrategy of steps or epoch"
+        )
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        name = args.metric_for_best_model
-        if not name.startswith("eval_"):
-            name = f"eval_{name}"
+        name = metric_key(args.metric_for_best_model)
         value = (metrics or {}).get(name)
         if value is None:
-            logger.warning(f"early stopping required metric_for_best_model, but did not find {name} "
-                           f"so early stopping is disabled")
+            logger.warning(
+                f"early stopping required metric_for_best_model, but did not find {name} "
+                f"so early stopping is disabled"
+            )
             return
         best = state.best_metric  # not yet updated by this evaluation
-        improved = best is None or (value > best if args.greater_is_better else value < best)
-        if best is None or (improved and abs(value - best) > self.early_stopping_threshold):
+        if best is None or (
+            improves(value, best, args.greater_is_better)
+            and abs(value - best) > self.early_stopping_threshold
+        ):
             self.early_stopping_patience_counter = 0
         else:
             self.early_stopping_patience_counter += 1
@@ -391,7 +474,10 @@ class EarlyStoppingCallback(TrainerCallback):
             control.should_training_stop = True
 
     def state(self) -> dict:
-        return {"args": {"early_stopping_patience": self.early_stopping_patience,
-                         "early_stopping_threshold": self.early_stopping_threshold},
-                "attributes": {"early_stopping_patience_counter":
-                               self.early_stopping_patience_counter}}
+        return {
+            "args": {
+                "early_stopping_patience": self.early_stopping_patience,
+                "early_stopping_threshold": self.early_stopping_threshold,
+            },
+            "attributes": {"early_stopping_patience_counter": self.early_stopping_patience_counter},
+        }

@@ -9,7 +9,6 @@ FutureWarning and mapped to their successors: `evaluation_strategy` → `eval_st
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass, field, fields
@@ -17,24 +16,32 @@ from typing import Any
 
 import torch
 
+from . import _core
+
 INTERVALS = ("no", "steps", "epoch")
 SAVE_STRATEGIES = ("no", "steps", "epoch", "best")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+SCHEDULERS = tuple(_core.SCHEDULER_TYPES)
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
-SAMPLING = ("random", "sequential", "group_by_length")
+SAMPLING = tuple(_core.SAMPLING_STRATEGIES)
 HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
 
 # transformers' enum names, which its messages print (e.g. IntervalStrategy.STEPS).
-_ENUMS = {"eval_strategy": "IntervalStrategy", "logging_strategy": "IntervalStrategy",
-          "save_strategy": "SaveStrategy", "hub_strategy": "HubStrategy",
-          "lr_scheduler_type": "SchedulerType", "optim": "OptimizerNames"}
+_ENUMS = {
+    "eval_strategy": "IntervalStrategy",
+    "logging_strategy": "IntervalStrategy",
+    "save_strategy": "SaveStrategy",
+    "hub_strategy": "HubStrategy",
+    "lr_scheduler_type": "SchedulerType",
+    "optim": "OptimizerNames",
+}
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     value = getattr(value, "value", value)
     if value not in allowed:
-        raise ValueError(f"{value} is not a valid {_ENUMS.get(name, name)}, please select one "
-                         f"of {list(allowed)}")
+        raise ValueError(
+            f"{value} is not a valid {_ENUMS.get(name, name)}, please select one of {list(allowed)}"
+        )
     return value
 
 
@@ -116,6 +123,7 @@ class TrainingArguments:
         self.output_dir = os.path.expanduser(os.fspath(self.output_dir))
         if self.disable_tqdm is None:
             import logging
+
             self.disable_tqdm = logging.getLogger("ferrotune").getEffectiveLevel() > logging.WARN
         self.eval_strategy = _choice("eval_strategy", self.eval_strategy, INTERVALS)
         self.logging_strategy = _choice("logging_strategy", self.logging_strategy, INTERVALS)
@@ -123,16 +131,19 @@ class TrainingArguments:
         self.hub_strategy = _choice("hub_strategy", self.hub_strategy, HUB_STRATEGIES)
         self.lr_scheduler_type = _choice("lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
         self.optim = _choice("optim", self.optim, OPTIMIZERS)
-        self.train_sampling_strategy = _choice("train_sampling_strategy",
-                                               self.train_sampling_strategy, SAMPLING)
+        self.train_sampling_strategy = _choice(
+            "train_sampling_strategy", self.train_sampling_strategy, SAMPLING
+        )
         if self.eval_strategy != "no":
             self.do_eval = True
         if self.eval_strategy == "steps" and (self.eval_steps is None or self.eval_steps == 0):
             if self.logging_steps > 0:
                 self.eval_steps = self.logging_steps
             else:
-                raise ValueError(f"evaluation strategy {_enum(self, 'eval_strategy')} requires "
-                                 f"either non-zero --eval_steps or --logging_steps")
+                raise ValueError(
+                    f"evaluation strategy {_enum(self, 'eval_strategy')} requires "
+                    f"either non-zero --eval_steps or --logging_steps"
+                )
         if self.load_best_model_at_end and self.metric_for_best_model is None:
             self.metric_for_best_model = "loss"
         if self.greater_is_better is None and self.metric_for_best_model is not None:
@@ -145,8 +156,11 @@ class TrainingArguments:
 
     def _map_old_names(self) -> None:
         def renamed(old: str, new: str) -> None:
-            warnings.warn(f"`{old}` is deprecated (transformers 5 removed it); use `{new}` "
-                          f"instead", FutureWarning, stacklevel=5)
+            warnings.warn(
+                f"`{old}` is deprecated (transformers 5 removed it); use `{new}` instead",
+                FutureWarning,
+                stacklevel=5,
+            )
 
         if self.evaluation_strategy is not None:
             renamed("evaluation_strategy", "eval_strategy")
@@ -168,21 +182,28 @@ class TrainingArguments:
     def _validate(self) -> None:
         for kind in ("logging", "eval", "save"):
             steps = getattr(self, f"{kind}_steps")
-            strategy = self.logging_strategy if kind == "logging" else (
-                self.eval_strategy if kind == "eval" else self.save_strategy)
+            strategy = (
+                self.logging_strategy
+                if kind == "logging"
+                else (self.eval_strategy if kind == "eval" else self.save_strategy)
+            )
             if strategy == "steps" and steps is not None and steps > 1:
                 if steps != int(steps):
                     raise ValueError(f"--{kind}_steps must be an integer if bigger than 1: {steps}")
                 setattr(self, f"{kind}_steps", int(steps))
         if self.logging_strategy == "steps" and self.logging_steps == 0:
-            raise ValueError(f"logging strategy {_enum(self, 'logging_strategy')} requires "
-                             f"non-zero --logging_steps")
+            raise ValueError(
+                f"logging strategy {_enum(self, 'logging_strategy')} requires "
+                f"non-zero --logging_steps"
+            )
         if self.load_best_model_at_end and self.save_strategy != "best":
             if self.eval_strategy != self.save_strategy:
                 raise ValueError(
                     "--load_best_model_at_end requires the save and eval strategy to match, "
-                    "except when --save_strategy=\"best\", but found\n- Evaluation strategy: "
-                    f"{_enum(self, 'eval_strategy')}\n- Save strategy: {_enum(self, 'save_strategy')}")
+                    'except when --save_strategy="best", but found\n- Evaluation strategy: '
+                    f"{_enum(self, 'eval_strategy')}\n- Save strategy: "
+                    f"{_enum(self, 'save_strategy')}"
+                )
             if self.eval_strategy == "steps":
                 if self.eval_steps < 1 or self.save_steps < 1:
                     if not (self.eval_steps < 1 and self.save_steps < 1):
@@ -190,28 +211,36 @@ class TrainingArguments:
                             "--load_best_model_at_end requires the saving steps to be a multiple "
                             "of the evaluation steps, which cannot get guaranteed when mixing "
                             f"ratio and absolute steps for save_steps {self.save_steps} and "
-                            f"eval_steps {self.eval_steps}.")
+                            f"eval_steps {self.eval_steps}."
+                        )
                     if round(self.save_steps * 1e6) % round(self.eval_steps * 1e6) != 0:
                         raise ValueError(
                             "--load_best_model_at_end requires the saving steps to be a multiple "
                             f"of the evaluation steps, but found {self.save_steps}, which is not "
-                            f"a multiple of {self.eval_steps}.")
+                            f"a multiple of {self.eval_steps}."
+                        )
                 elif self.save_steps % self.eval_steps != 0:
                     raise ValueError(
                         "--load_best_model_at_end requires the saving steps to be a round "
                         f"multiple of the evaluation steps, but found {self.save_steps}, which "
-                        f"is not a round multiple of {self.eval_steps}.")
+                        f"is not a round multiple of {self.eval_steps}."
+                    )
         if (self.bf16 or self.fp16) and not self.use_cpu and not torch.cuda.is_available():
-            raise ValueError("Your setup doesn't support bf16/gpu. You need to assign use_cpu if "
-                             "you want to train the model on CPU.")
-        if self.fp16 and self.bf16:
-            raise ValueError("At most one of fp16 and bf16 can be True, but not both")
+            raise ValueError(
+                "Your setup doesn't support bf16/gpu. You need to assign use_cpu if "
+                "you want to train the model on CPU."
+            )
+        _core.check_mixed_precision(self.bf16, self.fp16)
         if self.warmup_steps < 0:
-            raise ValueError(f"Got warmup_steps = {self.warmup_steps}, Expected value "
-                             f"warmup_steps >= 0")
+            raise ValueError(
+                f"Got warmup_steps = {self.warmup_steps}, Expected value warmup_steps >= 0"
+            )
         # Checked here rather than deep in the loop, so that nothing runs with them.
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size",
-                     "gradient_accumulation_steps"):
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -229,8 +258,10 @@ class TrainingArguments:
         if self.lr_scheduler_kwargs:
             raise NotImplementedError("lr_scheduler_kwargs is not supported yet")
         if self.report_to:
-            raise ValueError(f"{self.report_to[0]} is not supported, only [] are supported; "
-                             f"ferrotune reports to no integration (report_to='none')")
+            raise ValueError(
+                f"{self.report_to[0]} is not supported, only [] are supported; "
+                f"ferrotune reports to no integration (report_to='none')"
+            )
 
     # -- derived values, as transformers names them ------------------------------------------
     @property
@@ -274,9 +305,7 @@ class TrainingArguments:
         return self.process_index == 0
 
     def get_warmup_steps(self, num_training_steps: int) -> int:
-        if self.warmup_steps >= 1:
-            return int(self.warmup_steps)
-        return math.ceil(num_training_steps * self.warmup_steps)
+        return _core.warmup_steps(float(self.warmup_steps), num_training_steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}

@@ -5,7 +5,7 @@
 
 use super::config::{Arch, ModelConfig};
 use super::dropout::dropout;
-use super::encoder::linear;
+use super::init::linear;
 use tch::nn::{self, Module};
 use tch::Tensor;
 

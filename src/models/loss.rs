@@ -17,24 +17,26 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
+    /// Each problem type with its `config.problem_type` name.
+    pub const ALL: [(&'static str, ProblemType); 3] = [
+        ("regression", ProblemType::Regression),
+        ("single_label_classification", ProblemType::SingleLabel),
+        ("multi_label_classification", ProblemType::MultiLabel),
+    ];
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|(name, _)| *name).collect()
+    }
+
     pub fn parse(name: &str) -> Result<ProblemType> {
-        match name {
-            "regression" => Ok(ProblemType::Regression),
-            "single_label_classification" => Ok(ProblemType::SingleLabel),
-            "multi_label_classification" => Ok(ProblemType::MultiLabel),
-            other => Err(Error::value(format!(
-                "problem_type {other:?} is not one of \"regression\", \
-                 \"single_label_classification\", \"multi_label_classification\""
-            ))),
-        }
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, kind)| *kind).ok_or_else(|| {
+            let names: Vec<String> = Self::names().iter().map(|n| format!("{n:?}")).collect();
+            Error::value(format!("problem_type {name:?} is not one of {}", names.join(", ")))
+        })
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProblemType::Regression => "regression",
-            ProblemType::SingleLabel => "single_label_classification",
-            ProblemType::MultiLabel => "multi_label_classification",
-        }
+        Self::ALL.iter().find(|(_, kind)| *kind == self).map(|(name, _)| *name).unwrap_or("")
     }
 
     /// transformers' inference: one label → regression; integer labels → single-label;

@@ -1,19 +1,23 @@
 //! Encoders with sequence-classification heads on tch: BERT, RoBERTa, XLM-RoBERTa, DistilBERT.
 
+pub mod attention;
 pub mod config;
 pub mod dropout;
+pub mod embeddings;
 pub mod encoder;
 pub mod heads;
+mod init;
 pub mod loss;
 pub mod weights;
 
+pub use attention::AttentionImpl;
 pub use config::{Arch, ModelConfig, SUPPORTED_MODEL_TYPES};
-pub use encoder::{AttentionImpl, WordLookup};
+pub use embeddings::WordLookup;
 pub use loss::ProblemType;
 pub use weights::LoadReport;
 
 use crate::error::{Error, Result};
-use encoder::Encoder;
+use encoder::{Encoder, Mode};
 use heads::Head;
 use std::collections::HashMap;
 use tch::{nn, Device, Kind, Tensor};
@@ -100,8 +104,8 @@ impl SequenceClassifier {
         train: bool,
         defer_word_gradient: bool,
     ) -> Result<(Output, Option<WordLookup>)> {
+        self.encoder.check_inputs(batch)?;
         let Batch { input_ids, attention_mask, token_type_ids, position_ids, labels } = *batch;
-        self.encoder.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)?;
         let problem_type = labels
             .map(|l| problem_type.unwrap_or_else(|| ProblemType::infer(self.config.num_labels, l)));
         if let (Some(labels), Some(problem)) = (labels, problem_type) {
@@ -115,14 +119,14 @@ impl SequenceClassifier {
             token_type_ids.map(on_device),
             position_ids.map(on_device),
         );
-        let hidden = self.encoder.forward(
-            &input_ids,
-            attention_mask.as_ref(),
-            token_type_ids.as_ref(),
-            position_ids.as_ref(),
-            train,
-            defer_word_gradient,
-        );
+        let inputs = Batch {
+            input_ids: &input_ids,
+            attention_mask: attention_mask.as_ref(),
+            token_type_ids: token_type_ids.as_ref(),
+            position_ids: position_ids.as_ref(),
+            labels: None,
+        };
+        let hidden = self.encoder.forward(&inputs, Mode { train, defer_word_gradient });
         let logits =
             self.head.forward(&hidden.first_tokens(), self.config.classifier_dropout, train);
         let loss = match (labels, problem_type) {

@@ -3,17 +3,17 @@
 //! evaluation and checkpoints) and `_core.predict` (the evaluation loop).
 
 use super::errors::{guard, Signals};
+use super::json;
 use super::model::PySequenceClassifier;
 use super::tensor::PyTensor;
 use crate::error::Error;
+use crate::inference;
 use crate::models::ProblemType;
 use crate::ops::Half;
-use crate::train::data::{Collator, Examples};
-use crate::train::optim::Optimizer;
-use crate::train::plan::{Plan, Sampling, Shard};
-use crate::train::run::{self, Control, Event, Hooks, Position, Run, StepSettings, UpdateStats};
+use crate::train::config::TrainingConfig;
+use crate::train::data::{Examples, PadSettings};
+use crate::train::run::{self, Control, Event, Hooks, Position, Run, UpdateStats};
 use crate::train::scaler::{self, LossScaler};
-use crate::train::schedule::{Schedule, ScheduleKind};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_arrow::PyTable;
@@ -78,14 +78,6 @@ impl PyExamples {
     }
 }
 
-fn collator(pad_token_id: i64, pad_left: bool, pad_to_multiple_of: Option<usize>) -> Collator {
-    Collator { pad_token_id, pad_to_multiple_of, pad_left }
-}
-
-fn problem(problem_type: Option<&str>) -> PyResult<Option<ProblemType>> {
-    Ok(problem_type.map(ProblemType::parse).transpose()?)
-}
-
 /// Runs `f` (which may return a Python error from a hook), turning a panic into FerrotuneError.
 fn guard_py<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -98,14 +90,14 @@ fn guard_py<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 /// The evaluation loop: (logits [N, num_labels] float32, labels or None, mean loss or None).
 #[pyfunction]
-#[pyo3(signature = (model, examples, batch_size, pad_token_id=0, pad_left=false, pad_to_multiple_of=None, bf16=false, problem_type=None, nan_inf_filter=true, fp16=false))]
+#[pyo3(signature = (model, examples, batch_size, pad_token_id=None, pad_left=false, pad_to_multiple_of=None, bf16=false, problem_type=None, nan_inf_filter=true, fp16=false))]
 #[allow(clippy::too_many_arguments)]
 fn predict(
     py: Python<'_>,
     model: Py<PySequenceClassifier>,
     examples: &PyExamples,
     batch_size: usize,
-    pad_token_id: i64,
+    pad_token_id: Option<i64>,
     pad_left: bool,
     pad_to_multiple_of: Option<usize>,
     bf16: bool,
@@ -113,47 +105,21 @@ fn predict(
     nan_inf_filter: bool,
     fp16: bool,
 ) -> PyResult<(PyTensor, Option<PyTensor>, Option<f64>)> {
-    let half = mixed_precision(bf16, fp16)?;
-    let problem_type = problem(problem_type)?;
+    let settings = inference::Settings {
+        half: Half::from_flags(bf16, fp16)?,
+        problem_type: problem_type.map(ProblemType::parse).transpose()?,
+        nan_inf_filter,
+    };
+    let pad = PadSettings { pad_token_id, pad_left, pad_to_multiple_of };
     let data = examples.inner.clone();
-    let collator = collator(pad_token_id, pad_left, pad_to_multiple_of);
     let signals = Signals::default();
     let out = signals.raised(py.detach(|| {
         guard(|| {
-            // On the CPU the examples are grouped by a token budget instead of by
-            // per_device_eval_batch_size (logits and loss do not depend on the grouping; the
-            // budget's batches ran faster); on a GPU the batch size the user chose is kept.
-            let cuda =
-                model.get().model().lock().unwrap_or_else(|p| p.into_inner()).device().is_cuda();
-            let batching = match (batch_size, cuda) {
-                (0, _) | (_, true) => run::Batching::Examples(batch_size),
-                (_, false) => run::Batching::automatic(false),
-            };
-            run::predict(
-                model.get().model(),
-                &data,
-                &collator,
-                batching,
-                half,
-                problem_type,
-                nan_inf_filter,
-                &|| signals.check(),
-            )
+            let model = model.get().model();
+            inference::evaluate(model, &data, batch_size, pad, settings, &|| signals.check())
         })
     }))?;
     Ok((PyTensor(out.logits), out.labels.map(PyTensor), out.loss))
-}
-
-/// The autocast precision of `bf16` / `fp16` (at most one).
-fn mixed_precision(bf16: bool, fp16: bool) -> PyResult<Option<Half>> {
-    match (bf16, fp16) {
-        (true, true) => {
-            Err(Error::value("At most one of fp16 and bf16 can be True, but not both").into())
-        }
-        (true, false) => Ok(Some(Half::BFloat16)),
-        (false, true) => Ok(Some(Half::Float16)),
-        (false, false) => Ok(None),
-    }
 }
 
 /// Calls the Python Trainer's `_event` and `_log_save_evaluate` from the loop.
@@ -228,118 +194,16 @@ impl PyTrainingRun {
 
 #[pymethods]
 impl PyTrainingRun {
+    /// A run of `config` (a mapping with the keys of `TrainingConfig`, src/train/config.rs)
+    /// over `examples`.
     #[new]
-    #[pyo3(signature = (
-        model, examples, *, batch_size, grad_accum, num_train_epochs, max_steps, drop_last,
-        sampling, seed, learning_rate, lr_scheduler_type, warmup_steps, weight_decay, adam_beta1,
-        adam_beta2, adam_epsilon, max_grad_norm, bf16, nan_inf_filter, pad_token_id, pad_left,
-        pad_to_multiple_of=None, problem_type=None, process_index=0, num_processes=1, fp16=false
-    ))]
-    #[allow(clippy::too_many_arguments)]
     fn new(
         model: Py<PySequenceClassifier>,
         examples: &PyExamples,
-        batch_size: usize,
-        grad_accum: usize,
-        num_train_epochs: f64,
-        max_steps: i64,
-        drop_last: bool,
-        sampling: &str,
-        seed: u64,
-        learning_rate: f64,
-        lr_scheduler_type: &str,
-        warmup_steps: f64,
-        weight_decay: f64,
-        adam_beta1: f64,
-        adam_beta2: f64,
-        adam_epsilon: f64,
-        max_grad_norm: f64,
-        bf16: bool,
-        nan_inf_filter: bool,
-        pad_token_id: i64,
-        pad_left: bool,
-        pad_to_multiple_of: Option<usize>,
-        problem_type: Option<&str>,
-        process_index: usize,
-        num_processes: usize,
-        fp16: bool,
+        config: &Bound<'_, PyDict>,
     ) -> PyResult<Self> {
-        let half = mixed_precision(bf16, fp16)?;
-        if process_index >= num_processes {
-            return Err(Error::value(format!(
-                "process_index {process_index} must be below num_processes {num_processes}"
-            ))
-            .into());
-        }
-        let shard = Shard { index: process_index, count: num_processes };
-        let data = examples.inner.clone();
-        let plan = Plan::new(
-            data.len(),
-            batch_size,
-            grad_accum,
-            num_train_epochs,
-            max_steps,
-            drop_last,
-            shard,
-        )?;
-        let sampling = match sampling {
-            "random" => Sampling::Random { seed },
-            "sequential" => Sampling::Sequential,
-            "group_by_length" => Sampling::GroupByLength { group_size: batch_size * grad_accum },
-            other => {
-                return Err(Error::value(format!(
-                    "train_sampling_strategy must be 'random', 'sequential' or 'group_by_length', got {other:?}"
-                ))
-                .into())
-            }
-        };
-        // warmup_steps >= 1 is a number of steps, below 1 a ratio of the run (training_args.py,
-        // get_warmup_steps).
-        let warmup = if warmup_steps >= 1.0 {
-            warmup_steps as u64
-        } else {
-            (plan.max_steps as f64 * warmup_steps).ceil() as u64
-        };
-        let schedule = Schedule {
-            kind: ScheduleKind::parse(lr_scheduler_type)?,
-            base_lr: learning_rate,
-            warmup_steps: warmup,
-            total_steps: plan.max_steps,
-        };
-        let classifier = model.get().model();
-        let (optimizer, flos_parameters, device) = {
-            let m = classifier.lock().unwrap_or_else(|p| p.into_inner());
-            let named = m.named_parameters();
-            let non_embedding: i64 = named
-                .iter()
-                .filter(|(name, _)| !name.contains("embeddings."))
-                .map(|(_, t)| t.numel() as i64)
-                .sum();
-            (
-                Optimizer::new(named, weight_decay, adam_beta1, adam_beta2, adam_epsilon),
-                non_embedding as f64,
-                m.device(),
-            )
-        };
-        let run = Run {
-            data,
-            collator: collator(pad_token_id, pad_left, pad_to_multiple_of),
-            batch_size,
-            drop_last,
-            sampling,
-            shard,
-            plan,
-            schedule,
-            optimizer,
-            settings: StepSettings { max_grad_norm, half, nan_inf_filter },
-            scaler: fp16.then(|| LossScaler::new(device)),
-            problem_type: problem(problem_type)?,
-            scheduler_steps: 0,
-            global_step: 0,
-            epoch: 0.0,
-            total_flos: 0.0,
-            flos_parameters,
-        };
+        let config = TrainingConfig::from_json(json::from_python(config.as_any())?)?;
+        let run = guard(|| Run::new(model.get().model(), examples.inner.clone(), &config))?;
         Ok(PyTrainingRun { model, run: Mutex::new(run) })
     }
 
@@ -423,8 +287,7 @@ impl PyTrainingRun {
     /// The learning rate of the next update (LambdaLR's get_last_lr()).
     #[getter]
     fn last_lr(&self) -> f64 {
-        let r = self.lock();
-        r.schedule.lr(r.scheduler_steps)
+        self.lock().last_lr()
     }
 
     /// Continues from a checkpoint's position; the schedule's own position (scheduler.pt's
@@ -437,11 +300,7 @@ impl PyTrainingRun {
         total_flos: f64,
         scheduler_steps: Option<u64>,
     ) {
-        let mut r = self.lock();
-        r.global_step = global_step;
-        r.scheduler_steps = scheduler_steps.unwrap_or(global_step);
-        r.epoch = epoch;
-        r.total_flos = total_flos;
+        self.lock().resume_at(Position { global_step, epoch }, total_flos, scheduler_steps);
     }
 
     /// The optimizer state as torch's AdamW.state_dict() lays it out: per group
@@ -475,38 +334,36 @@ impl PyTrainingRun {
         &self,
         state: Vec<(String, PyTensor, PyTensor, PyTensor)>,
     ) -> PyResult<()> {
-        let r = self.lock();
-        let by_name: std::collections::HashMap<&str, &crate::train::optim::Param> =
-            r.optimizer.params().map(|p| (p.name.as_str(), p)).collect();
-        for (name, exp_avg, exp_avg_sq, step) in &state {
-            let p = by_name.get(name.as_str()).ok_or_else(|| {
-                Error::value(format!(
-                    "the optimizer state names {name:?}, which the model does not have"
-                ))
-            })?;
-            if exp_avg.size() != p.exp_avg.size() {
-                return Err(Error::value(format!(
-                    "the optimizer state of {name:?} has shape {:?} but the parameter has {:?}",
-                    exp_avg.size(),
-                    p.exp_avg.size()
-                ))
-                .into());
-            }
-            tch::no_grad(|| -> Result<(), tch::TchError> {
-                p.exp_avg.shallow_clone().f_copy_(exp_avg)?;
-                p.exp_avg_sq.shallow_clone().f_copy_(exp_avg_sq)?;
-                p.step.shallow_clone().f_copy_(step)?;
-                Ok(())
-            })
-            .map_err(Error::from)?;
-        }
-        Ok(())
+        let saved: Vec<_> = state
+            .into_iter()
+            .map(|(name, exp_avg, exp_avg_sq, step)| (name, exp_avg.0, exp_avg_sq.0, step.0))
+            .collect();
+        Ok(self.lock().optimizer.load_state(&saved)?)
     }
+}
+
+/// The warmup of a run of `total_steps` updates: `warmup_steps` ≥ 1 is a number of steps,
+/// below 1 a ratio of the run.
+#[pyfunction]
+fn warmup_steps(warmup_steps: f64, total_steps: u64) -> u64 {
+    crate::train::schedule::warmup_steps(warmup_steps, total_steps)
+}
+
+/// Raises ValueError when both fp16 and bf16 are set.
+#[pyfunction]
+fn check_mixed_precision(bf16: bool, fp16: bool) -> PyResult<()> {
+    Half::from_flags(bf16, fp16)?;
+    Ok(())
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyExamples>()?;
     m.add_class::<PyTrainingRun>()?;
     m.add_function(wrap_pyfunction!(predict, m)?)?;
+    m.add_function(wrap_pyfunction!(warmup_steps, m)?)?;
+    m.add_function(wrap_pyfunction!(check_mixed_precision, m)?)?;
+    m.add("SCHEDULER_TYPES", crate::train::schedule::ScheduleKind::names())?;
+    m.add("SAMPLING_STRATEGIES", crate::train::plan::Sampling::NAMES.to_vec())?;
+    m.add("PROBLEM_TYPES", ProblemType::names())?;
     Ok(())
 }

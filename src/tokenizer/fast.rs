@@ -148,7 +148,7 @@ impl FastPath {
             match words.get(word) {
                 Some(known) => ids.extend_from_slice(known),
                 None => {
-                    let tokens = model.tokenize(word).map_err(super::encode::tokenizers_error)?;
+                    let tokens = model.tokenize(word)?;
                     let new: Vec<u32> = tokens.iter().map(|t| t.id).collect();
                     ids.extend_from_slice(&new);
                     words.insert(word.to_string(), new);

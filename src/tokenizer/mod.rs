@@ -2,16 +2,20 @@
 //! `AutoTokenizer` builds it, encoding whole batches (and Arrow columns) in parallel.
 
 pub mod arrow;
+mod batch;
 pub mod config;
-pub mod encode;
+mod encode;
 mod fast;
-mod pipeline;
+mod frame;
+mod load;
+mod request;
 
 use crate::error::{Error, Result};
 use crate::parallel;
+pub use batch::Batch;
 use config::Settings;
 pub use config::{Family, Side, SPECIAL_TOKEN_NAMES};
-pub use encode::{Batch, Padding, Plan, Request, Truncation};
+pub use request::{Padding, Plan, Request, Truncation};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +27,7 @@ pub struct Tokenizer {
     /// The ids of most texts without tokenizers' offset bookkeeping, where the pipeline allows.
     fast: Option<fast::FastPath>,
     /// The special tokens around [single, pair][without, with special tokens] rows.
-    frames: [[Option<encode::Frame>; 2]; 2],
+    frames: [[Option<frame::Frame>; 2]; 2],
     settings: Settings,
     /// `None`: no limit (transformers' `VERY_LARGE_INTEGER`).
     pub model_max_length: Option<usize>,
@@ -36,15 +40,15 @@ impl Tokenizer {
     /// `vocab.json` + `merges.txt` (byte-level BPE, RoBERTa); `tokenizer_config.json`,
     /// `special_tokens_map.json` and `config.json` when present.
     pub fn from_folder(dir: &Path) -> Result<Tokenizer> {
-        let files = pipeline::Files::find(dir)?;
+        let files = load::Files::find(dir)?;
         let settings = Settings::read(dir, files.family())?;
-        let inner = pipeline::build(&files, &settings)?;
+        let inner = load::build(&files, &settings)?;
         let processor = inner.get_post_processor();
         // tokenizers panics on a template that names a token missing from its special_tokens
         // (it checks that only when a template is built, not when one is read).
         let frames = std::panic::catch_unwind(|| {
             [false, true].map(|pair| {
-                [false, true].map(|special| encode::Frame::learn(processor, pair, special))
+                [false, true].map(|special| frame::Frame::learn(processor, pair, special))
             })
         })
         .map_err(|_| {
@@ -167,7 +171,7 @@ impl Tokenizer {
         skip_special_tokens: bool,
         clean_up_tokenization_spaces: Option<bool>,
     ) -> Result<String> {
-        let text = self.inner.decode(ids, skip_special_tokens).map_err(encode::tokenizers_error)?;
+        let text = self.inner.decode(ids, skip_special_tokens)?;
         let clean_up = clean_up_tokenization_spaces.unwrap_or(self.clean_up_tokenization_spaces());
         // TokenizersBackend._decode skips the clean-up for BPE, where it would remove real spaces.
         let is_bpe = matches!(self.inner.get_model(), ModelWrapper::BPE(_));
@@ -193,7 +197,7 @@ impl Tokenizer {
     pub fn save(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let config_path = dir.join("tokenizer_config.json");
-        let json_path = dir.join(pipeline::TOKENIZER_FILE);
+        let json_path = dir.join(load::TOKENIZER_FILE);
         let config = serde_json::to_string_pretty(&self.saved_config())
             .map_err(|e| Error::Other(format!("serializing the tokenizer config: {e}")))?;
         std::fs::write(&config_path, config + "\n").map_err(|e| Error::io(&config_path, e))?;

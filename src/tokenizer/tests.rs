@@ -352,6 +352,7 @@ fn parallel_and_serial_encodings_are_the_same() {
         (0..3000).map(|i| format!("hello {i} world{} !!", "o".repeat(i % 7))).collect();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let request = Request { padding: Padding::Longest, ..Request::default() };
+    let _settings = crate::parallel::lock_settings();
     crate::parallel::set_enabled(false);
     let serial = encode(&tokenizer, &texts, None, request.clone()).unwrap();
     crate::parallel::set_enabled(true);
@@ -362,7 +363,7 @@ fn parallel_and_serial_encodings_are_the_same() {
 
 #[test]
 fn the_frames_of_the_post_processors() {
-    let pieces = |frame: &Option<encode::Frame>| format!("{frame:?}");
+    let pieces = |frame: &Option<frame::Frame>| format!("{frame:?}");
     let tokenizer = roberta();
     assert_eq!(
         pieces(&tokenizer.frames[1][1]),

@@ -386,6 +386,19 @@ pub struct TensorBatch {
     pub labels: Option<Tensor>,
 }
 
+impl TensorBatch {
+    /// The model's inputs (and labels) from this batch.
+    pub fn view(&self) -> crate::models::Batch<'_> {
+        crate::models::Batch {
+            input_ids: &self.input_ids,
+            attention_mask: Some(&self.attention_mask),
+            token_type_ids: self.token_type_ids.as_ref(),
+            position_ids: None,
+            labels: self.labels.as_ref(),
+        }
+    }
+}
+
 /// transformers' DataCollatorWithPadding: pads to the longest example of the batch (rounded
 /// up to `pad_to_multiple_of`), on the right or the left.
 #[derive(Debug, Clone, Copy)]
@@ -395,7 +408,26 @@ pub struct Collator {
     pub pad_left: bool,
 }
 
+/// How a batch is padded, as the tokenizer says (`pad_token_id`, `padding_side`) and the data
+/// collator rounds (`pad_to_multiple_of`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PadSettings {
+    /// None: the model config's `pad_token_id`, else 0.
+    pub pad_token_id: Option<i64>,
+    pub pad_left: bool,
+    pub pad_to_multiple_of: Option<usize>,
+}
+
 impl Collator {
+    /// The collator of `pad` for a model whose config pads with `config_pad_token_id`.
+    pub fn new(pad: PadSettings, config_pad_token_id: Option<i64>) -> Collator {
+        Collator {
+            pad_token_id: pad.pad_token_id.or(config_pad_token_id).unwrap_or(0),
+            pad_to_multiple_of: pad.pad_to_multiple_of,
+            pad_left: pad.pad_left,
+        }
+    }
+
     pub fn collate(&self, data: &Examples, indices: &[usize], device: Device) -> TensorBatch {
         let longest = indices.iter().map(|&i| data.input_ids.get(i).len()).max().unwrap_or(0);
         let width = match self.pad_to_multiple_of {

@@ -1,5 +1,6 @@
 //! Fine-tuning with transformers' Trainer semantics: schedules, metrics, and the loop.
 
+pub mod config;
 pub mod data;
 pub mod metrics;
 pub mod optim;

@@ -3,7 +3,7 @@
 //! kernel for the update. Its state is laid out as `torch.optim.AdamW.state_dict()` so that a
 //! checkpoint's optimizer.pt reads in torch too.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::WordLookup;
 use crate::ops::{self, AdamW};
 use tch::{Kind, Tensor};
@@ -60,6 +60,34 @@ impl Optimizer {
             groups[group].params.push(Param { name, tensor, exp_avg, exp_avg_sq, step });
         }
         Optimizer { groups, beta1, beta2, eps, word_buffer: None, dirty: false }
+    }
+
+    /// Copies saved moments and step counts (by parameter name: an optimizer.pt's
+    /// `param_names`) into this optimizer.
+    pub fn load_state(&self, saved: &[(String, Tensor, Tensor, Tensor)]) -> Result<()> {
+        let by_name: std::collections::HashMap<&str, &Param> =
+            self.params().map(|p| (p.name.as_str(), p)).collect();
+        for (name, exp_avg, exp_avg_sq, step) in saved {
+            let p = by_name.get(name.as_str()).ok_or_else(|| {
+                Error::value(format!(
+                    "the optimizer state names {name:?}, which the model does not have"
+                ))
+            })?;
+            if exp_avg.size() != p.exp_avg.size() {
+                return Err(Error::value(format!(
+                    "the optimizer state of {name:?} has shape {:?} but the parameter has {:?}",
+                    exp_avg.size(),
+                    p.exp_avg.size()
+                )));
+            }
+            tch::no_grad(|| -> std::result::Result<(), tch::TchError> {
+                p.exp_avg.shallow_clone().f_copy_(exp_avg)?;
+                p.exp_avg_sq.shallow_clone().f_copy_(exp_avg_sq)?;
+                p.step.shallow_clone().f_copy_(step)?;
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     pub fn params(&self) -> impl Iterator<Item = &Param> {

@@ -2,7 +2,7 @@
 //! `set_initial_training_values` (trainer.py) and its samplers (accelerate's
 //! SeedableRandomSampler, `LengthGroupedSampler` in trainer_pt_utils.py).
 
-use crate::error::{Error, Result};
+use crate::error::{positive, Error, Result};
 
 /// This process's place among the processes that train together (torch.distributed's rank and
 /// world size); one process alone is `Shard::ALONE`.
@@ -43,16 +43,8 @@ impl Plan {
         drop_last: bool,
         shard: Shard,
     ) -> Result<Plan> {
-        if batch_size == 0 {
-            return Err(Error::value(
-                "per_device_train_batch_size must be a positive integer, got 0",
-            ));
-        }
-        if grad_accum == 0 {
-            return Err(Error::value(
-                "gradient_accumulation_steps must be a positive integer, got 0",
-            ));
-        }
+        positive("per_device_train_batch_size", batch_size)?;
+        positive("gradient_accumulation_steps", grad_accum)?;
         let all_batches =
             if drop_last { examples / batch_size } else { examples.div_ceil(batch_size) };
         // accelerate's BatchSamplerShard.__len__ (even_batches): a short last round is filled.
@@ -108,6 +100,22 @@ pub enum Sampling {
 }
 
 impl Sampling {
+    /// The `train_sampling_strategy` names.
+    pub const NAMES: [&'static str; 3] = ["random", "sequential", "group_by_length"];
+
+    /// The sampling `name`s: random from `seed`, length groups of `group_size` examples.
+    pub fn parse(name: &str, seed: u64, group_size: usize) -> Result<Sampling> {
+        match name {
+            "random" => Ok(Sampling::Random { seed }),
+            "sequential" => Ok(Sampling::Sequential),
+            "group_by_length" => Ok(Sampling::GroupByLength { group_size }),
+            other => Err(Error::value(format!(
+                "train_sampling_strategy must be one of {}, got {other:?}",
+                Self::NAMES.map(|n| format!("'{n}'")).join(", ")
+            ))),
+        }
+    }
+
     pub fn order(&self, epoch: u64, lengths: &[usize]) -> Result<Vec<usize>> {
         let n = lengths.len();
         match *self {

@@ -3,14 +3,16 @@
 //! callbacks (with their control flags), logging, evaluation metrics and checkpoint files.
 //! No lock is held while a hook runs, so hooks may evaluate or save the model.
 
+use super::config::TrainingConfig;
 use super::data::{Collator, Examples, TensorBatch};
 use super::optim::Optimizer;
 use super::plan::{shard_batches, Plan, Sampling, Shard};
 use super::scaler::LossScaler;
-use super::schedule::Schedule;
+use super::schedule::{self, Schedule, ScheduleKind};
 use crate::error::{Error, Result};
-use crate::models::{Batch, ProblemType, SequenceClassifier};
+use crate::models::{ProblemType, SequenceClassifier};
 use crate::ops::{self, Autocast, Half};
+use crate::parallel::Threads;
 use std::sync::{Mutex, MutexGuard};
 
 use tch::{Kind, Tensor};
@@ -120,6 +122,131 @@ pub struct Run {
     pub flos_parameters: f64,
 }
 
+impl Run {
+    /// A run of `config` over `data` for `model`, at step 0.
+    pub fn new(
+        model: &Mutex<SequenceClassifier>,
+        data: std::sync::Arc<Examples>,
+        config: &TrainingConfig,
+    ) -> Result<Run> {
+        let half = Half::from_flags(config.bf16, config.fp16)?;
+        let (index, count) = (config.process_index, config.num_processes);
+        if index >= count {
+            return Err(Error::value(format!(
+                "process_index {index} must be below num_processes {count}"
+            )));
+        }
+        let shard = Shard { index, count };
+        let plan = Plan::new(
+            data.len(),
+            config.batch_size,
+            config.grad_accum,
+            config.num_train_epochs,
+            config.max_steps,
+            config.drop_last,
+            shard,
+        )?;
+        let sampling =
+            Sampling::parse(&config.sampling, config.seed, config.batch_size * config.grad_accum)?;
+        let schedule = Schedule {
+            kind: ScheduleKind::parse(&config.lr_scheduler_type)?,
+            base_lr: config.learning_rate,
+            warmup_steps: schedule::warmup_steps(config.warmup_steps, plan.max_steps),
+            total_steps: plan.max_steps,
+        };
+        let problem_type = config.problem_type.as_deref().map(ProblemType::parse).transpose()?;
+        let m = lock(model);
+        let named = m.named_parameters();
+        // total_flos counts the non-embedding parameters, as transformers' floating_point_ops.
+        let flos_parameters: i64 = named
+            .iter()
+            .filter(|(name, _)| !name.contains("embeddings."))
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        let optimizer = Optimizer::new(
+            named,
+            config.weight_decay,
+            config.adam_beta1,
+            config.adam_beta2,
+            config.adam_epsilon,
+        );
+        Ok(Run {
+            data,
+            collator: Collator::new(config.padding(), m.config.pad_token_id),
+            batch_size: config.batch_size,
+            drop_last: config.drop_last,
+            sampling,
+            shard,
+            plan,
+            schedule,
+            optimizer,
+            settings: StepSettings {
+                max_grad_norm: config.max_grad_norm,
+                half,
+                nan_inf_filter: config.nan_inf_filter,
+            },
+            scaler: config.fp16.then(|| LossScaler::new(m.device())),
+            problem_type,
+            scheduler_steps: 0,
+            global_step: 0,
+            epoch: 0.0,
+            total_flos: 0.0,
+            flos_parameters: flos_parameters as f64,
+        })
+    }
+
+    /// Continues from a checkpoint's position; the schedule's own position (scheduler.pt's
+    /// last_epoch) lags the global step by the updates a float16 run skipped.
+    pub fn resume_at(&mut self, at: Position, total_flos: f64, scheduler_steps: Option<u64>) {
+        self.global_step = at.global_step;
+        self.scheduler_steps = scheduler_steps.unwrap_or(at.global_step);
+        self.epoch = at.epoch;
+        self.total_flos = total_flos;
+    }
+
+    /// The learning rate of the next update (LambdaLR's get_last_lr()).
+    pub fn last_lr(&self) -> f64 {
+        self.schedule.lr(self.scheduler_steps)
+    }
+
+    /// Unscales the gradients (float16) and clips them to `max_grad_norm` (none when it is 0);
+    /// returns their total norm before clipping.
+    fn clip_gradients(&mut self) -> Result<f64> {
+        let grads = self.optimizer.grads();
+        if let Some(scaler) = self.scaler.as_mut() {
+            scaler.unscale(&grads)?;
+        }
+        let max_norm = self.settings.max_grad_norm;
+        ops::clip_grad_norm(&grads, if max_norm > 0.0 { max_norm } else { f64::INFINITY })
+    }
+
+    /// The optimizer's step at the schedule's learning rate, unless the float16 gradients hold
+    /// an inf or a NaN (GradScaler.step); returns (learning rate, whether it stepped).
+    fn update(&mut self) -> Result<(f64, bool)> {
+        let lr = self.last_lr();
+        let skip = self.scaler.as_ref().is_some_and(LossScaler::found_inf);
+        if !skip {
+            self.optimizer.step(lr)?;
+        }
+        if let Some(scaler) = self.scaler.as_mut() {
+            scaler.update()?;
+        }
+        Ok((lr, !skip))
+    }
+
+    /// After an update: the schedule moves on (accelerate's does not after a skipped update),
+    /// the gradients are zeroed, and the run is at the next step, at `epoch`.
+    fn finish_update(&mut self, stepped: bool, epoch: f64) -> Result<()> {
+        if stepped {
+            self.scheduler_steps += 1;
+        }
+        self.optimizer.zero_grad()?;
+        self.global_step += 1;
+        self.epoch = epoch;
+        Ok(())
+    }
+}
+
 /// The result of a `train()` call.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
@@ -135,14 +262,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn batch_view<'a>(t: &'a TensorBatch) -> Batch<'a> {
-    Batch {
-        input_ids: &t.input_ids,
-        attention_mask: Some(&t.attention_mask),
-        token_type_ids: t.token_type_ids.as_ref(),
-        position_ids: None,
-        labels: t.labels.as_ref(),
-    }
+/// Runs `f` on the run while holding the model too (the optimizer updates its weights).
+fn exclusive<T>(
+    model: &Mutex<SequenceClassifier>,
+    run: &Mutex<Run>,
+    f: impl FnOnce(&mut Run) -> Result<T>,
+) -> Result<T> {
+    let mut r = lock(run);
+    let _model = lock(model);
+    f(&mut r)
 }
 
 /// Forward and backward of one micro-batch; returns its (mean) loss.
@@ -155,7 +283,7 @@ fn micro_step(
     let (output, word_lookup) = {
         let _autocast =
             run.settings.half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
-        model.forward_for_training(&batch_view(batch), run.problem_type)?
+        model.forward_for_training(&batch.view(), run.problem_type)?
     };
     run.problem_type = output.problem_type;
     let loss = output.loss.ok_or_else(|| Error::value("the training data has no labels"))?;
@@ -182,17 +310,12 @@ pub fn train<H: Hooks>(
         r.optimizer.zero_grad()?;
         (r.plan, r.global_step, r.data.lengths())
     };
+    let threads = Threads::enter();
     let (epochs_done, mut skip_batches) = plan.resume_point(start_step);
     let resumed_mid_epoch = skip_batches > 0;
-    let mut tr_loss: f32 = 0.0;
-    let mut total_loss = 0.0f64;
-    let mut last_logged = start_step;
-    let mut stats = UpdateStats {
-        loss_since_log: 0.0,
-        steps_since_log: 0,
-        grad_norm: None,
-        learning_rate: 0.0,
-    };
+    let mut losses = LossTracker::new(start_step);
+    let mut grad_norm = None;
+    let mut learning_rate = 0.0;
     let mut stop = false;
     for epoch in epochs_done..plan.num_epochs {
         if stop {
@@ -216,14 +339,11 @@ pub fn train<H: Hooks>(
             let window_end = (next / g * g + g).min(total);
             hooks.event(Event::StepBegin, position(run))?;
             for (i, ids) in epoch_batches.iter().enumerate().take(window_end).skip(next) {
+                threads.adapt();
                 let mut r = lock(run);
                 let batch = r.collator.collate(&r.data, ids, lock(model).device());
                 let loss = micro_step(model, &mut r, &batch)?;
-                if r.settings.nan_inf_filter && !loss.is_finite() {
-                    tr_loss += tr_loss / (1 + r.global_step - last_logged) as f32;
-                } else {
-                    tr_loss += loss;
-                }
+                losses.add(loss, r.settings.nan_inf_filter, r.global_step);
                 r.total_flos += 6.0 * batch.input_ids.numel() as f64 * r.flos_parameters;
                 // The step and epoch this batch belongs to, as the logs will give them.
                 let at = Position {
@@ -242,88 +362,91 @@ pub fn train<H: Hooks>(
             if shared {
                 average_gradients(model, run, hooks)?;
             }
-            let grad_norm = {
-                let mut r = lock(run);
-                let _model = lock(model);
-                let grads = r.optimizer.grads();
-                if let Some(scaler) = r.scaler.as_mut() {
-                    scaler.unscale(&grads)?;
-                }
-                let limit = if r.settings.max_grad_norm > 0.0 {
-                    r.settings.max_grad_norm
-                } else {
-                    f64::INFINITY
-                };
-                ops::clip_grad_norm(&grads, limit)?
-            };
+            grad_norm = Some(exclusive(model, run, Run::clip_gradients)?);
             hooks.event(Event::PreOptimizerStep, position(run))?;
-            let (learning_rate, stepped) = {
-                let mut r = lock(run);
-                let _model = lock(model);
-                let lr = r.schedule.lr(r.scheduler_steps);
-                // GradScaler.step: no update from gradients with an inf or a NaN.
-                let skip = r.scaler.as_ref().is_some_and(LossScaler::found_inf);
-                if !skip {
-                    r.optimizer.step(lr)?;
-                }
-                if let Some(scaler) = r.scaler.as_mut() {
-                    scaler.update()?;
-                }
-                (lr, !skip)
-            };
+            let (lr, stepped) = exclusive(model, run, Run::update)?;
+            learning_rate = lr;
             hooks.event(Event::OptimizerStep, position(run))?;
-            {
-                let mut r = lock(run);
-                // accelerate's scheduler does not step after a skipped update.
-                if stepped {
-                    r.scheduler_steps += 1;
-                }
-                r.optimizer.zero_grad()?;
-                r.global_step += 1;
-                r.epoch = epoch as f64 + window_end as f64 / total as f64;
-            }
+            lock(run).finish_update(stepped, epoch as f64 + window_end as f64 / total as f64)?;
             next = window_end;
-            let mut ctl = hooks.event(Event::StepEnd, position(run))?;
-            stats = UpdateStats {
-                loss_since_log: tr_loss as f64,
-                steps_since_log: lock(run).global_step - last_logged,
-                grad_norm: Some(grad_norm),
-                learning_rate,
-            };
-            let after = hooks.log_save_evaluate(position(run), stats)?;
-            if after.logged {
-                total_loss += tr_loss as f64;
-                tr_loss = 0.0;
-                last_logged = lock(run).global_step;
-            }
-            ctl = Control {
-                epoch_stop: ctl.epoch_stop || after.epoch_stop,
-                training_stop: ctl.training_stop || after.training_stop,
-                logged: after.logged,
-            };
-            epoch_stop = ctl.epoch_stop;
-            stop = ctl.training_stop;
+            let ctl = hooks.event(Event::StepEnd, position(run))?;
+            let after = log_save_evaluate(run, hooks, &mut losses, grad_norm, learning_rate)?;
+            epoch_stop = ctl.epoch_stop || after.epoch_stop;
+            stop = ctl.training_stop || after.training_stop;
         }
         let ctl = hooks.event(Event::EpochEnd, position(run))?;
-        stats.loss_since_log = tr_loss as f64;
-        stats.steps_since_log = lock(run).global_step - last_logged;
-        let after = hooks.log_save_evaluate(position(run), stats)?;
-        if after.logged {
-            total_loss += tr_loss as f64;
-            tr_loss = 0.0;
-            last_logged = lock(run).global_step;
-        }
+        let after = log_save_evaluate(run, hooks, &mut losses, grad_norm, learning_rate)?;
         stop = stop || ctl.training_stop || after.training_stop;
     }
-    total_loss += tr_loss as f64;
     let r = lock(run);
     Ok(Summary {
         global_step: r.global_step,
         steps_this_call: r.global_step - start_step,
-        total_loss,
+        total_loss: losses.total(),
         epoch: r.epoch,
         total_flos: r.total_flos,
     })
+}
+
+/// transformers' `tr_loss` bookkeeping: the losses summed since the last log (a float32
+/// accumulator, as `_tr_loss`), and those of the earlier logs.
+struct LossTracker {
+    since_log: f32,
+    logged: f64,
+    last_logged_step: u64,
+}
+
+impl LossTracker {
+    fn new(global_step: u64) -> LossTracker {
+        LossTracker { since_log: 0.0, logged: 0.0, last_logged_step: global_step }
+    }
+
+    /// Adds a micro-batch's loss at `global_step` (the updates done so far); with
+    /// `nan_inf_filter` a non-finite loss counts as the mean since the last log.
+    fn add(&mut self, loss: f32, nan_inf_filter: bool, global_step: u64) {
+        if nan_inf_filter && !loss.is_finite() {
+            self.since_log += self.since_log / (1 + global_step - self.last_logged_step) as f32;
+        } else {
+            self.since_log += loss;
+        }
+    }
+
+    fn stats(&self, global_step: u64, grad_norm: Option<f64>, learning_rate: f64) -> UpdateStats {
+        UpdateStats {
+            loss_since_log: self.since_log as f64,
+            steps_since_log: global_step - self.last_logged_step,
+            grad_norm,
+            learning_rate,
+        }
+    }
+
+    /// A training log was written at `global_step`.
+    fn logged_at(&mut self, global_step: u64) {
+        self.logged += self.since_log as f64;
+        self.since_log = 0.0;
+        self.last_logged_step = global_step;
+    }
+
+    fn total(&self) -> f64 {
+        self.logged + self.since_log as f64
+    }
+}
+
+/// transformers' `_maybe_log_save_evaluate` after an update or at an epoch's end.
+fn log_save_evaluate<H: Hooks>(
+    run: &Mutex<Run>,
+    hooks: &mut H,
+    losses: &mut LossTracker,
+    grad_norm: Option<f64>,
+    learning_rate: f64,
+) -> std::result::Result<Control, H::Error> {
+    let at = position(run);
+    let after =
+        hooks.log_save_evaluate(at, losses.stats(at.global_step, grad_norm, learning_rate))?;
+    if after.logged {
+        losses.logged_at(at.global_step);
+    }
+    Ok(after)
 }
 
 /// DistributedDataParallel's gradient synchronization at the end of an accumulation window:
@@ -352,158 +475,4 @@ fn average_gradients<H: Hooks>(
 fn position(run: &Mutex<Run>) -> Position {
     let r = lock(run);
     Position { global_step: r.global_step, epoch: r.epoch }
-}
-
-/// Logits, labels and the sample-weighted mean loss of an evaluation set.
-pub struct Predictions {
-    /// [examples, num_labels], float32, on the CPU, in the data's order.
-    pub logits: Tensor,
-    pub labels: Option<Tensor>,
-    pub loss: Option<f64>,
-}
-
-/// How inference groups the examples (sorted by length, longest first) into batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Batching {
-    /// A fixed number of examples per batch.
-    Examples(usize),
-    /// As many examples as fit `tokens` padded tokens, at most `max_examples`.
-    Tokens { tokens: usize, max_examples: usize },
-}
-
-impl Batching {
-    /// Padded tokens per batch when the batch size is free: inference results do not depend on
-    /// how examples are grouped. On the CPU, batches of about 1,500 tokens were fastest for
-    /// MiniLM on the tweets (32 rows of ~40 tokens: 170 texts/s; 8,192 tokens: 149): the
-    /// activations stay in cache. A GPU wants far larger batches.
-    pub fn automatic(cuda: bool) -> Batching {
-        if cuda {
-            Batching::Tokens { tokens: 65_536, max_examples: 1024 }
-        } else {
-            Batching::Tokens { tokens: 1_536, max_examples: 64 }
-        }
-    }
-
-    /// Splits `order` (longest first) into batches.
-    fn split(self, order: &[usize], lengths: &[usize]) -> Vec<Vec<usize>> {
-        match self {
-            Batching::Examples(n) => order.chunks(n.max(1)).map(<[usize]>::to_vec).collect(),
-            Batching::Tokens { tokens, max_examples } => {
-                let mut out: Vec<Vec<usize>> = Vec::new();
-                let mut current: Vec<usize> = Vec::new();
-                for &i in order {
-                    // Longest first: the batch's first example sets its width.
-                    let width = current.first().map_or(lengths[i], |&f| lengths[f]);
-                    if !current.is_empty()
-                        && ((current.len() + 1) * width > tokens || current.len() == max_examples)
-                    {
-                        out.push(std::mem::take(&mut current));
-                    }
-                    current.push(i);
-                }
-                if !current.is_empty() {
-                    out.push(current);
-                }
-                out
-            }
-        }
-    }
-}
-
-/// transformers' `evaluation_loop`: no gradients, no dropout. Batches are formed from examples
-/// sorted by length (less padding; each example's logits do not depend on its batch) and the
-/// results are put back in the data's order. `interrupt` runs before each batch; its error
-/// stops the loop (Ctrl+C).
-#[allow(clippy::too_many_arguments)]
-pub fn predict(
-    model: &Mutex<SequenceClassifier>,
-    data: &Examples,
-    collator: &Collator,
-    batching: Batching,
-    half: Option<Half>,
-    problem_type: Option<ProblemType>,
-    nan_inf_filter: bool,
-    interrupt: &dyn Fn() -> Result<()>,
-) -> Result<Predictions> {
-    if batching == Batching::Examples(0) {
-        return Err(Error::value("per_device_eval_batch_size must be a positive integer, got 0"));
-    }
-    let lengths = data.lengths();
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-    let model = lock(model);
-    let _no_grad = tch::no_grad_guard();
-    let _autocast = half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
-    // As a DataLoader iterator does at its start.
-    let _ = Tensor::empty([], (Kind::Int64, tch::Device::Cpu)).random_();
-    let mut logits = Vec::new();
-    let mut losses: Vec<(f64, usize)> = Vec::new();
-    for chunk in batching.split(&order, &lengths) {
-        interrupt()?;
-        let batch = collator.collate(data, &chunk, model.device());
-        let out = model.forward(&batch_view(&batch), problem_type, false)?;
-        if let Some(loss) = out.loss {
-            losses.push((loss.to_kind(Kind::Double).double_value(&[]), chunk.len()));
-        }
-        logits.push(out.logits.to_kind(Kind::Float).to_device(tch::Device::Cpu));
-    }
-    if logits.is_empty() {
-        return Err(Error::value("there is nothing to predict (no examples)"));
-    }
-    let sorted = Tensor::cat(&logits, 0);
-    let position: Vec<i64> = {
-        let mut inverse = vec![0i64; order.len()];
-        for (pos, &i) in order.iter().enumerate() {
-            inverse[i] = pos as i64;
-        }
-        inverse
-    };
-    let logits = sorted.index_select(0, &Tensor::from_slice(&position));
-    let labels = collator_labels(data);
-    let loss = (!losses.is_empty()).then(|| {
-        let kept: Vec<&(f64, usize)> =
-            if nan_inf_filter && losses.iter().any(|(l, _)| l.is_finite()) {
-                losses.iter().filter(|(l, _)| l.is_finite()).collect()
-            } else {
-                losses.iter().collect()
-            };
-        let n: usize = kept.iter().map(|(_, n)| n).sum();
-        kept.iter().map(|(l, n)| l * *n as f64).sum::<f64>() / n as f64
-    });
-    Ok(Predictions { logits, labels, loss })
-}
-
-/// All labels of `data` as one tensor, in order.
-fn collator_labels(data: &Examples) -> Option<Tensor> {
-    use super::data::Labels;
-    data.labels.as_ref().map(|labels| match labels {
-        Labels::Classes(c) => Tensor::from_slice(c),
-        Labels::Values { values, width } => {
-            let t = Tensor::from_slice(values);
-            if *width == 1 {
-                t
-            } else {
-                t.view([-1, *width as i64])
-            }
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Batching;
-
-    #[test]
-    fn token_budget_batches_grow_as_examples_shrink() {
-        let lengths = [10, 2, 8, 2, 4, 2];
-        let order = [0, 2, 4, 1, 3, 5]; // longest first
-        let b = Batching::Tokens { tokens: 20, max_examples: 100 }.split(&order, &lengths);
-        assert_eq!(b, vec![vec![0, 2], vec![4, 1, 3, 5]]);
-        let b = Batching::Tokens { tokens: 100, max_examples: 4 }.split(&order, &lengths);
-        assert_eq!(b, vec![vec![0, 2, 4, 1], vec![3, 5]]);
-        assert_eq!(
-            Batching::Examples(4).split(&order, &lengths),
-            vec![vec![0, 2, 4, 1], vec![3, 5]]
-        );
-    }
 }

@@ -13,17 +13,35 @@ pub enum ScheduleKind {
 }
 
 impl ScheduleKind {
+    /// Each schedule with its `lr_scheduler_type` name.
+    pub const ALL: [(&'static str, ScheduleKind); 4] = [
+        ("linear", ScheduleKind::Linear),
+        ("cosine", ScheduleKind::Cosine),
+        ("constant", ScheduleKind::Constant),
+        ("constant_with_warmup", ScheduleKind::ConstantWithWarmup),
+    ];
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|(name, _)| *name).collect()
+    }
+
     pub fn parse(name: &str) -> Result<ScheduleKind> {
-        match name {
-            "linear" => Ok(ScheduleKind::Linear),
-            "cosine" => Ok(ScheduleKind::Cosine),
-            "constant" => Ok(ScheduleKind::Constant),
-            "constant_with_warmup" => Ok(ScheduleKind::ConstantWithWarmup),
-            other => Err(Error::value(format!(
-                "lr_scheduler_type {other:?} is not supported; use linear, cosine, constant or \
-                 constant_with_warmup"
-            ))),
-        }
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, kind)| *kind).ok_or_else(|| {
+            Error::value(format!(
+                "lr_scheduler_type {name:?} is not supported; use {}",
+                Self::names().join(", ")
+            ))
+        })
+    }
+}
+
+/// The warmup of a run of `total_steps` updates: `warmup_steps` ≥ 1 is a number of steps, below
+/// 1 a ratio of the run (transformers' `TrainingArguments.get_warmup_steps`).
+pub fn warmup_steps(warmup_steps: f64, total_steps: u64) -> u64 {
+    if warmup_steps >= 1.0 {
+        warmup_steps as u64
+    } else {
+        (total_steps as f64 * warmup_steps).ceil() as u64
     }
 }
 

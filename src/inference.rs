@@ -1,0 +1,248 @@
+//! Inference: the Trainer's evaluation loop (transformers' `evaluation_loop`) and the
+//! text-classification pipeline's forward passes, with no gradients and no dropout, on batches
+//! of examples sorted by length.
+
+use crate::error::{positive, Error, Result};
+use crate::models::{ProblemType, SequenceClassifier};
+use crate::ops::{Autocast, Half};
+use crate::train::data::{Collator, Examples, Labels, PadSettings};
+use std::sync::Mutex;
+use tch::{Kind, Tensor};
+
+/// How the forward passes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// Autocast to bfloat16 or float16.
+    pub half: Option<Half>,
+    /// The loss (with labels); None: inferred from the labels.
+    pub problem_type: Option<ProblemType>,
+    /// Leave non-finite batch losses out of the mean (`logging_nan_inf_filter`).
+    pub nan_inf_filter: bool,
+}
+
+/// Logits, labels and the sample-weighted mean loss of an evaluation set.
+pub struct Predictions {
+    /// [examples, num_labels], float32, on the CPU, in the data's order.
+    pub logits: Tensor,
+    pub labels: Option<Tensor>,
+    pub loss: Option<f64>,
+}
+
+/// How inference groups the examples (sorted by length, longest first) into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// A fixed number of examples per batch.
+    Examples(usize),
+    /// As many examples as fit `tokens` padded tokens, at most `max_examples`.
+    Tokens { tokens: usize, max_examples: usize },
+}
+
+impl Batching {
+    /// The Trainer's evaluation (`per_device_eval_batch_size`): on the CPU the examples are
+    /// grouped by a token budget instead (logits and loss do not depend on the grouping, and
+    /// the budget's batches ran faster); on a GPU the batch size the user chose is kept.
+    pub fn for_evaluation(batch_size: usize, cuda: bool) -> Result<Batching> {
+        positive("per_device_eval_batch_size", batch_size)?;
+        Ok(if cuda { Batching::Examples(batch_size) } else { Batching::automatic(false) })
+    }
+
+    /// The pipeline's: the `batch_size` the user passed, or the automatic grouping.
+    pub fn for_pipeline(batch_size: Option<usize>, cuda: bool) -> Result<Batching> {
+        match batch_size {
+            Some(n) => positive("batch_size", n).map(|()| Batching::Examples(n)),
+            None => Ok(Batching::automatic(cuda)),
+        }
+    }
+
+    /// Padded tokens per batch when the batch size is free: inference results do not depend on
+    /// how examples are grouped. On the CPU, batches of about 1,500 tokens were the fastest
+    /// (the activations stay in cache; bench/README.md, "Measurements behind the code"). A GPU
+    /// wants far larger batches.
+    pub fn automatic(cuda: bool) -> Batching {
+        if cuda {
+            Batching::Tokens { tokens: 65_536, max_examples: 1024 }
+        } else {
+            Batching::Tokens { tokens: 1_536, max_examples: 64 }
+        }
+    }
+
+    /// Splits `order` (longest first) into batches.
+    fn split(self, order: &[usize], lengths: &[usize]) -> Vec<Vec<usize>> {
+        match self {
+            Batching::Examples(n) => order.chunks(n.max(1)).map(<[usize]>::to_vec).collect(),
+            Batching::Tokens { tokens, max_examples } => {
+                let mut out: Vec<Vec<usize>> = Vec::new();
+                let mut current: Vec<usize> = Vec::new();
+                for &i in order {
+                    // Longest first: the batch's first example sets its width.
+                    let width = current.first().map_or(lengths[i], |&f| lengths[f]);
+                    if !current.is_empty()
+                        && ((current.len() + 1) * width > tokens || current.len() == max_examples)
+                    {
+                        out.push(std::mem::take(&mut current));
+                    }
+                    current.push(i);
+                }
+                if !current.is_empty() {
+                    out.push(current);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// transformers' `evaluation_loop`: batches are formed from examples sorted by length (less
+/// padding; each example's logits do not depend on its batch) and the results are put back in
+/// the data's order. `interrupt` runs before each batch; its error stops the loop (Ctrl+C).
+pub fn predict(
+    model: &Mutex<SequenceClassifier>,
+    data: &Examples,
+    collator: &Collator,
+    batching: Batching,
+    settings: Settings,
+    interrupt: &dyn Fn() -> Result<()>,
+) -> Result<Predictions> {
+    if let Batching::Examples(n) = batching {
+        positive("batch_size", n)?;
+    }
+    let lengths = data.lengths();
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let model = model.lock().unwrap_or_else(|p| p.into_inner());
+    let _no_grad = tch::no_grad_guard();
+    let _autocast = settings.half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
+    // As a DataLoader iterator does at its start.
+    let _ = Tensor::empty([], (Kind::Int64, tch::Device::Cpu)).random_();
+    let threads = crate::parallel::Threads::enter();
+    let mut logits = Vec::new();
+    let mut losses: Vec<(f64, usize)> = Vec::new();
+    for chunk in batching.split(&order, &lengths) {
+        interrupt()?;
+        threads.adapt();
+        let batch = collator.collate(data, &chunk, model.device());
+        let out = model.forward(&batch.view(), settings.problem_type, false)?;
+        if let Some(loss) = out.loss {
+            losses.push((loss.to_kind(Kind::Double).double_value(&[]), chunk.len()));
+        }
+        logits.push(out.logits.to_kind(Kind::Float).to_device(tch::Device::Cpu));
+    }
+    if logits.is_empty() {
+        return Err(Error::value("there is nothing to predict (no examples)"));
+    }
+    let sorted = Tensor::cat(&logits, 0);
+    let position: Vec<i64> = {
+        let mut inverse = vec![0i64; order.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            inverse[i] = pos as i64;
+        }
+        inverse
+    };
+    let logits = sorted.index_select(0, &Tensor::from_slice(&position));
+    let labels = all_labels(data);
+    let loss = (!losses.is_empty()).then(|| {
+        let kept: Vec<&(f64, usize)> =
+            if settings.nan_inf_filter && losses.iter().any(|(l, _)| l.is_finite()) {
+                losses.iter().filter(|(l, _)| l.is_finite()).collect()
+            } else {
+                losses.iter().collect()
+            };
+        let n: usize = kept.iter().map(|(_, n)| n).sum();
+        kept.iter().map(|(l, n)| l * *n as f64).sum::<f64>() / n as f64
+    });
+    Ok(Predictions { logits, labels, loss })
+}
+
+/// The Trainer's evaluation of `data`: padded as `pad` says, in batches of `batch_size` (see
+/// `Batching::for_evaluation`).
+pub fn evaluate(
+    model: &Mutex<SequenceClassifier>,
+    data: &Examples,
+    batch_size: usize,
+    pad: PadSettings,
+    settings: Settings,
+    interrupt: &dyn Fn() -> Result<()>,
+) -> Result<Predictions> {
+    let (cuda, config_pad) = {
+        let m = model.lock().unwrap_or_else(|p| p.into_inner());
+        (m.device().is_cuda(), m.config.pad_token_id)
+    };
+    let batching = Batching::for_evaluation(batch_size, cuda)?;
+    predict(model, data, &Collator::new(pad, config_pad), batching, settings, interrupt)
+}
+
+/// The text-classification pipeline's logits for tokenized texts: `encoded` rows, with the
+/// tokenizer's pad id and whether it makes token type ids.
+pub fn classify(
+    model: &Mutex<SequenceClassifier>,
+    encoded: &crate::tokenizer::Batch,
+    tokenizer: TokenizerInputs,
+    batching: Option<usize>,
+    bf16: bool,
+    interrupt: &dyn Fn() -> Result<()>,
+) -> Result<Tensor> {
+    let (limit, cuda, has_types, config_pad) = {
+        let m = model.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            m.max_sequence_length(),
+            m.device().is_cuda(),
+            m.config.type_vocab_size > 0,
+            m.config.pad_token_id,
+        )
+    };
+    let batching = Batching::for_pipeline(batching, cuda)?;
+    if let Some(row) = (0..encoded.len()).find(|&i| encoded.row(i).len() as i64 > limit) {
+        return Err(Error::value(format!(
+            "input {row} has {} tokens, more than the model's maximum of {limit}; pass \
+             truncation=True to truncate long inputs",
+            encoded.row(row).len()
+        )));
+    }
+    let examples = Examples::from_encoded(encoded, tokenizer.token_type_ids && has_types);
+    let pad = PadSettings { pad_token_id: tokenizer.pad_token_id, ..PadSettings::default() };
+    let collator = Collator::new(pad, config_pad);
+    let settings = Settings { half: bf16.then_some(Half::BFloat16), ..Settings::default() };
+    Ok(predict(model, &examples, &collator, batching, settings, interrupt)?.logits)
+}
+
+/// What the pipeline needs to know of its tokenizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenizerInputs {
+    pub pad_token_id: Option<i64>,
+    /// Whether `token_type_ids` is among its model inputs.
+    pub token_type_ids: bool,
+}
+
+/// All labels of `data` as one tensor, in order.
+fn all_labels(data: &Examples) -> Option<Tensor> {
+    data.labels.as_ref().map(|labels| match labels {
+        Labels::Classes(c) => Tensor::from_slice(c),
+        Labels::Values { values, width } => {
+            let t = Tensor::from_slice(values);
+            if *width == 1 {
+                t
+            } else {
+                t.view([-1, *width as i64])
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batching;
+
+    #[test]
+    fn token_budget_batches_grow_as_examples_shrink() {
+        let lengths = [10, 2, 8, 2, 4, 2];
+        let order = [0, 2, 4, 1, 3, 5]; // longest first
+        let b = Batching::Tokens { tokens: 20, max_examples: 100 }.split(&order, &lengths);
+        assert_eq!(b, vec![vec![0, 2], vec![4, 1, 3, 5]]);
+        let b = Batching::Tokens { tokens: 100, max_examples: 4 }.split(&order, &lengths);
+        assert_eq!(b, vec![vec![0, 2, 4, 1], vec![3, 5]]);
+        assert_eq!(
+            Batching::Examples(4).split(&order, &lengths),
+            vec![vec![0, 2, 4, 1], vec![3, 5]]
+        );
+    }
+}
