@@ -220,9 +220,11 @@ struct Adapted {
     depth: usize,
     user: i32,
     current: i32,
+    /// The cores this process may use (its affinity and cgroup quota), read once per call.
+    cpus: usize,
 }
 
-static ADAPTED: Mutex<Adapted> = Mutex::new(Adapted { depth: 0, user: 1, current: 1 });
+static ADAPTED: Mutex<Adapted> = Mutex::new(Adapted { depth: 0, user: 1, current: 1, cpus: 1 });
 
 /// Adapts libtorch's thread count to the load while training or inference runs
 /// (`threads_beside`, looked at before each step) and gives the user's count back when the
@@ -236,6 +238,7 @@ impl Threads {
         if a.depth == 0 {
             a.user = tch::get_num_threads().max(1);
             a.current = a.user;
+            a.cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         }
         a.depth += 1;
         Threads(())
@@ -252,8 +255,7 @@ impl Threads {
         if !enabled() || a.user == 1 {
             return;
         }
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = threads_beside(a.user as usize, cpus, others_busy()) as i32;
+        let threads = threads_beside(a.user as usize, a.cpus, others_busy()) as i32;
         if threads != a.current {
             tch::set_num_threads(threads);
             a.current = threads;
