@@ -5,7 +5,8 @@
 use crate::error::{positive, Error, Result};
 use crate::models::{ProblemType, SequenceClassifier};
 use crate::ops::{Autocast, Half};
-use crate::train::data::{Collator, Examples, Labels, PadSettings};
+use crate::rows::Rows;
+use crate::train::data::{Collator, Examples, PadSettings};
 use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
@@ -120,7 +121,7 @@ pub fn predict(
     for chunk in batching.split(&order, &lengths) {
         interrupt()?;
         threads.adapt();
-        let batch = collator.collate(data, &chunk, model.device());
+        let batch = collator.collate(data, &chunk, model.device())?;
         let out = model.forward(&batch.view(), settings.problem_type, false)?;
         if let Some(loss) = out.loss {
             losses.push((loss.to_kind(Kind::Double).double_value(&[]), chunk.len()));
@@ -139,7 +140,7 @@ pub fn predict(
         inverse
     };
     let logits = sorted.index_select(0, &Tensor::from_slice(&position));
-    let labels = all_labels(data);
+    let labels = data.labels.as_ref().map(|labels| labels.to_tensor());
     let loss = (!losses.is_empty()).then(|| {
         let kept: Vec<&(f64, usize)> =
             if settings.nan_inf_filter && losses.iter().any(|(l, _)| l.is_finite()) {
@@ -168,14 +169,14 @@ pub fn evaluate(
         (m.device().is_cuda(), m.config.pad_token_id)
     };
     let batching = Batching::for_evaluation(batch_size, cuda)?;
-    predict(model, data, &Collator::new(pad, config_pad), batching, settings, interrupt)
+    predict(model, data, &Collator::new(pad, config_pad)?, batching, settings, interrupt)
 }
 
 /// The text-classification pipeline's logits for tokenized texts: `encoded` rows, with the
 /// tokenizer's pad id and whether it makes token type ids.
 pub fn classify(
     model: &Mutex<SequenceClassifier>,
-    encoded: &crate::tokenizer::Batch,
+    encoded: Rows,
     tokenizer: TokenizerInputs,
     batching: Option<usize>,
     bf16: bool,
@@ -198,9 +199,13 @@ pub fn classify(
             encoded.row(row).len()
         )));
     }
-    let examples = Examples::from_encoded(encoded, tokenizer.token_type_ids && has_types);
+    let mut rows = encoded;
+    if !(tokenizer.token_type_ids && has_types) {
+        rows.token_type_ids = None;
+    }
+    let examples = Examples { rows, labels: None };
     let pad = PadSettings { pad_token_id: tokenizer.pad_token_id, ..PadSettings::default() };
-    let collator = Collator::new(pad, config_pad);
+    let collator = Collator::new(pad, config_pad)?;
     let settings = Settings { half: bf16.then_some(Half::BFloat16), ..Settings::default() };
     Ok(predict(model, &examples, &collator, batching, settings, interrupt)?.logits)
 }
@@ -211,21 +216,6 @@ pub struct TokenizerInputs {
     pub pad_token_id: Option<i64>,
     /// Whether `token_type_ids` is among its model inputs.
     pub token_type_ids: bool,
-}
-
-/// All labels of `data` as one tensor, in order.
-fn all_labels(data: &Examples) -> Option<Tensor> {
-    data.labels.as_ref().map(|labels| match labels {
-        Labels::Classes(c) => Tensor::from_slice(c),
-        Labels::Values { values, width } => {
-            let t = Tensor::from_slice(values);
-            if *width == 1 {
-                t
-            } else {
-                t.view([-1, *width as i64])
-            }
-        }
-    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod models;
 pub mod ops;
 pub mod parallel;
 mod py;
+pub mod rows;
 pub mod tokenizer;
 pub mod train;
 

@@ -424,3 +424,13 @@ def _copy(src, dst, skip=None):
         if f.name != skip:
             (dst / f.name).write_bytes(f.read_bytes())
     return dst
+
+
+@pytest.mark.parametrize("model_type", ferrotune._core.SUPPORTED_MODEL_TYPES)
+def test_each_class_is_named_and_prefixed_as_in_transformers(model_type):
+    theirs = transformers.AutoModelForSequenceClassification._model_mapping[
+        transformers.AutoConfig.for_model(model_type).__class__
+    ]
+    ours = getattr(ferrotune, theirs.__name__)
+    assert ours.base_model_prefix == theirs.base_model_prefix
+    assert ours.__module__ == "ferrotune.modeling" and ours.__qualname__ == theirs.__name__

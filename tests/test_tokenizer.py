@@ -443,3 +443,19 @@ def test_unsupported_return_tensors_and_sides_are_value_errors(minilm_dir):
         tokenizer.padding_side = "middle"
     with pytest.raises(ValueError, match="current value: up"):
         tokenizer(["a", "b c"], padding=True, padding_side="up")
+
+
+def test_special_token_attributes_and_the_no_limit_length_are_transformers(ours, theirs):
+    from ferrotune import tokenization
+
+    base = transformers.PreTrainedTokenizerBase
+    assert tokenization.SPECIAL_TOKENS_ATTRIBUTES == base.SPECIAL_TOKENS_ATTRIBUTES
+    try:
+        for value in (int(1e30), 17):
+            ours.model_max_length = theirs.model_max_length = value
+            assert ours.model_max_length == theirs.model_max_length
+            assert ours(LONG, truncation=True) == theirs(LONG, truncation=True)
+        with pytest.raises(ValueError, match="model_max_length must be a whole number.*-3"):
+            ours.model_max_length = -3
+    finally:
+        ours.model_max_length = theirs.model_max_length = 64

@@ -31,6 +31,10 @@ def set_parallelism(enabled: bool) -> None:
     """Turns native parallelism on or off for this process."""
 
 SUPPORTED_MODEL_TYPES: list[str]
+# (model_type, transformers class name, base_model_prefix) of each supported architecture.
+MODEL_CLASSES: list[tuple[str, str, str]]
+# transformers' SPECIAL_TOKENS_ATTRIBUTES, in its order.
+SPECIAL_TOKEN_NAMES: list[str]
 # The names of transformers' `lr_scheduler_type`, `train_sampling_strategy` and
 # `config.problem_type` values that ferrotune supports.
 SCHEDULER_TYPES: list[str]
@@ -42,6 +46,10 @@ def warmup_steps(warmup_steps: float, total_steps: int) -> int:
 
 def check_mixed_precision(bf16: bool, fp16: bool) -> None:
     """Raises ValueError when both fp16 and bf16 are set."""
+
+def check_columns(columns: list[str], what: str) -> None:
+    """Raises ValueError when a table with `columns` (`what`: "train set", ...) has no
+    `input_ids` column."""
 
 def complete_config(config_json: str) -> str:
     """A config (JSON) with its model type's defaults filled in; NotImplementedError lists the
@@ -187,7 +195,9 @@ class Tokenizer:
     def __len__(self) -> int:
         """The size of the vocabulary with the added tokens."""
     model_max_length: int | None
-    """The longest input of the model; None when it has no limit."""
+    """The longest input of the model; None when it has no limit. Set to any number: above
+    transformers' LARGE_INTEGER (1e20) it means no limit; ValueError for a negative or
+    fractional one."""
     padding_side: str
     """"right" or "left"; ValueError for anything else."""
     truncation_side: str

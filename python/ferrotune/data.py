@@ -85,12 +85,7 @@ def examples(
             f"{', '.join(columns)}"
         )
     keep = [c for c in MODEL_INPUTS if c in columns] + ([label] if label else [])
-    if "input_ids" not in columns:
-        raise ValueError(
-            f"the {description} set has no 'input_ids' column (columns: {', '.join(columns)}); "
-            f"tokenize it first, e.g. dataset.map(lambda b: tokenizer(b['text'], "
-            f"truncation=True), batched=True)"
-        )
+    _core.check_columns(list(columns), f"{description} set")
     ignored = [c for c in columns if c not in keep]
     if ignored and remove_unused_columns:
         logger.info(

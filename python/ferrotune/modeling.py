@@ -457,28 +457,27 @@ class PreTrainedModelForSequenceClassification:
         )
 
 
-class BertForSequenceClassification(PreTrainedModelForSequenceClassification):
-    base_model_prefix = "bert"
+def _class_for(class_name: str, base_model_prefix: str) -> type:
+    """The class transformers names `class_name`, with its `base_model_prefix`."""
+    return type(
+        class_name,
+        (PreTrainedModelForSequenceClassification,),
+        {
+            "base_model_prefix": base_model_prefix,
+            "__module__": __name__,
+            "__doc__": f"transformers' {class_name}, run by ferrotune.",
+        },
+    )
 
 
-class RobertaForSequenceClassification(PreTrainedModelForSequenceClassification):
-    base_model_prefix = "roberta"
-
-
-class XLMRobertaForSequenceClassification(PreTrainedModelForSequenceClassification):
-    base_model_prefix = "roberta"
-
-
-class DistilBertForSequenceClassification(PreTrainedModelForSequenceClassification):
-    base_model_prefix = "distilbert"
-
-
+# model_type -> class, from the core's table of architectures.
 _CLASSES = {
-    "bert": BertForSequenceClassification,
-    "roberta": RobertaForSequenceClassification,
-    "xlm-roberta": XLMRobertaForSequenceClassification,
-    "distilbert": DistilBertForSequenceClassification,
+    model_type: _class_for(name, prefix) for model_type, name, prefix in _core.MODEL_CLASSES
 }
+BertForSequenceClassification = _CLASSES["bert"]
+RobertaForSequenceClassification = _CLASSES["roberta"]
+XLMRobertaForSequenceClassification = _CLASSES["xlm-roberta"]
+DistilBertForSequenceClassification = _CLASSES["distilbert"]
 
 
 class AutoModelForSequenceClassification:

@@ -18,10 +18,9 @@ import torch
 from . import _core
 from .hub import ignore_remote_code, resolve_folder
 
-# transformers' VERY_LARGE_INTEGER and LARGE_INTEGER (tokenization_utils_base.py): a
-# model_max_length above LARGE_INTEGER means "no limit".
+# transformers' VERY_LARGE_INTEGER (tokenization_utils_base.py): the model_max_length of a
+# tokenizer without a limit.
 VERY_LARGE_INTEGER = int(1e30)
-LARGE_INTEGER = int(1e20)
 
 # The files a tokenizer may need; a hub download fetches only these.
 TOKENIZER_FILES = [
@@ -34,15 +33,8 @@ TOKENIZER_FILES = [
     "merges.txt",
 ]
 
-SPECIAL_TOKENS_ATTRIBUTES = [
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-]
+# transformers' `SPECIAL_TOKENS_ATTRIBUTES`, in its order.
+SPECIAL_TOKENS_ATTRIBUTES = list(_core.SPECIAL_TOKEN_NAMES)
 
 
 class BatchEncoding(dict):
@@ -225,7 +217,7 @@ class PreTrainedTokenizerFast:
 
     @model_max_length.setter
     def model_max_length(self, value: int) -> None:
-        self._core.model_max_length = None if value > LARGE_INTEGER else int(value)
+        self._core.model_max_length = value
 
     padding_side = _core_attribute("padding_side", "Where padding goes: 'right' or 'left'.")
     truncation_side = _core_attribute(

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +47,14 @@ from .trainer_callback import (
     is_in_notebook,
     metric_key,
 )
+from .trainer_utils import (
+    EvalPrediction,
+    PredictionOutput,
+    TrainOutput,
+    denumpify_detensorize,
+    set_seed,
+    speed_metrics,
+)
 from .training_args import TrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -68,71 +75,6 @@ __all__ = [
     "set_seed",
     "speed_metrics",
 ]
-
-
-class EvalPrediction:
-    """What `compute_metrics` receives: `predictions, labels = eval_pred` works."""
-
-    def __init__(self, predictions: np.ndarray, label_ids: np.ndarray | None):
-        self.predictions = predictions
-        self.label_ids = label_ids
-
-    def __iter__(self):
-        return iter((self.predictions, self.label_ids))
-
-    def __getitem__(self, index: int):
-        return (self.predictions, self.label_ids)[index]
-
-    def __len__(self) -> int:
-        return 2
-
-
-class TrainOutput(NamedTuple):
-    global_step: int
-    training_loss: float
-    metrics: dict[str, float]
-
-
-class PredictionOutput(NamedTuple):
-    predictions: np.ndarray
-    label_ids: np.ndarray | None
-    metrics: dict[str, float]
-
-
-def set_seed(seed: int) -> None:
-    """Seeds Python, numpy and torch (CPU and CUDA), as transformers' set_seed."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-def speed_metrics(
-    split: str, start_time: float, num_samples: float | None = None, num_steps: int | None = None
-) -> dict[str, float]:
-    runtime = time.time() - start_time
-    result = {f"{split}_runtime": round(runtime, 4)}
-    if runtime == 0:
-        return result
-    if num_samples is not None:
-        result[f"{split}_samples_per_second"] = round(num_samples / runtime, 3)
-    if num_steps is not None:
-        result[f"{split}_steps_per_second"] = round(num_steps / runtime, 3)
-    return result
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and 0-d tensors as Python numbers (transformers' denumpify_detensorize)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
-        return value.item()
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    return value
 
 
 class Trainer:
@@ -581,7 +523,9 @@ class Trainer:
                 loss = distributed.mean(loss * len(part), processes) * processes.count / len(data)
         metrics: dict[str, float] = {}
         if self.compute_metrics is not None and label_ids is not None:
-            metrics = _plain(self.compute_metrics(EvalPrediction(predictions, label_ids)))
+            metrics = denumpify_detensorize(
+                self.compute_metrics(EvalPrediction(predictions, label_ids))
+            )
             if not isinstance(metrics, dict):
                 raise TypeError(f"compute_metrics must return a dict, got {type(metrics).__name__}")
         if loss is not None:

@@ -7,8 +7,6 @@
 use crate::error::{Error, Result};
 use serde_json::{json, Map, Value};
 
-pub const SUPPORTED_MODEL_TYPES: [&str; 4] = ["bert", "roberta", "xlm-roberta", "distilbert"];
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     Bert,
@@ -17,18 +15,31 @@ pub enum Arch {
     DistilBert,
 }
 
+/// The `model_type`s ferrotune runs, in `Arch::ALL`'s order.
+pub fn supported_model_types() -> Vec<&'static str> {
+    Arch::ALL.iter().map(|arch| arch.model_type()).collect()
+}
+
 impl Arch {
-    pub fn from_model_type(model_type: &str) -> Result<Arch> {
-        match model_type {
-            "bert" => Ok(Arch::Bert),
-            "roberta" => Ok(Arch::Roberta),
-            "xlm-roberta" => Ok(Arch::XlmRoberta),
-            "distilbert" => Ok(Arch::DistilBert),
-            other => Err(Error::not_implemented(format!(
-                "model_type {other:?} is not supported; ferrotune supports {}",
-                SUPPORTED_MODEL_TYPES.join(", ")
-            ))),
+    pub const ALL: [Arch; 4] = [Arch::Bert, Arch::Roberta, Arch::XlmRoberta, Arch::DistilBert];
+
+    /// The `model_type` of `config.json`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Arch::Bert => "bert",
+            Arch::Roberta => "roberta",
+            Arch::XlmRoberta => "xlm-roberta",
+            Arch::DistilBert => "distilbert",
         }
+    }
+
+    pub fn from_model_type(model_type: &str) -> Result<Arch> {
+        Arch::ALL.into_iter().find(|arch| arch.model_type() == model_type).ok_or_else(|| {
+            Error::not_implemented(format!(
+                "model_type {model_type:?} is not supported; ferrotune supports {}",
+                supported_model_types().join(", ")
+            ))
+        })
     }
 
     /// `base_model_prefix` of the transformers class: the state-dict prefix of the encoder.
@@ -151,7 +162,7 @@ fn model_type(config: &Value) -> Result<&str> {
         }
         None => Err(Error::value(format!(
             "config has no 'model_type'; ferrotune supports {}",
-            SUPPORTED_MODEL_TYPES.join(", ")
+            supported_model_types().join(", ")
         ))),
     }
 }

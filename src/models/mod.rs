@@ -11,7 +11,7 @@ pub mod loss;
 pub mod weights;
 
 pub use attention::AttentionImpl;
-pub use config::{Arch, ModelConfig, SUPPORTED_MODEL_TYPES};
+pub use config::{supported_model_types, Arch, ModelConfig};
 pub use embeddings::WordLookup;
 pub use loss::ProblemType;
 pub use weights::LoadReport;

@@ -259,6 +259,12 @@ fn complete_config(config_json: &str) -> PyResult<String> {
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySequenceClassifier>()?;
     m.add_function(wrap_pyfunction!(complete_config, m)?)?;
-    m.add("SUPPORTED_MODEL_TYPES", crate::models::SUPPORTED_MODEL_TYPES.to_vec())?;
+    m.add("SUPPORTED_MODEL_TYPES", crate::models::supported_model_types())?;
+    // (model_type, transformers class, base_model_prefix) of each supported architecture.
+    let classes: Vec<_> = crate::models::Arch::ALL
+        .iter()
+        .map(|arch| (arch.model_type(), arch.class_name(), arch.prefix()))
+        .collect();
+    m.add("MODEL_CLASSES", classes)?;
     Ok(())
 }

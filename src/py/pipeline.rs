@@ -39,7 +39,7 @@ fn classify(
     let logits = signals.raised(py.detach(|| {
         guard(|| {
             let model = model.get().model();
-            inference::classify(model, &encoded, inputs, batch_size, bf16, &|| signals.check())
+            inference::classify(model, encoded, inputs, batch_size, bf16, &|| signals.check())
         })
     }))?;
     Ok(PyTensor(logits))

@@ -4,10 +4,11 @@
 
 use super::errors::guard;
 use super::tensor::PyTensor;
-use crate::tokenizer::{arrow, Batch, Padding, Request, Side, Tokenizer, Truncation};
+use crate::rows::Rows;
+use crate::tokenizer::{arrow, Padding, Request, Side, Tokenizer, Truncation};
 use arrow_array::ArrayRef;
 use numpy::{PyArray1, PyArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -132,7 +133,7 @@ pub(super) fn request(
 /// stay lists, for the caller to report or convert as transformers does.
 fn column<'py, T>(
     py: Python<'py>,
-    batch: &Batch,
+    batch: &Rows,
     values: &[T],
     return_tensors: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>>
@@ -142,17 +143,12 @@ where
     if let (Some(kind), Some(width)) = (return_tensors, batch.width()) {
         let flat: Vec<i64> = values.iter().map(|&v| v.into()).collect();
         let shape = [batch.len(), width];
-        return match kind {
-            "pt" => {
-                let tensor =
-                    tch::Tensor::from_slice(&flat).view([shape[0] as i64, shape[1] as i64]);
-                PyTensor(tensor).into_pyobject(py)
-            }
-            "np" => Ok(PyArray1::from_vec(py, flat).reshape(shape)?.into_any()),
-            other => Err(PyValueError::new_err(format!(
-                "return_tensors={other:?} is not supported; use 'pt' or 'np'"
-            ))),
-        };
+        // "np" or "pt", as `tokenization._tensor_kind` checked.
+        if kind == "np" {
+            return Ok(PyArray1::from_vec(py, flat).reshape(shape)?.into_any());
+        }
+        let tensor = tch::Tensor::from_slice(&flat).view([shape[0] as i64, shape[1] as i64]);
+        return PyTensor(tensor).into_pyobject(py);
     }
     let rows = PyList::empty(py);
     for i in 0..batch.len() {
@@ -163,7 +159,7 @@ where
 
 fn outputs<'py>(
     py: Python<'py>,
-    batch: &Batch,
+    batch: &Rows,
     return_tensors: Option<&str>,
     token_type_ids: bool,
     attention_mask: bool,
@@ -171,7 +167,7 @@ fn outputs<'py>(
     let dict = PyDict::new(py);
     dict.set_item("input_ids", column(py, batch, &batch.input_ids, return_tensors)?)?;
     if token_type_ids {
-        dict.set_item("token_type_ids", column(py, batch, &batch.token_type_ids, return_tensors)?)?;
+        dict.set_item("token_type_ids", column(py, batch, batch.type_ids(), return_tensors)?)?;
     }
     if attention_mask {
         dict.set_item("attention_mask", column(py, batch, &batch.attention_mask, return_tensors)?)?;
@@ -208,9 +204,11 @@ impl PyTokenizer {
         self.inner.model_max_length
     }
 
+    /// Any number: above transformers' `LARGE_INTEGER`, no limit.
     #[setter]
-    fn set_model_max_length(&mut self, value: Option<usize>) {
-        self.inner.model_max_length = value;
+    fn set_model_max_length(&mut self, value: f64) -> PyResult<()> {
+        self.inner.model_max_length = crate::tokenizer::config::max_length_limit(value)?;
+        Ok(())
     }
 
     #[getter]
@@ -418,7 +416,7 @@ impl PyTokenizer {
         texts: &Texts<'_>,
         pairs: Option<&Texts<'_>>,
         request: &Request,
-    ) -> PyResult<Batch> {
+    ) -> PyResult<Rows> {
         let texts = texts.strs()?;
         let pairs = pairs.map(Texts::strs).transpose()?;
         py.detach(|| {
@@ -431,5 +429,6 @@ impl PyTokenizer {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyTokenizer>()
+    m.add_class::<PyTokenizer>()?;
+    m.add("SPECIAL_TOKEN_NAMES", crate::tokenizer::SPECIAL_TOKEN_NAMES.to_vec())
 }

@@ -78,6 +78,13 @@ impl PyExamples {
     }
 }
 
+/// Raises ValueError when a table with `columns` (`what`: "train set", ...) is not tokenized.
+#[pyfunction]
+fn check_columns(columns: Vec<String>, what: &str) -> PyResult<()> {
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    Ok(crate::train::data::check_columns(&columns, what)?)
+}
+
 /// Runs `f` (which may return a Python error from a hook), turning a panic into FerrotuneError.
 fn guard_py<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -362,6 +369,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(predict, m)?)?;
     m.add_function(wrap_pyfunction!(warmup_steps, m)?)?;
     m.add_function(wrap_pyfunction!(check_mixed_precision, m)?)?;
+    m.add_function(wrap_pyfunction!(check_columns, m)?)?;
     m.add("SCHEDULER_TYPES", crate::train::schedule::ScheduleKind::names())?;
     m.add("SAMPLING_STRATEGIES", crate::train::plan::Sampling::NAMES.to_vec())?;
     m.add("PROBLEM_TYPES", ProblemType::names())?;

@@ -2,8 +2,8 @@
 //! Arrow list columns laid out as `datasets` stores the output of a tokenizer (`list<int32>`
 //! input ids, `list<int8>` token type ids and attention mask).
 
-use super::Batch;
 use crate::error::{Error, Result};
+use crate::rows::Rows;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int8Type};
 use arrow_array::{
@@ -46,11 +46,11 @@ pub fn strings(chunks: &[ArrayRef]) -> Result<Vec<&str>> {
 /// `attention_mask` when asked for. The buffers move into Arrow without a copy; offsets are
 /// 32-bit (`list`) unless the tokens outgrow them (`large_list`).
 pub fn record_batch(
-    batch: Batch,
+    batch: Rows,
     token_type_ids: bool,
     attention_mask: bool,
 ) -> Result<RecordBatch> {
-    let Batch { input_ids, token_type_ids: type_ids, attention_mask: mask, offsets } = batch;
+    let Rows { input_ids, token_type_ids: type_ids, attention_mask: mask, offsets } = batch;
     let mut columns: Vec<(&str, ArrayRef)> = Vec::new();
     let fits_32_bits = i32::try_from(input_ids.len()).is_ok();
     let list = |values: ArrayRef| -> Result<ArrayRef> {
@@ -62,6 +62,7 @@ pub fn record_batch(
     };
     columns.push(("input_ids", list(primitive::<Int32Type>(input_ids))?));
     if token_type_ids {
+        let type_ids = type_ids.unwrap_or_else(|| vec![0; mask.len()]);
         columns.push(("token_type_ids", list(primitive::<Int8Type>(type_ids))?));
     }
     if attention_mask {

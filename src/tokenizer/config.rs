@@ -93,32 +93,7 @@ impl Family {
 pub const SPECIAL_TOKEN_NAMES: [&str; 7] =
     ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
-/// A side for padding or truncation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Left,
-    Right,
-}
-
-impl Side {
-    /// Parses "left" or "right"; `what` is "Padding" or "Truncation", as in transformers' error.
-    pub fn parse(value: &str, what: &str) -> Result<Side> {
-        match value {
-            "left" => Ok(Side::Left),
-            "right" => Ok(Side::Right),
-            other => Err(Error::value(format!(
-                "{what} side should be selected between 'right' and 'left', current value: {other}"
-            ))),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Left => "left",
-            Side::Right => "right",
-        }
-    }
-}
+pub use crate::rows::Side;
 
 /// Everything but the vocabulary, as read from the folder.
 #[derive(Debug, Clone)]
@@ -264,17 +239,25 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// `model_max_length`: values above transformers' `LARGE_INTEGER` (1e20), such as the
-/// `VERY_LARGE_INTEGER` (1e30) that stands for "no limit", mean no limit.
-fn model_max_length(value: Option<&Value>) -> Option<usize> {
+/// A `model_max_length` (as the user sets it): values above transformers' `LARGE_INTEGER`
+/// (1e20), such as the `VERY_LARGE_INTEGER` (1e30) that stands for "no limit", mean no limit.
+pub fn max_length_limit(value: f64) -> Result<Option<usize>> {
     const LARGE_INTEGER: f64 = 1e20;
+    if value.is_nan() || value < 0.0 || (value.is_finite() && value.fract() != 0.0) {
+        return Err(Error::value(format!(
+            "model_max_length must be a whole number of tokens, got {value}"
+        )));
+    }
+    // `as` saturates: lengths between usize::MAX and 1e20 are no limit in practice.
+    Ok((value <= LARGE_INTEGER).then_some(value as usize))
+}
+
+/// `model_max_length` as the config files write it; what is not a length is no limit.
+fn model_max_length(value: Option<&Value>) -> Option<usize> {
     let number = value?.as_number()?;
     match number.as_u64() {
         Some(n) => usize::try_from(n).ok(),
-        None => number
-            .as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0 && *f <= LARGE_INTEGER && f.fract() == 0.0)
-            .and_then(|f| usize::try_from(f as u64).ok()),
+        None => number.as_f64().and_then(|f| max_length_limit(f).ok().flatten()),
     }
 }
 
@@ -422,6 +405,11 @@ mod tests {
         assert_eq!(model_max_length(Some(&json!(512.0))), Some(512));
         assert_eq!(model_max_length(Some(&json!(1e30))), None);
         assert_eq!(model_max_length(None), None);
+        assert_eq!(max_length_limit(1e20).unwrap(), Some(usize::MAX));
+        assert_eq!(max_length_limit(1e30).unwrap(), None);
+        assert_eq!(max_length_limit(f64::INFINITY).unwrap(), None);
+        assert!(max_length_limit(-1.0).unwrap_err().to_string().contains("-1"));
+        assert!(max_length_limit(2.5).is_err());
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Encoding many texts at once through the pipeline of tokenizers' `TokenizerImpl::encode` +
 //! `post_process`, in parallel over the rows.
 
-use super::batch::Batch;
 use super::fast::Scratch;
 use super::frame::{ids_encoding, post_process};
 use super::request::Plan;
 use super::Tokenizer;
 use crate::error::{Error, Result};
 use crate::parallel;
+use crate::rows::Rows;
 use std::ops::Range;
 use tokenizers::{truncate_encodings, Encoding, PostProcessor, TruncationParams};
 
@@ -82,7 +82,7 @@ impl Tokenizer {
     /// tokens when both apply and nothing needs truncating, else through the full pipeline.
     fn push_row(
         &self,
-        batch: &mut Batch,
+        batch: &mut Rows,
         text: &str,
         pair: Option<&str>,
         plan: &Plan,
@@ -118,7 +118,7 @@ impl Tokenizer {
         texts: &[&str],
         pairs: Option<&[&str]>,
         plan: &Plan,
-    ) -> Result<Batch> {
+    ) -> Result<Rows> {
         if let Some(pairs) = pairs.filter(|p| p.len() != texts.len()) {
             return Err(Error::value(format!(
                 "batch length of `text`: {} does not match batch length of `text_pair`: {}.",
@@ -132,14 +132,14 @@ impl Tokenizer {
             .map(|start| start..texts.len().min(start + step))
             .collect();
         let parts = parallel::map(&units, |rows| {
-            let mut part = Batch::empty();
+            let mut part = Rows::empty(true);
             let mut scratch = Scratch::default();
             for i in rows.clone() {
                 self.push_row(&mut part, texts[i], pairs.map(|p| p[i]), plan, &mut scratch)?;
             }
             Ok::<_, Error>(part)
         });
-        let mut batch = Batch::empty();
+        let mut batch = Rows::empty(true);
         for part in parts {
             batch.append(part?);
         }

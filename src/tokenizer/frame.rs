@@ -1,8 +1,8 @@
 //! The special tokens a post-processor puts around one or two sequences, learnt once per
 //! tokenizer so that most rows skip building tokenizers' `Encoding`s.
 
-use super::batch::{narrow, Batch};
 use crate::error::Result;
+use crate::rows::{narrow, Rows};
 use tokenizers::{Encoding, PostProcessor, PostProcessorWrapper, Token};
 
 /// The special tokens of `post_process` (step 2), or tokenizers' default merge without one.
@@ -41,7 +41,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    // Ids no vocabulary reaches, that still fit the i32 of `Batch`.
+    // Ids no vocabulary reaches, that still fit the i32 of `Rows`.
     const FIRST: u32 = i32::MAX as u32 - 1;
     const SECOND: u32 = i32::MAX as u32 - 2;
 
@@ -76,12 +76,12 @@ impl Frame {
         let lengths: &[(usize, usize)] = &[(0, 0), (3, 2), (2, 0), (0, 4)];
         for &(n_first, n_second) in lengths {
             let expected = run(n_first, n_second)?;
-            let mut predicted = Batch::empty();
+            let mut predicted = Rows::empty(true);
             let second = vec![Self::SECOND; n_second];
             frame
                 .push(&mut predicted, &vec![Self::FIRST; n_first], pair.then_some(&second[..]))
                 .ok()?;
-            let mut actual = Batch::empty();
+            let mut actual = Rows::empty(true);
             actual.push(&expected).ok()?;
             if predicted != actual {
                 return None;
@@ -93,13 +93,15 @@ impl Frame {
     /// Appends one row: the sequences' ids inside the special tokens.
     pub(super) fn push(
         &self,
-        batch: &mut Batch,
+        batch: &mut Rows,
         first: &[u32],
         second: Option<&[u32]>,
     ) -> Result<()> {
         let mut put = |id: u32, type_id: u32| -> Result<()> {
             batch.input_ids.push(narrow(id, "token id")?);
-            batch.token_type_ids.push(narrow(type_id, "token type id")?);
+            if let Some(types) = batch.token_type_ids.as_mut() {
+                types.push(narrow(type_id, "token type id")?);
+            }
             batch.attention_mask.push(1);
             Ok(())
         };

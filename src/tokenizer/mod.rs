@@ -2,7 +2,6 @@
 //! `AutoTokenizer` builds it, encoding whole batches (and Arrow columns) in parallel.
 
 pub mod arrow;
-mod batch;
 pub mod config;
 mod encode;
 mod fast;
@@ -12,7 +11,6 @@ mod request;
 
 use crate::error::{Error, Result};
 use crate::parallel;
-pub use batch::Batch;
 use config::Settings;
 pub use config::{Family, Side, SPECIAL_TOKEN_NAMES};
 pub use request::{Padding, Plan, Request, Truncation};

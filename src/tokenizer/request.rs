@@ -2,10 +2,9 @@
 //! the plan it resolves to, with the rules of transformers'
 //! `PreTrainedTokenizerBase._get_padding_truncation_strategies`.
 
-use super::batch::PadTo;
-use super::config::Side;
 use super::Tokenizer;
 use crate::error::{Error, Result};
+use crate::rows::{narrow, PadTo, Side};
 use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// transformers' `padding` argument (`PaddingStrategy`).
@@ -155,6 +154,7 @@ impl Tokenizer {
             }),
             _ => None,
         };
+        let pad_id = pad_id.map(|id| narrow::<i32>(id, "pad token id")).transpose()?;
         let padding = pad_id.map(|pad_id| PadTo {
             length: if padding == Padding::MaxLength { max_length } else { None },
             multiple: request.pad_to_multiple_of,

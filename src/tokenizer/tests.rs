@@ -3,6 +3,7 @@
 
 use super::fast::Scratch;
 use super::*;
+use crate::rows::Rows;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokenizers::{NormalizedString, Normalizer};
@@ -65,12 +66,12 @@ fn encode(
     texts: &[&str],
     pairs: Option<&[&str]>,
     request: Request,
-) -> Result<Batch> {
+) -> Result<Rows> {
     let plan = tokenizer.plan(&request)?;
     tokenizer.encode_batch(texts, pairs, &plan)
 }
 
-fn rows<T: Copy>(batch: &Batch, values: &[T]) -> Vec<Vec<T>> {
+fn rows<T: Copy>(batch: &Rows, values: &[T]) -> Vec<Vec<T>> {
     (0..batch.len()).map(|i| values[batch.row(i)].to_vec()).collect()
 }
 
@@ -112,7 +113,7 @@ fn pairs_get_the_second_type_id_and_longest_first_truncation() {
     let tokenizer = bert(json!({}));
     let batch = encode(&tokenizer, &["hello"], Some(&["world"]), Request::default()).unwrap();
     assert_eq!(rows(&batch, &batch.input_ids), [[2, 5, 3, 6, 3]]);
-    assert_eq!(batch.token_type_ids, [0, 0, 0, 1, 1]);
+    assert_eq!(batch.type_ids(), [0, 0, 0, 1, 1]);
     // 3 + 2 tokens into 6 - 3 special tokens: tokenizers' truncate_encodings keeps 2 + 1
     // longest first, 1 + 2 only first.
     for (strategy, expected) in [
@@ -567,8 +568,7 @@ fn rows_through_the_fast_path_and_the_full_pipeline_agree() {
             for pairs in [None, Some(&pairs[..])] {
                 let plan = tokenizer.plan(&request).unwrap();
                 let batch = tokenizer.encode_batch(&texts, pairs, &plan).unwrap();
-                let mut full = Batch::default();
-                full.offsets.push(0);
+                let mut full = Rows::empty(true);
                 for (i, text) in texts.iter().enumerate() {
                     let row =
                         tokenizer.encode_row(text, pairs.map(|p| p[i]), &plan, false).unwrap();

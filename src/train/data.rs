@@ -1,8 +1,9 @@
 //! Training and evaluation data: tokenized examples read once from Arrow record batches into
-//! flat Rust buffers, and batches padded to their longest example (transformers'
+//! flat Rust buffers (`rows::Rows`), and batches padded to their longest example (transformers'
 //! `DataCollatorWithPadding`), built as tensors without Python.
 
 use crate::error::{Error, Result};
+use crate::rows::{PadTo, Rows, Side};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
@@ -11,45 +12,6 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use tch::{Device, Kind, Tensor};
-
-/// Variable-length integer sequences, flat as in Arrow's list layout.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Sequences {
-    values: Vec<i64>,
-    /// `offsets[i]..offsets[i + 1]` is sequence i; `offsets.len() == len() + 1`.
-    offsets: Vec<usize>,
-}
-
-impl Sequences {
-    pub fn from_rows(rows: &[Vec<i64>]) -> Sequences {
-        let mut s = Sequences { values: Vec::new(), offsets: vec![0] };
-        for row in rows {
-            s.push(row);
-        }
-        s
-    }
-
-    fn push(&mut self, row: &[i64]) {
-        self.values.extend_from_slice(row);
-        self.offsets.push(self.values.len());
-    }
-
-    pub fn len(&self) -> usize {
-        self.offsets.len().saturating_sub(1)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn get(&self, i: usize) -> &[i64] {
-        &self.values[self.offsets[i]..self.offsets[i + 1]]
-    }
-
-    pub fn lengths(&self) -> Vec<usize> {
-        self.offsets.windows(2).map(|w| w[1] - w[0]).collect()
-    }
-}
 
 /// Labels of every example, by problem type.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,14 +34,39 @@ impl Labels {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The labels of `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> Labels {
+        match self {
+            Labels::Classes(c) => Labels::Classes(rows.iter().map(|&i| c[i]).collect()),
+            Labels::Values { values, width } => Labels::Values {
+                values: rows
+                    .iter()
+                    .flat_map(|&i| values[i * width..(i + 1) * width].iter().copied())
+                    .collect(),
+                width: *width,
+            },
+        }
+    }
+
+    /// As the model takes them: class ids [n] (int64), values [n] (width 1) or [n, width]
+    /// (float32).
+    pub fn to_tensor(&self) -> Tensor {
+        match self {
+            Labels::Classes(c) => Tensor::from_slice(c),
+            Labels::Values { values, width: 1 } => Tensor::from_slice(values),
+            Labels::Values { values, width } => {
+                Tensor::from_slice(values).view([-1, *width as i64])
+            }
+        }
+    }
 }
 
 /// Tokenized examples with optional labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Examples {
-    pub input_ids: Sequences,
-    pub attention_mask: Option<Sequences>,
-    pub token_type_ids: Option<Sequences>,
+    /// The attention mask is all ones where the data has none.
+    pub rows: Rows,
     pub labels: Option<Labels>,
 }
 
@@ -157,22 +144,58 @@ fn list_parts(column: &str, array: &ArrayRef) -> Result<(Vec<usize>, ArrayRef)> 
     })
 }
 
-/// Appends a list<integer> column chunk to `out`.
-fn append_sequences(
+/// Appends the rows of a list<integer> column chunk to `out`, narrowed to `T` (the type the
+/// tokenizer writes the column in); returns the rows' lengths.
+fn append_list<T: TryFrom<i64>>(
     column: &str,
     array: &ArrayRef,
     row_base: usize,
-    out: &mut Sequences,
-) -> Result<()> {
+    out: &mut Vec<T>,
+) -> Result<Vec<usize>> {
     let (offsets, values) = list_parts(column, array)?;
     if let Some(row) = (0..array.len()).find(|&i| array.is_null(i)) {
         return Err(Error::value(format!("{column} is missing (null) at row {}", row_base + row)));
     }
     let flat = integers(column, values.as_ref(), row_base)?;
-    for w in offsets.windows(2) {
-        out.push(&flat[w[0]..w[1]]);
+    let mut lengths = Vec::with_capacity(array.len());
+    for (row, w) in offsets.windows(2).enumerate() {
+        for &value in &flat[w[0]..w[1]] {
+            out.push(T::try_from(value).map_err(|_| {
+                Error::value(format!(
+                    "{column} at row {} holds {value}, outside the range of {}",
+                    row_base + row,
+                    std::any::type_name::<T>()
+                ))
+            })?);
+        }
+        lengths.push(w[1] - w[0]);
     }
-    Ok(())
+    Ok(lengths)
+}
+
+/// Checks that a column's rows have the lengths of `input_ids`'s rows.
+fn check_lengths(column: &str, lengths: &[usize], ids: &[usize], row_base: usize) -> Result<()> {
+    match lengths.iter().zip(ids).position(|(a, b)| a != b) {
+        Some(row) => Err(Error::value(format!(
+            "{column} at row {} has {} values but input_ids has {}",
+            row_base + row,
+            lengths[row],
+            ids[row]
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that a table with `columns` (the "dataset", the "train set", ...) is tokenized.
+pub fn check_columns(columns: &[&str], what: &str) -> Result<()> {
+    if columns.contains(&"input_ids") {
+        return Ok(());
+    }
+    Err(Error::value(format!(
+        "the {what} has no 'input_ids' column (columns: {}); tokenize it first, e.g. \
+         dataset.map(lambda b: tokenizer(b['text'], truncation=True), batched=True)",
+        columns.join(", ")
+    )))
 }
 
 impl Examples {
@@ -187,24 +210,15 @@ impl Examples {
             .map(|b| b.schema())
             .ok_or_else(|| Error::value("the dataset is empty (no rows)"))?;
         let has = |name: &str| schema.column_with_name(name).is_some();
-        if !has("input_ids") {
-            let columns: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            return Err(Error::value(format!(
-                "the dataset has no 'input_ids' column (columns: {}); tokenize it first, e.g. \
-                 dataset.map(lambda b: tokenizer(b['text'], truncation=True), batched=True)",
-                columns.join(", ")
-            )));
-        }
+        let columns: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        check_columns(&columns, "dataset")?;
         if let Some(label) = label_column {
             if !has(label) {
                 return Err(Error::value(format!("the dataset has no label column {label:?}")));
             }
         }
-        let mut input_ids = Sequences { values: Vec::new(), offsets: vec![0] };
-        let mut attention_mask =
-            has("attention_mask").then(|| Sequences { values: Vec::new(), offsets: vec![0] });
-        let mut token_type_ids =
-            has("token_type_ids").then(|| Sequences { values: Vec::new(), offsets: vec![0] });
+        let has_mask = has("attention_mask");
+        let mut rows = Rows::empty(has("token_type_ids"));
         let mut classes = Vec::new();
         let mut values = Vec::new();
         let mut width = 0usize;
@@ -217,12 +231,23 @@ impl Examples {
                     ))
                 })
             };
-            append_sequences("input_ids", column("input_ids")?, row_base, &mut input_ids)?;
-            if let Some(mask) = attention_mask.as_mut() {
-                append_sequences("attention_mask", column("attention_mask")?, row_base, mask)?;
+            let ids =
+                append_list("input_ids", column("input_ids")?, row_base, &mut rows.input_ids)?;
+            for &n in &ids {
+                rows.offsets.push(rows.offsets[rows.offsets.len() - 1] + n);
             }
-            if let Some(types) = token_type_ids.as_mut() {
-                append_sequences("token_type_ids", column("token_type_ids")?, row_base, types)?;
+            if has_mask {
+                let mask = column("attention_mask")?;
+                let lengths =
+                    append_list("attention_mask", mask, row_base, &mut rows.attention_mask)?;
+                check_lengths("attention_mask", &lengths, &ids, row_base)?;
+            } else {
+                rows.attention_mask.resize(rows.input_ids.len(), 1);
+            }
+            if let Some(types) = rows.token_type_ids.as_mut() {
+                let lengths =
+                    append_list("token_type_ids", column("token_type_ids")?, row_base, types)?;
+                check_lengths("token_type_ids", &lengths, &ids, row_base)?;
             }
             if let Some(name) = label_column {
                 let labels = column(name)?;
@@ -259,24 +284,10 @@ impl Examples {
             }
             row_base += batch.num_rows();
         }
-        if input_ids.is_empty() {
+        if rows.is_empty() {
             return Err(Error::value("the dataset is empty (no rows)"));
         }
-        for (name, column) in
-            [("attention_mask", &attention_mask), ("token_type_ids", &token_type_ids)]
-        {
-            if let Some(column) = column {
-                let lengths = input_ids.lengths();
-                if let Some(row) = column.lengths().iter().zip(&lengths).position(|(a, b)| a != b) {
-                    return Err(Error::value(format!(
-                        "{name} at row {row} has {} values but input_ids has {}",
-                        column.lengths()[row],
-                        lengths[row]
-                    )));
-                }
-            }
-        }
-        if let Some(row) = input_ids.lengths().iter().position(|&n| n == 0) {
+        if let Some(row) = rows.lengths().iter().position(|&n| n == 0) {
             return Err(Error::value(format!("input_ids at row {row} is empty")));
         }
         let labels = match label_column {
@@ -284,27 +295,15 @@ impl Examples {
             Some(_) if !values.is_empty() => Some(Labels::Values { values, width }),
             Some(_) => Some(Labels::Classes(classes)),
         };
-        Ok(Examples { input_ids, attention_mask, token_type_ids, labels })
-    }
-
-    /// The unpadded rows the tokenizer encoded, without labels (for inference).
-    pub fn from_encoded(batch: &crate::tokenizer::Batch, token_type_ids: bool) -> Examples {
-        let widen = |values: Vec<i64>| Sequences { values, offsets: batch.offsets.clone() };
-        Examples {
-            input_ids: widen(batch.input_ids.iter().map(|&v| v as i64).collect()),
-            attention_mask: None,
-            token_type_ids: token_type_ids
-                .then(|| widen(batch.token_type_ids.iter().map(|&v| v as i64).collect())),
-            labels: None,
-        }
+        Ok(Examples { rows, labels })
     }
 
     pub fn len(&self) -> usize {
-        self.input_ids.len()
+        self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.input_ids.is_empty()
+        self.rows.is_empty()
     }
 
     /// Checks the labels against the model: classes in [0, num_labels) (or -100, ignored),
@@ -351,29 +350,14 @@ impl Examples {
     }
 
     pub fn lengths(&self) -> Vec<usize> {
-        self.input_ids.lengths()
+        self.rows.lengths()
     }
 
     /// The examples at `rows`, in that order.
     pub fn select(&self, rows: &[usize]) -> Examples {
-        let sequences = |s: &Sequences| {
-            Sequences::from_rows(&rows.iter().map(|&i| s.get(i).to_vec()).collect::<Vec<_>>())
-        };
-        let labels = self.labels.as_ref().map(|labels| match labels {
-            Labels::Classes(c) => Labels::Classes(rows.iter().map(|&i| c[i]).collect()),
-            Labels::Values { values, width } => Labels::Values {
-                values: rows
-                    .iter()
-                    .flat_map(|&i| values[i * width..(i + 1) * width].iter().copied())
-                    .collect(),
-                width: *width,
-            },
-        });
         Examples {
-            input_ids: sequences(&self.input_ids),
-            attention_mask: self.attention_mask.as_ref().map(sequences),
-            token_type_ids: self.token_type_ids.as_ref().map(sequences),
-            labels,
+            rows: self.rows.select(rows),
+            labels: self.labels.as_ref().map(|labels| labels.select(rows)),
         }
     }
 }
@@ -401,11 +385,9 @@ impl TensorBatch {
 
 /// transformers' DataCollatorWithPadding: pads to the longest example of the batch (rounded
 /// up to `pad_to_multiple_of`), on the right or the left.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Collator {
-    pub pad_token_id: i64,
-    pub pad_to_multiple_of: Option<usize>,
-    pub pad_left: bool,
+    pad: PadTo,
 }
 
 /// How a batch is padded, as the tokenizer says (`pad_token_id`, `padding_side`) and the data
@@ -420,71 +402,35 @@ pub struct PadSettings {
 
 impl Collator {
     /// The collator of `pad` for a model whose config pads with `config_pad_token_id`.
-    pub fn new(pad: PadSettings, config_pad_token_id: Option<i64>) -> Collator {
-        Collator {
-            pad_token_id: pad.pad_token_id.or(config_pad_token_id).unwrap_or(0),
-            pad_to_multiple_of: pad.pad_to_multiple_of,
-            pad_left: pad.pad_left,
-        }
+    pub fn new(pad: PadSettings, config_pad_token_id: Option<i64>) -> Result<Collator> {
+        let pad_id = pad.pad_token_id.or(config_pad_token_id).unwrap_or(0);
+        Ok(Collator {
+            pad: PadTo {
+                length: None,
+                multiple: pad.pad_to_multiple_of,
+                side: if pad.pad_left { Side::Left } else { Side::Right },
+                pad_id: i32::try_from(pad_id).map_err(|_| {
+                    Error::value(format!("pad_token_id {pad_id} is outside the range of token ids"))
+                })?,
+            },
+        })
     }
 
-    pub fn collate(&self, data: &Examples, indices: &[usize], device: Device) -> TensorBatch {
-        let longest = indices.iter().map(|&i| data.input_ids.get(i).len()).max().unwrap_or(0);
-        let width = match self.pad_to_multiple_of {
-            Some(m) if m > 1 => longest.div_ceil(m) * m,
-            _ => longest,
-        };
-        let rows = indices.len();
-        let pad_row = |seq: &[i64], pad: i64, out: &mut Vec<i64>| {
-            let fill = std::iter::repeat_n(pad, width - seq.len());
-            if self.pad_left {
-                out.extend(fill);
-                out.extend_from_slice(seq);
-            } else {
-                out.extend_from_slice(seq);
-                out.extend(fill);
-            }
-        };
-        let to_tensor = |v: Vec<i64>| {
-            Tensor::from_slice(&v).view([rows as i64, width as i64]).to_device(device)
-        };
-        let mut ids = Vec::with_capacity(rows * width);
-        let mut mask = Vec::with_capacity(rows * width);
-        let mut types = data.token_type_ids.as_ref().map(|_| Vec::with_capacity(rows * width));
-        for &i in indices {
-            let seq = data.input_ids.get(i);
-            pad_row(seq, self.pad_token_id, &mut ids);
-            match &data.attention_mask {
-                Some(m) => pad_row(m.get(i), 0, &mut mask),
-                None => pad_row(&vec![1; seq.len()], 0, &mut mask),
-            }
-            if let (Some(out), Some(t)) = (types.as_mut(), &data.token_type_ids) {
-                pad_row(t.get(i), 0, out);
-            }
-        }
-        let labels = data.labels.as_ref().map(|labels| match labels {
-            Labels::Classes(c) => {
-                Tensor::from_slice(&indices.iter().map(|&i| c[i]).collect::<Vec<_>>())
-            }
-            Labels::Values { values, width: w } => {
-                let picked: Vec<f32> = indices
-                    .iter()
-                    .flat_map(|&i| values[i * w..(i + 1) * w].iter().copied())
-                    .collect();
-                let t = Tensor::from_slice(&picked);
-                if *w == 1 {
-                    t
-                } else {
-                    t.view([rows as i64, *w as i64])
-                }
-            }
-        });
-        TensorBatch {
-            input_ids: to_tensor(ids),
-            attention_mask: to_tensor(mask),
-            token_type_ids: types.map(to_tensor),
-            labels: labels.map(|l| l.to_device(device)),
-        }
+    pub fn collate(
+        &self,
+        data: &Examples,
+        indices: &[usize],
+        device: Device,
+    ) -> Result<TensorBatch> {
+        let rows = data.rows.select(indices).pad(&self.pad)?;
+        let shape = [indices.len() as i64, rows.longest() as i64];
+        let tensor = |t: Tensor| t.to_kind(Kind::Int64).view(shape).to_device(device);
+        Ok(TensorBatch {
+            input_ids: tensor(Tensor::from_slice(&rows.input_ids)),
+            attention_mask: tensor(Tensor::from_slice(&rows.attention_mask)),
+            token_type_ids: rows.token_type_ids.as_deref().map(|t| tensor(Tensor::from_slice(t))),
+            labels: data.labels.as_ref().map(|l| l.select(indices).to_tensor().to_device(device)),
+        })
     }
 }
 
@@ -524,8 +470,8 @@ mod tests {
         assert_eq!(data.len(), 3);
         assert_eq!(data.lengths(), vec![3, 2, 5]);
         data.check_labels(2).unwrap();
-        let collator = Collator { pad_token_id: 0, pad_to_multiple_of: None, pad_left: false };
-        let t = collator.collate(&data, &[1, 0], Device::Cpu);
+        let collator = Collator::new(PadSettings::default(), None).unwrap();
+        let t = collator.collate(&data, &[1, 0], Device::Cpu).unwrap();
         assert_eq!(t.input_ids.size(), vec![2, 3]);
         assert_eq!(
             Vec::<i64>::try_from(t.input_ids.view([-1])).unwrap(),
@@ -536,11 +482,8 @@ mod tests {
             vec![1, 1, 0, 1, 1, 1]
         );
         assert_eq!(Vec::<i64>::try_from(t.labels.unwrap()).unwrap(), vec![0, 1]);
-        let padded = Collator { pad_to_multiple_of: Some(4), pad_left: true, ..collator }.collate(
-            &data,
-            &[1],
-            Device::Cpu,
-        );
+        let pad = PadSettings { pad_to_multiple_of: Some(4), pad_left: true, pad_token_id: None };
+        let padded = Collator::new(pad, None).unwrap().collate(&data, &[1], Device::Cpu).unwrap();
         assert_eq!(
             Vec::<i64>::try_from(padded.input_ids.view([-1])).unwrap(),
             vec![0, 0, 101, 102]
@@ -561,6 +504,40 @@ mod tests {
         assert_eq!(
             data.check_labels(1).unwrap_err().to_string(),
             "label at row 1 is NaN (not finite)"
+        );
+    }
+
+    #[test]
+    fn columns_are_read_into_the_tokenizer_types_with_errors_naming_the_row() {
+        let ids = list_column(&[&[101, 7, 102], &[101, 102]]);
+        let mask = list_column(&[&[1, 1, 1], &[1, 1]]);
+        let b = RecordBatch::try_from_iter([("input_ids", ids.clone()), ("attention_mask", mask)])
+            .unwrap();
+        let data = Examples::from_record_batches(&[b], None).unwrap();
+        assert_eq!(data.rows.input_ids, [101, 7, 102, 101, 102]);
+        assert_eq!(data.rows.offsets, [0, 3, 5]);
+        assert_eq!(data.rows.token_type_ids, None);
+        let short = list_column(&[&[1, 1, 1], &[1]]);
+        let b = RecordBatch::try_from_iter([("input_ids", ids.clone()), ("attention_mask", short)])
+            .unwrap();
+        assert_eq!(
+            Examples::from_record_batches(&[b], None).unwrap_err().to_string(),
+            "attention_mask at row 1 has 1 values but input_ids has 2"
+        );
+        let types = list_column(&[&[0, 0, 0], &[0, 300]]);
+        let b =
+            RecordBatch::try_from_iter([("input_ids", ids), ("token_type_ids", types)]).unwrap();
+        assert_eq!(
+            Examples::from_record_batches(&[b], None).unwrap_err().to_string(),
+            "token_type_ids at row 1 holds 300, outside the range of i8"
+        );
+        let no_mask = batch(&[&[5, 6], &[7]], Arc::new(Int64Array::from(vec![0, 1])));
+        let data = Examples::from_record_batches(&[no_mask], Some("labels")).unwrap();
+        assert_eq!(data.rows.attention_mask, [1, 1, 1]);
+        let picked = data.select(&[1, 1]);
+        assert_eq!(
+            (picked.rows.input_ids, picked.labels),
+            (vec![7, 7], Some(Labels::Classes(vec![1, 1])))
         );
     }
 

@@ -172,7 +172,7 @@ impl Run {
         );
         Ok(Run {
             data,
-            collator: Collator::new(config.padding(), m.config.pad_token_id),
+            collator: Collator::new(config.padding(), m.config.pad_token_id)?,
             batch_size: config.batch_size,
             drop_last: config.drop_last,
             sampling,
@@ -341,7 +341,7 @@ pub fn train<H: Hooks>(
             for (i, ids) in epoch_batches.iter().enumerate().take(window_end).skip(next) {
                 threads.adapt();
                 let mut r = lock(run);
-                let batch = r.collator.collate(&r.data, ids, lock(model).device());
+                let batch = r.collator.collate(&r.data, ids, lock(model).device())?;
                 let loss = micro_step(model, &mut r, &batch)?;
                 losses.add(loss, r.settings.nan_inf_filter, r.global_step);
                 r.total_flos += 6.0 * batch.input_ids.numel() as f64 * r.flos_parameters;

@@ -20,7 +20,7 @@ use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, Schema};
 use common::{fuzz, nonempty_message};
 use ferrotune::tokenizer::arrow::strings;
-use ferrotune::train::data::{Collator, Examples, Labels};
+use ferrotune::train::data::{Collator, Examples, Labels, PadSettings};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use std::sync::Arc;
@@ -397,8 +397,11 @@ fn check_table(
     prop_assert_eq!(examples.len(), rows);
     prop_assert_eq!(lengths.len(), rows);
     prop_assert!(lengths.iter().all(|&n| n > 0), "an empty row was accepted: {:?}", lengths);
-    for column in [&examples.attention_mask, &examples.token_type_ids].into_iter().flatten() {
-        prop_assert_eq!(&column.lengths(), &lengths);
+    let tokens = examples.rows.input_ids.len();
+    prop_assert_eq!(*examples.rows.offsets.last().unwrap(), tokens);
+    prop_assert_eq!(examples.rows.attention_mask.len(), tokens);
+    if let Some(types) = &examples.rows.token_type_ids {
+        prop_assert_eq!(types.len(), tokens);
     }
     if let (Some(labels), true) = (&examples.labels, shared_schema) {
         prop_assert_eq!(labels.len(), rows, "one label per row: {:?}", labels);
@@ -414,11 +417,12 @@ fn check_table(
     if shared_schema {
         // What the trainer does next: pad every row into tensors.
         let indices: Vec<usize> = (0..rows).rev().collect();
-        for collator in [
-            Collator { pad_token_id: 0, pad_to_multiple_of: None, pad_left: false },
-            Collator { pad_token_id: -1, pad_to_multiple_of: Some(3), pad_left: true },
+        for pad in [
+            PadSettings { pad_token_id: Some(0), pad_to_multiple_of: None, pad_left: false },
+            PadSettings { pad_token_id: Some(-1), pad_to_multiple_of: Some(3), pad_left: true },
         ] {
-            let batch = collator.collate(&examples, &indices, Device::Cpu);
+            let collator = Collator::new(pad, None).expect("pad ids that fit");
+            let batch = collator.collate(&examples, &indices, Device::Cpu).expect("small rows");
             let width = *lengths.iter().max().unwrap() as i64;
             prop_assert_eq!(batch.input_ids.size()[0], rows as i64);
             prop_assert!(batch.input_ids.size()[1] >= width);

@@ -477,7 +477,7 @@ fn use_tokenizer(
                 prop_assert_eq!(batch.len(), texts.len());
                 let end = *batch.offsets.last().unwrap();
                 prop_assert_eq!(batch.input_ids.len(), end);
-                prop_assert_eq!(batch.token_type_ids.len(), end);
+                prop_assert_eq!(batch.type_ids().len(), end);
                 prop_assert_eq!(batch.attention_mask.len(), end);
                 prop_assert!(batch.offsets.windows(2).all(|w| w[0] <= w[1]));
                 if request.padding == Padding::Longest && tokenizer.pad_token_id().is_some() {
