@@ -10,7 +10,7 @@ import transformers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert"]
+MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra"]
 
 
 def tiny(model_type, folder, dropout=0.0):
@@ -28,6 +28,8 @@ def tiny(model_type, folder, dropout=0.0):
             hidden_dropout_prob=dropout,
             attention_probs_dropout_prob=dropout,
         )
+        if model_type == "electra":
+            cfg["embedding_size"] = 16
     config = transformers.AutoConfig.for_model(
         model_type, vocab_size=99, num_labels=3, max_position_embeddings=64, **cfg
     )
@@ -41,7 +43,7 @@ def batch(model_type):
     mask = torch.ones(3, 11, dtype=torch.long)
     mask[1, 7:] = 0
     mask[2, 4:] = 0
-    ids[mask == 0] = 0 if model_type in ("bert", "distilbert") else 1
+    ids[mask == 0] = 1 if model_type in ("roberta", "xlm-roberta") else 0
     return {
         "input_ids": ids.cuda(),
         "attention_mask": mask.cuda(),

@@ -10,7 +10,10 @@ import pytest
 import torch
 import transformers
 
-MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert"]
+MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra"]
+# The models whose classifier is `classifier.out_proj` and whose positions start after the pad id.
+OUT_PROJ_HEADS = ("roberta", "xlm-roberta", "electra")
+ROBERTA_POSITIONS = ("roberta", "xlm-roberta")
 VOCAB = 99
 
 
@@ -27,6 +30,8 @@ def tiny_config(model_type: str, **overrides):
             max_position_embeddings=64,
             type_vocab_size=2,
         )
+    if model_type == "electra":
+        cfg["embedding_size"] = 16  # narrower than the hidden size: embeddings_project
     cfg.update(common, **overrides)
     return transformers.AutoConfig.for_model(model_type, **cfg)
 
@@ -51,7 +56,7 @@ def load_both(folder, **kwargs):
 
 def padded_batch(model_type: str, with_token_types: bool = True):
     """Three sequences of lengths 11, 7 and 4, padded to 11 with the model's pad id."""
-    pad = 0 if model_type in ("bert", "distilbert") else 1
+    pad = 1 if model_type in ROBERTA_POSITIONS else 0
     g = torch.Generator().manual_seed(1)
     lengths = [11, 7, 4]
     ids = torch.randint(3, VOCAB, (3, 11), generator=g)
@@ -165,9 +170,7 @@ def test_ferrotune_checkpoint_loads_in_transformers_with_equal_logits(tiny, tmp_
     )
     with torch.no_grad():  # change the weights so that the test sees them travel
         ft.state_dict()[
-            "classifier.weight"
-            if model_type != "roberta" and model_type != "xlm-roberta"
-            else "classifier.out_proj.weight"
+            "classifier.out_proj.weight" if model_type in OUT_PROJ_HEADS else "classifier.weight"
         ].mul_(-3)
     ft.save_pretrained(tmp_path)
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -323,14 +326,15 @@ def test_unsupported_model_type_lists_the_supported_ones(tmp_path):
     transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
     with pytest.raises(
         NotImplementedError,
-        match='"gpt2" is not supported; ferrotune supports bert, roberta, xlm-roberta, distilbert',
+        match='"gpt2" is not supported; ferrotune supports bert, roberta, xlm-roberta, distilbert, '
+        "electra",
     ):
         ferrotune.AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
 
 def test_mismatched_head_is_an_error_naming_key_and_shapes(tiny):
     model_type, folder = tiny
-    head = "classifier" if model_type in ("bert", "distilbert") else "classifier.out_proj"
+    head = "classifier.out_proj" if model_type in OUT_PROJ_HEADS else "classifier"
     # Keys are checked in sorted order: the bias comes first.
     with pytest.raises(
         ValueError,
@@ -363,7 +367,7 @@ def test_out_of_vocabulary_id_is_an_index_error(tiny):
 def test_too_long_sequence_names_both_lengths(tiny):
     model_type, folder = tiny
     ft = ferrotune.AutoModelForSequenceClassification.from_pretrained(folder)
-    limit = 64 if model_type in ("bert", "distilbert") else 62
+    limit = 62 if model_type in ROBERTA_POSITIONS else 64
     ft(input_ids=torch.full((1, limit), 5))  # the longest allowed runs
     with pytest.raises(
         ValueError,
@@ -434,3 +438,15 @@ def test_each_class_is_named_and_prefixed_as_in_transformers(model_type):
     ours = getattr(ferrotune, theirs.__name__)
     assert ours.base_model_prefix == theirs.base_model_prefix
     assert ours.__module__ == "ferrotune.modeling" and ours.__qualname__ == theirs.__name__
+
+
+def test_electra_without_a_projection_matches_transformers(tmp_path):
+    """embedding_size == hidden_size: no `embeddings_project`, in either library."""
+    torch.manual_seed(0)
+    config = tiny_config("electra", embedding_size=32, num_labels=2)
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
+    hf, ft = load_both(tmp_path)
+    assert not any("embeddings_project" in k for k in ft.state_dict())
+    batch = padded_batch("electra")
+    with torch.no_grad():
+        torch.testing.assert_close(ft(**batch).logits, hf(**batch).logits, rtol=0, atol=1e-5)

@@ -18,7 +18,7 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["bert", "roberta", "minilm"])
+@pytest.fixture(scope="module", params=["bert", "roberta", "electra", "minilm"])
 def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
     """A folder with a seeded classifier (3 labels) and its tokenizer."""
     folder = tmp_path_factory.mktemp(f"pipe-{request.param}")
@@ -30,9 +30,11 @@ def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
         )
         tokenizer_dir = minilm_dir
     else:
-        tokenizer_dir = minilm_dir if request.param == "bert" else roberta_dir
+        tokenizer_dir = roberta_dir if request.param == "roberta" else minilm_dir
         vocab = len(transformers.AutoTokenizer.from_pretrained(tokenizer_dir))
-        positions = {"bert": 512, "roberta": 66}[request.param]
+        positions = {"bert": 512, "roberta": 66, "electra": 512}[request.param]
+        if request.param == "electra":
+            labels["embedding_size"] = 16
         config = transformers.AutoConfig.for_model(
             request.param,
             vocab_size=vocab,

@@ -459,3 +459,22 @@ def test_special_token_attributes_and_the_no_limit_length_are_transformers(ours,
             ours.model_max_length = -3
     finally:
         ours.model_max_length = theirs.model_max_length = 64
+
+
+@pytest.mark.parametrize("how", ["tokenizer_class", "model_type"])
+def test_an_electra_tokenizer_is_berts(minilm_dir, tmp_path, tweets, how):
+    """ELECTRA checkpoints name ElectraTokenizer or only model_type "electra"; transformers 5
+    loads both as BertTokenizer."""
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm_dir / name, tmp_path / name)
+    config = json.loads((minilm_dir / "tokenizer_config.json").read_text())
+    config.pop("tokenizer_class", None)
+    if how == "tokenizer_class":
+        config["tokenizer_class"] = "ElectraTokenizer"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "electra"}))
+    ours = AutoTokenizer.from_pretrained(tmp_path)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert ours._core.tokenizer_class == type(theirs).__name__ == "BertTokenizer"
+    texts = TEXTS + tweets.text.tolist()[:2000]
+    assert_same(ours(texts, truncation=True), theirs(texts, truncation=True))

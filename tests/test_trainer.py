@@ -146,6 +146,28 @@ def test_logs_match_transformers_with_shuffling(tiny_no_dropout_dir, tmp_path, g
     assert ft.state.log_history[-1]["epoch"] == 3.0
 
 
+def test_electra_logs_match_transformers(tmp_path):
+    """ELECTRA (embeddings narrower than the hidden size) trained by both Trainers."""
+    torch.manual_seed(0)
+    cfg = transformers.ElectraConfig(
+        vocab_size=VOCAB,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    transformers.ElectraForSequenceClassification(cfg).save_pretrained(tmp_path / "electra")
+    data = make_dataset()
+    (hf, hf_out), (ft, ft_out) = run_both(tmp_path / "electra", tmp_path, data, data)
+    assert type(ft.model).__name__ == "ElectraForSequenceClassification"
+    compare_logs(hf.state.log_history, ft.state.log_history)
+    assert ft_out.training_loss == pytest.approx(hf_out.training_loss, abs=1e-4)
+
+
 def test_runs_with_dropout_are_reproducible(tiny_dir, tiny_no_dropout_dir, tmp_path):
     data = make_dataset()
     runs = []

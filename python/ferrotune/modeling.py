@@ -478,6 +478,7 @@ BertForSequenceClassification = _CLASSES["bert"]
 RobertaForSequenceClassification = _CLASSES["roberta"]
 XLMRobertaForSequenceClassification = _CLASSES["xlm-roberta"]
 DistilBertForSequenceClassification = _CLASSES["distilbert"]
+ElectraForSequenceClassification = _CLASSES["electra"]
 
 
 class AutoModelForSequenceClassification:

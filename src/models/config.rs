@@ -1,7 +1,8 @@
 //! `config.json` of the supported encoders, read into one normalized `ModelConfig`.
 //!
 //! Defaults are those of transformers' config classes (`configuration_bert.py`,
-//! `configuration_roberta.py`, `configuration_xlm_roberta.py`, `configuration_distilbert.py`);
+//! `configuration_roberta.py`, `configuration_xlm_roberta.py`, `configuration_distilbert.py`,
+//! `configuration_electra.py`);
 //! `complete` fills them into a config so the Python side sees every field.
 
 use crate::error::{Error, Result};
@@ -13,6 +14,7 @@ pub enum Arch {
     Roberta,
     XlmRoberta,
     DistilBert,
+    Electra,
 }
 
 /// The `model_type`s ferrotune runs, in `Arch::ALL`'s order.
@@ -21,7 +23,8 @@ pub fn supported_model_types() -> Vec<&'static str> {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 4] = [Arch::Bert, Arch::Roberta, Arch::XlmRoberta, Arch::DistilBert];
+    pub const ALL: [Arch; 5] =
+        [Arch::Bert, Arch::Roberta, Arch::XlmRoberta, Arch::DistilBert, Arch::Electra];
 
     /// The `model_type` of `config.json`.
     pub fn model_type(self) -> &'static str {
@@ -30,6 +33,7 @@ impl Arch {
             Arch::Roberta => "roberta",
             Arch::XlmRoberta => "xlm-roberta",
             Arch::DistilBert => "distilbert",
+            Arch::Electra => "electra",
         }
     }
 
@@ -48,6 +52,7 @@ impl Arch {
             Arch::Bert => "bert",
             Arch::Roberta | Arch::XlmRoberta => "roberta",
             Arch::DistilBert => "distilbert",
+            Arch::Electra => "electra",
         }
     }
 
@@ -58,6 +63,7 @@ impl Arch {
             Arch::Roberta => "RobertaForSequenceClassification",
             Arch::XlmRoberta => "XLMRobertaForSequenceClassification",
             Arch::DistilBert => "DistilBertForSequenceClassification",
+            Arch::Electra => "ElectraForSequenceClassification",
         }
     }
 
@@ -85,6 +91,15 @@ impl Arch {
                 "hidden_dim": 3072, "dropout": 0.1, "attention_dropout": 0.1,
                 "activation": "gelu", "initializer_range": 0.02, "qa_dropout": 0.1,
                 "seq_classif_dropout": 0.2, "pad_token_id": 0,
+            }),
+            Arch::Electra => json!({
+                "vocab_size": 30522, "embedding_size": 128, "hidden_size": 256,
+                "num_hidden_layers": 12, "num_attention_heads": 4, "intermediate_size": 1024,
+                "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+                "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512,
+                "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
+                "summary_type": "first", "summary_use_proj": true, "summary_activation": "gelu",
+                "summary_last_dropout": 0.1, "pad_token_id": 0, "classifier_dropout": null,
             }),
         }
     }
@@ -119,6 +134,9 @@ impl Activation {
 pub struct ModelConfig {
     pub arch: Arch,
     pub vocab_size: i64,
+    /// The width of the embeddings: ELECTRA's `embedding_size`, projected to `hidden_size`
+    /// when they differ; the hidden size for the other models.
+    pub embedding_size: i64,
     pub hidden_size: i64,
     pub num_layers: i64,
     pub num_heads: i64,
@@ -262,6 +280,7 @@ impl ModelConfig {
             Arch::DistilBert => ModelConfig {
                 arch,
                 vocab_size,
+                embedding_size: f.positive_int("dim")?,
                 hidden_size: f.positive_int("dim")?,
                 num_layers: f.positive_int("n_layers")?,
                 num_heads: f.positive_int("n_heads")?,
@@ -279,22 +298,27 @@ impl ModelConfig {
                 num_labels: f.num_labels()?,
                 sinusoidal_positions: f.get("sinusoidal_pos_embds")?.as_bool().unwrap_or(false),
             },
-            Arch::Bert | Arch::Roberta | Arch::XlmRoberta => {
+            Arch::Bert | Arch::Roberta | Arch::XlmRoberta | Arch::Electra => {
                 let hidden_dropout = f.probability("hidden_dropout_prob")?;
                 let classifier_dropout = match f.get("classifier_dropout")? {
                     Value::Null => hidden_dropout,
                     _ => f.probability("classifier_dropout")?,
                 };
-                if arch != Arch::Bert && pad_token_id.is_none() {
+                if matches!(arch, Arch::Roberta | Arch::XlmRoberta) && pad_token_id.is_none() {
                     return Err(Error::value(
                         "config \"pad_token_id\" must be set for RoBERTa models: their position \
                          ids start after it",
                     ));
                 }
+                let hidden_size = f.positive_int("hidden_size")?;
                 ModelConfig {
                     arch,
                     vocab_size,
-                    hidden_size: f.positive_int("hidden_size")?,
+                    embedding_size: match arch {
+                        Arch::Electra => f.positive_int("embedding_size")?,
+                        _ => hidden_size,
+                    },
+                    hidden_size,
                     num_layers: f.positive_int("num_hidden_layers")?,
                     num_heads: f.positive_int("num_attention_heads")?,
                     intermediate_size: f.positive_int("intermediate_size")?,
@@ -359,12 +383,23 @@ mod tests {
     }
 
     #[test]
+    fn electra_keeps_its_embedding_size() {
+        let cfg = ModelConfig::from_json(&json!({"model_type": "electra"})).unwrap();
+        assert_eq!((cfg.embedding_size, cfg.hidden_size, cfg.num_heads), (128, 256, 4));
+        assert_eq!((cfg.pad_token_id, cfg.type_vocab_size), (Some(0), 2));
+        assert_eq!(Arch::from_model_type("electra").unwrap().prefix(), "electra");
+        let bert = ModelConfig::from_json(&json!({"model_type": "bert", "embedding_size": 8}));
+        assert_eq!(bert.unwrap().embedding_size, 768, "only ELECTRA reads embedding_size");
+    }
+
+    #[test]
     fn unsupported_model_type_lists_the_supported_ones() {
         let err = ModelConfig::from_json(&json!({"model_type": "gpt2"})).unwrap_err();
         assert!(matches!(err, Error::NotImplemented(_)));
         assert_eq!(
             err.to_string(),
-            "model_type \"gpt2\" is not supported; ferrotune supports bert, roberta, xlm-roberta, distilbert"
+            "model_type \"gpt2\" is not supported; ferrotune supports bert, roberta, xlm-roberta, \
+             distilbert, electra"
         );
     }
 

@@ -1,10 +1,10 @@
-//! The embedding layer of BERT, RoBERTa, XLM-RoBERTa and DistilBERT (`BertEmbeddings`,
-//! `RobertaEmbeddings`, DistilBERT's `Embeddings`), and the word lookup the training loop
-//! accumulates itself.
+//! The embedding layer of BERT, RoBERTa, XLM-RoBERTa, DistilBERT and ELECTRA (`BertEmbeddings`,
+//! `RobertaEmbeddings`, DistilBERT's `Embeddings`, `ElectraEmbeddings`: BERT's at
+//! `embedding_size`), and the word lookup the training loop accumulates itself.
 
 use super::config::{Arch, ModelConfig};
 use super::dropout::dropout;
-use super::init::{embedding, layer_norm};
+use super::init::{embedding, layer_norm_of};
 use crate::error::Result;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -38,9 +38,9 @@ impl Embeddings {
     pub fn new(p: nn::Path, config: &ModelConfig) -> Embeddings {
         let roberta_padding_idx = match config.arch {
             Arch::Roberta | Arch::XlmRoberta => config.pad_token_id,
-            Arch::Bert | Arch::DistilBert => None,
+            Arch::Bert | Arch::DistilBert | Arch::Electra => None,
         };
-        let h = config.hidden_size;
+        let h = config.embedding_size;
         let word =
             embedding(&p / "word_embeddings", config.vocab_size, h, config.pad_token_id, config);
         let mut position = embedding(
@@ -61,7 +61,7 @@ impl Embeddings {
         let token_type = (config.type_vocab_size > 0).then(|| {
             embedding(&p / "token_type_embeddings", config.type_vocab_size, h, None, config)
         });
-        let layer_norm = layer_norm(&p / "LayerNorm", config);
+        let layer_norm = layer_norm_of(&p / "LayerNorm", h, config);
         Embeddings {
             word,
             position,

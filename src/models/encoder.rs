@@ -1,4 +1,5 @@
-//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa and DistilBERT.
+//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa, DistilBERT and
+//! ELECTRA (BERT's, after a projection of the embeddings when they are narrower).
 //!
 //! The four differ only in names and in a few details, each noted where it is handled:
 //! RoBERTa's position ids (`modeling_roberta.py`, `create_position_ids_from_input_ids`),
@@ -60,7 +61,7 @@ impl Layer {
                     layer_norm(&p / "output_layer_norm", config),
                 )
             }
-            Arch::Bert | Arch::Roberta | Arch::XlmRoberta => {
+            Arch::Bert | Arch::Roberta | Arch::XlmRoberta | Arch::Electra => {
                 let o = &p / "attention" / "output";
                 common(
                     SelfAttention::new(
@@ -102,6 +103,8 @@ pub struct Mode {
 
 pub struct Encoder {
     pub embeddings: Embeddings,
+    /// ELECTRA's `embeddings_project`, when `embedding_size` differs from `hidden_size`.
+    project: Option<nn::Linear>,
     layers: Vec<Layer>,
     max_positions: i64,
     vocab_size: i64,
@@ -113,6 +116,8 @@ impl Encoder {
     /// Creates the encoder's variables under `p` (the model's `base_model_prefix`).
     pub fn new(p: nn::Path, config: &ModelConfig) -> Encoder {
         let embeddings = Embeddings::new(&p / "embeddings", config);
+        let (e, h) = (config.embedding_size, config.hidden_size);
+        let project = (e != h).then(|| linear(&p / "embeddings_project", e, h, config));
         let stack = match config.arch {
             Arch::DistilBert => &p / "transformer" / "layer",
             _ => &p / "encoder" / "layer",
@@ -120,6 +125,7 @@ impl Encoder {
         let layers = (0..config.num_layers).map(|i| Layer::new(&stack / i, config)).collect();
         Encoder {
             embeddings,
+            project,
             layers,
             max_positions: config.max_position_embeddings,
             vocab_size: config.vocab_size,
@@ -210,6 +216,10 @@ impl Encoder {
             mode.train,
             mode.defer_word_gradient,
         );
+        let embedded = match &self.project {
+            Some(project) => project.forward(&embedded),
+            None => embedded,
+        };
         let bias = inputs.attention_mask.map(|m| mask_bias(m, embedded.kind()));
         let packing = inputs.attention_mask.and_then(Packing::of);
         let pass = Pass {

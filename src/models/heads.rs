@@ -1,7 +1,7 @@
 //! The sequence-classification heads, on the first token's hidden state:
 //! BERT's (`BertPooler` tanh, dropout, `classifier`), RoBERTa's (`RobertaClassificationHead`:
-//! dropout, dense, tanh, dropout, out_proj) and DistilBERT's (pre_classifier, ReLU, dropout,
-//! classifier).
+//! dropout, dense, tanh, dropout, out_proj), DistilBERT's (pre_classifier, ReLU, dropout,
+//! classifier) and ELECTRA's (`ElectraClassificationHead`: RoBERTa's with exact GELU for tanh).
 
 use super::config::{Arch, ModelConfig};
 use super::dropout::dropout;
@@ -12,6 +12,7 @@ use tch::Tensor;
 pub enum Head {
     Bert { pooler: nn::Linear, classifier: nn::Linear },
     Roberta { dense: nn::Linear, out_proj: nn::Linear },
+    Electra { dense: nn::Linear, out_proj: nn::Linear },
     DistilBert { pre_classifier: nn::Linear, classifier: nn::Linear },
 }
 
@@ -25,6 +26,10 @@ impl Head {
                 classifier: linear(root / "classifier", h, n, config),
             },
             Arch::Roberta | Arch::XlmRoberta => Head::Roberta {
+                dense: linear(root / "classifier" / "dense", h, h, config),
+                out_proj: linear(root / "classifier" / "out_proj", h, n, config),
+            },
+            Arch::Electra => Head::Electra {
                 dense: linear(root / "classifier" / "dense", h, h, config),
                 out_proj: linear(root / "classifier" / "out_proj", h, n, config),
             },
@@ -44,6 +49,11 @@ impl Head {
             }
             Head::Roberta { dense, out_proj } => {
                 let x = dense.forward(&dropout(first, p, train)).tanh();
+                out_proj.forward(&dropout(&x, p, train))
+            }
+            Head::Electra { dense, out_proj } => {
+                // get_activation("gelu"): the exact (erf) GELU.
+                let x = dense.forward(&dropout(first, p, train)).gelu("none");
                 out_proj.forward(&dropout(&x, p, train))
             }
             Head::DistilBert { pre_classifier, classifier } => {

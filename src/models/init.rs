@@ -18,9 +18,15 @@ pub(crate) fn linear(p: nn::Path, input: i64, output: i64, config: &ModelConfig)
     nn::linear(p, input, output, cfg)
 }
 
+/// A LayerNorm over the hidden size.
 pub(crate) fn layer_norm(p: nn::Path, config: &ModelConfig) -> nn::LayerNorm {
+    layer_norm_of(p, config.hidden_size, config)
+}
+
+/// A LayerNorm over `width` features (ones and zeros, as transformers initializes it).
+pub(crate) fn layer_norm_of(p: nn::Path, width: i64, config: &ModelConfig) -> nn::LayerNorm {
     let cfg = nn::LayerNormConfig { eps: config.layer_norm_eps, ..Default::default() };
-    nn::layer_norm(p, vec![config.hidden_size], cfg)
+    nn::layer_norm(p, vec![width], cfg)
 }
 
 /// nn.Embedding as transformers initializes it: normal, with the padding row zeroed; the padding

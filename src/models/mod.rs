@@ -1,4 +1,5 @@
-//! Encoders with sequence-classification heads on tch: BERT, RoBERTa, XLM-RoBERTa, DistilBERT.
+//! Encoders with sequence-classification heads on tch: BERT, RoBERTa, XLM-RoBERTa, DistilBERT,
+//! ELECTRA.
 
 pub mod attention;
 pub mod config;
