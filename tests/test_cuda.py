@@ -7,32 +7,23 @@ import ferrotune
 import pytest
 import torch
 import transformers
+from test_models import MODEL_TYPES, tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra"]
+
+# Each model type's dropout keys (the others: BERT's).
+DROPOUT_KEYS = {
+    "distilbert": ("dropout", "attention_dropout"),
+    "modernbert": ("attention_dropout", "mlp_dropout", "embedding_dropout", "classifier_dropout"),
+}
 
 
 def tiny(model_type, folder, dropout=0.0):
+    """test_models' tiny model of `model_type`, with `dropout` everywhere, saved to `folder`."""
     torch.manual_seed(0)
-    if model_type == "distilbert":
-        cfg = dict(
-            dim=32, n_heads=4, n_layers=2, hidden_dim=37, dropout=dropout, attention_dropout=dropout
-        )
-    else:
-        cfg = dict(
-            hidden_size=32,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            intermediate_size=37,
-            hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=dropout,
-        )
-        if model_type == "electra":
-            cfg["embedding_size"] = 16
-    config = transformers.AutoConfig.for_model(
-        model_type, vocab_size=99, num_labels=3, max_position_embeddings=64, **cfg
-    )
+    keys = DROPOUT_KEYS.get(model_type, ("hidden_dropout_prob", "attention_probs_dropout_prob"))
+    config = tiny_config(model_type, num_labels=3, **dict.fromkeys(keys, dropout))
     transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
     return folder
 

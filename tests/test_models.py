@@ -10,10 +10,11 @@ import pytest
 import torch
 import transformers
 
-MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra"]
+MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "modernbert"]
 # The models whose classifier is `classifier.out_proj` and whose positions start after the pad id.
 OUT_PROJ_HEADS = ("roberta", "xlm-roberta", "electra")
 ROBERTA_POSITIONS = ("roberta", "xlm-roberta")
+NO_TOKEN_TYPES = ("distilbert", "modernbert")
 VOCAB = 99
 
 
@@ -21,6 +22,26 @@ def tiny_config(model_type: str, **overrides):
     common = dict(vocab_size=VOCAB, initializer_range=0.2)
     if model_type == "distilbert":
         cfg = dict(dim=32, n_heads=4, n_layers=2, hidden_dim=37, max_position_embeddings=64)
+    elif model_type == "modernbert":
+        # Global, sliding, global; a window of 2 tokens each side, shorter than the test rows.
+        cfg = dict(
+            hidden_size=32,
+            num_attention_heads=4,
+            num_hidden_layers=3,
+            intermediate_size=37,
+            max_position_embeddings=64,
+            global_attn_every_n_layers=2,
+            local_attention=4,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            cls_token_id=1,
+            sep_token_id=2,
+            embedding_dropout=0.1,
+            attention_dropout=0.1,
+            mlp_dropout=0.1,
+            classifier_dropout=0.1,
+        )
     else:
         cfg = dict(
             hidden_size=32,
@@ -65,7 +86,7 @@ def padded_batch(model_type: str, with_token_types: bool = True):
         mask[row, :n] = 1
         ids[row, n:] = pad
     batch = {"input_ids": ids, "attention_mask": mask}
-    if with_token_types and model_type != "distilbert":
+    if with_token_types and model_type not in NO_TOKEN_TYPES:
         types = torch.zeros_like(ids)
         types[:, 5:] = 1
         batch["token_type_ids"] = types * mask
@@ -327,7 +348,7 @@ def test_unsupported_model_type_lists_the_supported_ones(tmp_path):
     with pytest.raises(
         NotImplementedError,
         match='"gpt2" is not supported; ferrotune supports bert, roberta, xlm-roberta, distilbert, '
-        "electra",
+        "electra, modernbert",
     ):
         ferrotune.AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
@@ -450,3 +471,50 @@ def test_electra_without_a_projection_matches_transformers(tmp_path):
     batch = padded_batch("electra")
     with torch.no_grad():
         torch.testing.assert_close(ft(**batch).logits, hf(**batch).logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_modernbert_pooling_and_older_config_keys(tmp_path, pooling):
+    """Mean pooling over padded rows, and a config.json as older checkpoints write it
+    (global_attn_every_n_layers, global/local_rope_theta, no layer_types/rope_parameters)."""
+    import json
+
+    torch.manual_seed(0)
+    config = tiny_config("modernbert", classifier_pooling=pooling, num_labels=2)
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["layer_types"] == ["full_attention", "sliding_attention", "full_attention"]
+    for key in ("layer_types", "rope_parameters"):
+        written.pop(key)
+    written.update(global_attn_every_n_layers=2, global_rope_theta=500.0, local_rope_theta=50.0)
+    (tmp_path / "config.json").write_text(json.dumps(written))
+    hf, ft = load_both(tmp_path)
+    assert hf.config.rope_parameters["full_attention"]["rope_theta"] == 500.0
+    batch = padded_batch("modernbert")
+    with torch.no_grad():
+        torch.testing.assert_close(ft(**batch).logits, hf(**batch).logits, rtol=0, atol=1e-5)
+        ids = batch["input_ids"][:, :4]
+        torch.testing.assert_close(
+            ft(input_ids=ids).logits, hf(input_ids=ids).logits, rtol=0, atol=1e-5
+        )
+
+
+def test_modernbert_config_errors_name_the_key():
+    config = tiny_config("modernbert").to_dict()
+    config["layer_types"] = ["full_attention", "dilated_attention", "full_attention"]
+    build = ferrotune.AutoModelForSequenceClassification.from_config
+    with pytest.raises(ValueError, match='"layer_types" holds "dilated_attention"'):
+        build(ferrotune.PretrainedConfig(**config))
+    config["layer_types"] = None
+    config["rope_parameters"]["full_attention"]["rope_type"] = "yarn"
+    with pytest.raises(NotImplementedError, match='rope_type "yarn"'):
+        build(ferrotune.PretrainedConfig(**config))
+
+
+def test_attn_implementation_takes_transformers_names(tiny):
+    model_type, folder = tiny
+    load = ferrotune.AutoModelForSequenceClassification.from_pretrained
+    assert load(folder, attn_implementation="eager").attention_implementation == "explicit"
+    assert load(folder, attn_implementation="sdpa").attention_implementation == "fused"
+    with pytest.raises(ValueError, match='"flash_attention_2" is not available in ferrotune'):
+        load(folder, attn_implementation="flash_attention_2")

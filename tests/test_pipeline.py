@@ -18,7 +18,7 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["bert", "roberta", "electra", "minilm"])
+@pytest.fixture(scope="module", params=["bert", "roberta", "electra", "modernbert", "minilm"])
 def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
     """A folder with a seeded classifier (3 labels) and its tokenizer."""
     folder = tmp_path_factory.mktemp(f"pipe-{request.param}")
@@ -30,11 +30,22 @@ def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
         )
         tokenizer_dir = minilm_dir
     else:
-        tokenizer_dir = roberta_dir if request.param == "roberta" else minilm_dir
-        vocab = len(transformers.AutoTokenizer.from_pretrained(tokenizer_dir))
-        positions = {"bert": 512, "roberta": 66, "electra": 512}[request.param]
+        tokenizer_dir = roberta_dir if request.param in ("roberta", "modernbert") else minilm_dir
+        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
+        vocab = len(tokenizer)
+        positions = {"bert": 512, "roberta": 66, "electra": 512, "modernbert": 512}[request.param]
         if request.param == "electra":
             labels["embedding_size"] = 16
+        if request.param == "modernbert":  # a global and a sliding layer, its tokenizer's ids
+            labels.update(
+                local_attention=8,
+                global_attn_every_n_layers=2,
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                cls_token_id=tokenizer.cls_token_id,
+                sep_token_id=tokenizer.sep_token_id,
+            )
         config = transformers.AutoConfig.for_model(
             request.param,
             vocab_size=vocab,

@@ -478,3 +478,99 @@ def test_an_electra_tokenizer_is_berts(minilm_dir, tmp_path, tweets, how):
     assert ours._core.tokenizer_class == type(theirs).__name__ == "BertTokenizer"
     texts = TEXTS + tweets.text.tolist()[:2000]
     assert_same(ours(texts, truncation=True), theirs(texts, truncation=True))
+
+
+def save_modernbert_style(tok, folder, first, last, **special_tokens):
+    """Wraps a `tokenizers` tokenizer as ModernBERT's and mmBERT's checkpoints do: `first A
+    last` (`first A last B last` for pairs), a plain PreTrainedTokenizerFast without token
+    types, 8,192 tokens; saved with a config.json of model_type modernbert."""
+    from tokenizers import processors
+
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{first}:0 $A:0 {last}:0",
+        pair=f"{first}:0 $A:0 {last}:0 $B:0 {last}:0",
+        special_tokens=[(t, tok.token_to_id(t)) for t in (first, last)],
+    )
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        model_max_length=8192,
+        model_input_names=["input_ids", "attention_mask"],
+        **special_tokens,
+    ).save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "modernbert"}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def modernbert_dir(tmp_path_factory, tweets):
+    """A tokenizer shaped as ModernBERT's: byte-level BPE in tokenizer.json, `[CLS] A [SEP]`,
+    a `[MASK]` that strips the space before it (trained here on tweets)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    specials = ["|||IP_ADDRESS|||", "<|padding|>", "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1200,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(tweets.text.tolist()[:3000], trainer)
+    return save_modernbert_style(
+        tok,
+        tmp_path_factory.mktemp("modernbert-tokenizer"),
+        "[CLS]",
+        "[SEP]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        mask_token=transformers.AddedToken("[MASK]", lstrip=True),
+        clean_up_tokenization_spaces=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def mmbert_dir(tmp_path_factory, tweets):
+    """A tokenizer shaped as mmBERT's (Gemma's): SentencePiece-style BPE on "▁"-joined text with
+    byte fallback (`<0x..>` tokens for what the vocabulary lacks), `<bos> A <eos>`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    specials += [f"<0x{i:02X}>" for i in range(256)]
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=specials)
+    tok.train_from_iterator(tweets.text.tolist()[:3000], trainer)
+    return save_modernbert_style(
+        tok,
+        tmp_path_factory.mktemp("mmbert-tokenizer"),
+        "<bos>",
+        "<eos>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+
+
+@pytest.mark.parametrize("folder", ["modernbert_dir", "mmbert_dir"])
+def test_modernbert_and_mmbert_tokenizers_are_transformers(request, folder, tweets):
+    folder = request.getfixturevalue(folder)
+    ours = AutoTokenizer.from_pretrained(folder)
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    texts = TEXTS + ["a [MASK] b", "[MASK]x"] + tweets.text.tolist()[3000:5000]
+    for kwargs in ({}, {"padding": True, "truncation": True, "max_length": 24}):
+        assert_same(ours(texts, **kwargs), theirs(texts, **kwargs))
+    assert_same(ours(texts[:5], texts[5:10]), theirs(texts[:5], texts[5:10]))
+    ids = theirs(texts[:50])["input_ids"]
+    assert ours.batch_decode(ids) == theirs.batch_decode(ids)
+    assert ours.batch_decode(ids, skip_special_tokens=True) == theirs.batch_decode(
+        ids, skip_special_tokens=True
+    )
+    assert ours.model_max_length == theirs.model_max_length == 8192

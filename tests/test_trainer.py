@@ -146,24 +146,47 @@ def test_logs_match_transformers_with_shuffling(tiny_no_dropout_dir, tmp_path, g
     assert ft.state.log_history[-1]["epoch"] == 3.0
 
 
-def test_electra_logs_match_transformers(tmp_path):
-    """ELECTRA (embeddings narrower than the hidden size) trained by both Trainers."""
+TINY_SHAPE = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_labels=2)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # ELECTRA: embeddings narrower than the hidden size.
+        lambda: transformers.ElectraConfig(
+            vocab_size=VOCAB,
+            embedding_size=16,
+            num_hidden_layers=2,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            **TINY_SHAPE,
+        ),
+        # ModernBERT: global, sliding, global layers; a window shorter than the rows; mean pooling.
+        lambda: transformers.ModernBertConfig(
+            vocab_size=VOCAB,
+            num_hidden_layers=3,
+            global_attn_every_n_layers=2,
+            local_attention=4,
+            classifier_pooling="mean",
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            cls_token_id=1,
+            sep_token_id=2,
+            **TINY_SHAPE,
+        ),
+    ],
+    ids=["electra", "modernbert"],
+)
+def test_other_architectures_log_as_transformers(tmp_path, config):
     torch.manual_seed(0)
-    cfg = transformers.ElectraConfig(
-        vocab_size=VOCAB,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        num_labels=2,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+    config = config()
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(
+        tmp_path / "model"
     )
-    transformers.ElectraForSequenceClassification(cfg).save_pretrained(tmp_path / "electra")
     data = make_dataset()
-    (hf, hf_out), (ft, ft_out) = run_both(tmp_path / "electra", tmp_path, data, data)
-    assert type(ft.model).__name__ == "ElectraForSequenceClassification"
+    (hf, hf_out), (ft, ft_out) = run_both(tmp_path / "model", tmp_path, data, data)
+    assert type(ft.model).__name__ == type(hf.model).__name__
     compare_logs(hf.state.log_history, ft.state.log_history)
     assert ft_out.training_loss == pytest.approx(hf_out.training_loss, abs=1e-4)
 
@@ -497,3 +520,19 @@ def test_push_to_hub_offline_saves_locally_then_fails_clearly(
     with pytest.raises(OSError, match="could not push .* 'someone/tiny'.*saved locally"):
         trainer.push_to_hub()
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_token_type_ids_are_dropped_for_a_model_without_them(tmp_path, caplog):
+    """A BERT tokenizer's token_type_ids column with a ModernBERT model: transformers' Trainer
+    drops the column the model's forward does not take, and logs it."""
+    torch.manual_seed(0)
+    config = transformers.ModernBertConfig(
+        vocab_size=VOCAB, num_hidden_layers=2, pad_token_id=0, **TINY_SHAPE
+    )
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
+    data = make_dataset().map(lambda row: {"token_type_ids": [0] * len(row["input_ids"])})
+    model = ferrotune.AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    args = arguments(ferrotune, tmp_path / "out", num_train_epochs=1, eval_strategy="no")
+    with caplog.at_level(logging.INFO, logger="ferrotune"):
+        ferrotune.Trainer(model=model, args=args, train_dataset=data).train()
+    assert "have been ignored: text, token_type_ids" in caplog.text

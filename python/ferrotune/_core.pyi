@@ -95,6 +95,10 @@ class SequenceClassifier:
     def num_labels(self) -> int: ...
     @property
     def class_name(self) -> str: ...
+    @property
+    def input_names(self) -> list[str]:
+        """The tokenized columns `forward` takes (`token_type_ids` only where the model has
+        token type embeddings)."""
 
 def accuracy(predictions: Any, references: Any) -> float: ...
 def precision_recall_f1(

@@ -12,7 +12,6 @@ from . import _core
 
 logger = logging.getLogger(__name__)
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 LABEL_COLUMNS = ("labels", "label", "label_ids")
 
 
@@ -70,10 +69,12 @@ def examples(
     description: str,
     label_names: list[str] | None,
     model_class: str,
+    model_inputs: list[str],
     remove_unused_columns: bool = True,
     require_labels: bool = False,
 ) -> _core.Examples:
-    """The Rust-side examples of `dataset`; raises before any training on bad data."""
+    """The Rust-side examples of `dataset`: its `model_inputs` columns and its labels; raises
+    before any training on bad data."""
     columns = column_names(dataset)
     if not columns or (hasattr(dataset, "__len__") and len(dataset) == 0):
         raise ValueError(f"the {description} set is empty")
@@ -84,7 +85,7 @@ def examples(
             f"{', '.join(list(label_names or []) + list(LABEL_COLUMNS))} among its columns "
             f"{', '.join(columns)}"
         )
-    keep = [c for c in MODEL_INPUTS if c in columns] + ([label] if label else [])
+    keep = [c for c in model_inputs if c in columns] + ([label] if label else [])
     _core.check_columns(list(columns), f"{description} set")
     ignored = [c for c in columns if c not in keep]
     if ignored and remove_unused_columns:

@@ -325,7 +325,8 @@ class PreTrainedModelForSequenceClassification:
     @property
     def attention_implementation(self) -> str:
         """ "auto" (the faster per call, the default), "explicit" (matmul-softmax) or "fused"
-        (libtorch's scaled_dot_product_attention); all give the same results."""
+        (libtorch's scaled_dot_product_attention); all give the same results. Set it also with
+        transformers' names "eager" and "sdpa"."""
         return self._model.attention
 
     @attention_implementation.setter
@@ -349,11 +350,17 @@ class PreTrainedModelForSequenceClassification:
         self._model.save_safetensors(folder / SAFE_WEIGHTS_NAME)
 
     @classmethod
-    def from_config(cls, config: PretrainedConfig, **kwargs: Any):
+    def from_config(
+        cls, config: PretrainedConfig, attn_implementation: str | None = None, **kwargs: Any
+    ):
+        """A model with fresh weights; `attn_implementation` as `attention_implementation`."""
         model_class = _CLASSES[config.model_type]  # the config has validated model_type
         if cls is not PreTrainedModelForSequenceClassification and not issubclass(model_class, cls):
             raise ValueError(f"{cls.__name__} cannot be built from a {config.model_type!r} config")
-        return model_class(config, **kwargs)
+        model = model_class(config, **kwargs)
+        if attn_implementation is not None:
+            model.attention_implementation = attn_implementation
+        return model
 
     @classmethod
     def from_pretrained(
@@ -372,10 +379,12 @@ class PreTrainedModelForSequenceClassification:
         token: str | bool | None = None,
         local_files_only: bool = False,
         trust_remote_code: bool = False,
+        attn_implementation: str | None = None,
         **config_kwargs: Any,
     ):
         """Loads config.json and the weights of a local folder or a hub id; `num_labels`,
-        `id2label`, `label2id`, `problem_type` and other config keys may be overridden."""
+        `id2label`, `label2id`, `problem_type` and other config keys may be overridden;
+        `attn_implementation` as `attention_implementation`."""
         ignore_remote_code(trust_remote_code)
         folder = resolve_folder(
             pretrained_model_name_or_path,
@@ -394,7 +403,7 @@ class PreTrainedModelForSequenceClassification:
             if device is not None
             else (device_map if isinstance(device_map, (str, torch.device)) else "cpu")
         )
-        model = cls.from_config(config, device=device)
+        model = cls.from_config(config, attn_implementation, device=device)
         try:
             if kind == "safetensors":
                 info = model._model.load_safetensors(
@@ -479,6 +488,7 @@ RobertaForSequenceClassification = _CLASSES["roberta"]
 XLMRobertaForSequenceClassification = _CLASSES["xlm-roberta"]
 DistilBertForSequenceClassification = _CLASSES["distilbert"]
 ElectraForSequenceClassification = _CLASSES["electra"]
+ModernBertForSequenceClassification = _CLASSES["modernbert"]
 
 
 class AutoModelForSequenceClassification:

@@ -236,6 +236,7 @@ class Trainer:
             description=description,
             label_names=self.args.label_names,
             model_class=type(self.model).__name__,
+            model_inputs=self.model._model.input_names,
             remove_unused_columns=self.args.remove_unused_columns,
             require_labels=require_labels,
         )

@@ -15,20 +15,51 @@ pub enum AttentionImpl {
     Explicit,
     /// libtorch's fused scaled_dot_product_attention.
     Fused,
-    /// Per call, the faster of the two as measured by bench/attention.py: fused on CUDA and
-    /// for float32 inference on 64 tokens or more; explicit otherwise, where the CPU's fused
-    /// backward is slower (bench/README.md, "Measurements behind the code").
+    /// Per call, the faster of the two as measured by bench/attention.py: fused on CUDA, for
+    /// float32 inference on 64 tokens or more, and for float32 training on 128 tokens or more
+    /// without attention dropout (the CPU's flash kernel); explicit otherwise, where the CPU's
+    /// fused backward is slower (bench/README.md, "Measurements behind the code").
     Auto,
 }
 
 impl AttentionImpl {
-    fn resolve(self, device: tch::Device, kind: Kind, train: bool, seq: i64) -> AttentionImpl {
+    /// ferrotune's names, and transformers' `attn_implementation` "eager" (explicit) and "sdpa"
+    /// (fused); the others (flash-attn, flex attention, hub kernels) are not available here.
+    pub fn parse(name: &str) -> crate::Result<AttentionImpl> {
+        match name {
+            "auto" => Ok(AttentionImpl::Auto),
+            "explicit" | "eager" => Ok(AttentionImpl::Explicit),
+            "fused" | "sdpa" => Ok(AttentionImpl::Fused),
+            other => Err(crate::Error::value(format!(
+                "attention implementation {other:?} is not available in ferrotune; use \"auto\" \
+                 (the default), \"explicit\" (transformers' \"eager\") or \"fused\" \
+                 (\"sdpa\"), which all give the same results"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
         match self {
-            AttentionImpl::Auto
-                if device.is_cuda() || (!train && kind == Kind::Float && seq >= 64) =>
-            {
-                AttentionImpl::Fused
-            }
+            AttentionImpl::Auto => "auto",
+            AttentionImpl::Explicit => "explicit",
+            AttentionImpl::Fused => "fused",
+        }
+    }
+
+    fn resolve(
+        self,
+        device: tch::Device,
+        kind: Kind,
+        train: bool,
+        seq: i64,
+        dropout: f64,
+    ) -> AttentionImpl {
+        let float = kind == Kind::Float;
+        let fused = device.is_cuda()
+            || (!train && float && seq >= 64)
+            || (train && float && seq >= 128 && dropout == 0.0);
+        match self {
+            AttentionImpl::Auto if fused => AttentionImpl::Fused,
             AttentionImpl::Auto => AttentionImpl::Explicit,
             chosen => chosen,
         }
@@ -72,27 +103,60 @@ impl SelfAttention {
         let q = heads(q);
         let k = heads(padded(self.key.forward(x)));
         let v = heads(padded(self.value.forward(x)));
-        let scale = (d as f64).powf(-0.5);
-        let train = pass.train;
-        let p = if train { self.dropout } else { 0.0 };
-        let context = match pass.attention.resolve(q.device(), q.kind(), train, s) {
-            AttentionImpl::Explicit | AttentionImpl::Auto => {
-                let scores = q.matmul(&k.transpose(2, 3)) * scale;
-                let scores = match pass.bias {
-                    Some(bias) => scores + bias,
-                    None => scores,
-                };
-                dropout(&scores.softmax(-1, scores.kind()), p, train).matmul(&v)
-            }
-            AttentionImpl::Fused => {
-                Tensor::scaled_dot_product_attention(&q, &k, &v, pass.bias, p, false, scale, false)
-            }
-        };
-        let context = context.transpose(1, 2).contiguous().view([b, s, h * d]);
-        match pass.packing {
-            Some(p) => p.pack(&context),
-            None => context,
+        let context = attend(&q, &k, &v, pass.bias, self.dropout, pass, Softmax::InScores);
+        merge_heads(context, pass)
+    }
+}
+
+/// The dtype the attention probabilities are computed in, as each model's eager attention does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Softmax {
+    /// In the scores' dtype (BERT and its relatives).
+    InScores,
+    /// In float32, then cast back (`softmax(..., dtype=torch.float32).to(query.dtype)`).
+    InFloat,
+}
+
+/// Attention of q, k, v [batch, heads, seq, head_dim] with the additive `bias`, explicit or
+/// fused as `pass` says; the context in the same layout.
+pub(crate) fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    dropout_p: f64,
+    pass: &Pass,
+    softmax: Softmax,
+) -> Tensor {
+    let scale = (q.size()[3] as f64).powf(-0.5);
+    let train = pass.train;
+    let p = if train { dropout_p } else { 0.0 };
+    match pass.attention.resolve(q.device(), q.kind(), train, q.size()[2], p) {
+        AttentionImpl::Explicit | AttentionImpl::Auto => {
+            let scores = q.matmul(&k.transpose(2, 3)) * scale;
+            let scores = match bias {
+                Some(bias) => scores + bias,
+                None => scores,
+            };
+            let probs = match softmax {
+                Softmax::InScores => scores.softmax(-1, scores.kind()),
+                Softmax::InFloat => scores.softmax(-1, Kind::Float).to_kind(q.kind()),
+            };
+            dropout(&probs, p, train).matmul(v)
         }
+        AttentionImpl::Fused => {
+            Tensor::scaled_dot_product_attention(q, k, v, bias, p, false, scale, false)
+        }
+    }
+}
+
+/// [batch, heads, seq, head_dim] → [batch, seq, hidden], packed when `pass` packs.
+pub(crate) fn merge_heads(context: Tensor, pass: &Pass) -> Tensor {
+    let (b, h, s, d) = context.size4().expect("attention context is 4-D");
+    let context = context.transpose(1, 2).contiguous().view([b, s, h * d]);
+    match pass.packing {
+        Some(p) => p.pack(&context),
+        None => context,
     }
 }
 
@@ -110,6 +174,25 @@ pub(crate) struct Pass<'a> {
 /// dtype's minimum where masked, [b, 1, 1, s].
 pub(crate) fn mask_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
     let keep = attention_mask.to_kind(kind).unsqueeze(1).unsqueeze(1);
+    (keep.ones_like() - keep) * min_value(kind)
+}
+
+/// ModernBERT's sliding-window mask (`create_bidirectional_sliding_window_mask`): a token sees
+/// the attended tokens at most `window` positions away, [b or 1, 1, s, s], 0 or the minimum.
+pub(crate) fn window_bias(
+    attention_mask: Option<&Tensor>,
+    seq: i64,
+    window: i64,
+    kind: Kind,
+    device: tch::Device,
+) -> Tensor {
+    let index = Tensor::arange(seq, (Kind::Int64, device));
+    let distance = (index.unsqueeze(1) - index.unsqueeze(0)).abs();
+    let mut keep = distance.le(window).unsqueeze(0).unsqueeze(0);
+    if let Some(mask) = attention_mask {
+        keep = keep.logical_and(&mask.ne(0).unsqueeze(1).unsqueeze(1));
+    }
+    let keep = keep.to_kind(kind);
     (keep.ones_like() - keep) * min_value(kind)
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Defaults are those of transformers' config classes (`configuration_bert.py`,
 //! `configuration_roberta.py`, `configuration_xlm_roberta.py`, `configuration_distilbert.py`,
-//! `configuration_electra.py`);
+//! `configuration_electra.py`, `configuration_modernbert.py`);
 //! `complete` fills them into a config so the Python side sees every field.
 
 use crate::error::{Error, Result};
@@ -15,6 +15,7 @@ pub enum Arch {
     XlmRoberta,
     DistilBert,
     Electra,
+    ModernBert,
 }
 
 /// The `model_type`s ferrotune runs, in `Arch::ALL`'s order.
@@ -23,8 +24,14 @@ pub fn supported_model_types() -> Vec<&'static str> {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] =
-        [Arch::Bert, Arch::Roberta, Arch::XlmRoberta, Arch::DistilBert, Arch::Electra];
+    pub const ALL: [Arch; 6] = [
+        Arch::Bert,
+        Arch::Roberta,
+        Arch::XlmRoberta,
+        Arch::DistilBert,
+        Arch::Electra,
+        Arch::ModernBert,
+    ];
 
     /// The `model_type` of `config.json`.
     pub fn model_type(self) -> &'static str {
@@ -34,6 +41,7 @@ impl Arch {
             Arch::XlmRoberta => "xlm-roberta",
             Arch::DistilBert => "distilbert",
             Arch::Electra => "electra",
+            Arch::ModernBert => "modernbert",
         }
     }
 
@@ -53,6 +61,7 @@ impl Arch {
             Arch::Roberta | Arch::XlmRoberta => "roberta",
             Arch::DistilBert => "distilbert",
             Arch::Electra => "electra",
+            Arch::ModernBert => "model",
         }
     }
 
@@ -64,6 +73,7 @@ impl Arch {
             Arch::XlmRoberta => "XLMRobertaForSequenceClassification",
             Arch::DistilBert => "DistilBertForSequenceClassification",
             Arch::Electra => "ElectraForSequenceClassification",
+            Arch::ModernBert => "ModernBertForSequenceClassification",
         }
     }
 
@@ -100,6 +110,23 @@ impl Arch {
                 "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
                 "summary_type": "first", "summary_use_proj": true, "summary_activation": "gelu",
                 "summary_last_dropout": 0.1, "pad_token_id": 0, "classifier_dropout": null,
+            }),
+            // `layer_types` and `rope_parameters` are derived from these when a config (older
+            // checkpoints) does not have them.
+            Arch::ModernBert => json!({
+                "vocab_size": 50368, "hidden_size": 768, "intermediate_size": 1152,
+                "num_hidden_layers": 22, "num_attention_heads": 12, "hidden_activation": "gelu",
+                "max_position_embeddings": 8192, "initializer_range": 0.02,
+                "initializer_cutoff_factor": 2.0, "norm_eps": 1e-5, "norm_bias": false,
+                "pad_token_id": 50283, "eos_token_id": 50282, "bos_token_id": 50281,
+                "cls_token_id": 50281, "sep_token_id": 50282, "attention_bias": false,
+                "attention_dropout": 0.0, "global_attn_every_n_layers": 3,
+                "local_attention": 128, "global_rope_theta": 160_000.0,
+                "local_rope_theta": 10_000.0, "embedding_dropout": 0.0, "mlp_bias": false,
+                "mlp_dropout": 0.0, "decoder_bias": true, "classifier_pooling": "cls",
+                "classifier_dropout": 0.0, "classifier_bias": false,
+                "classifier_activation": "gelu", "sparse_prediction": false,
+                "sparse_pred_ignore_index": -100,
             }),
         }
     }
@@ -155,6 +182,38 @@ pub struct ModelConfig {
     pub initializer_range: f64,
     pub num_labels: i64,
     pub sinusoidal_positions: bool,
+    /// What only ModernBERT has.
+    pub modernbert: Option<ModernBertConfig>,
+}
+
+/// How ModernBERT's classifier pools the last hidden states (`classifier_pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first token's state.
+    Cls,
+    /// The mean over the attended tokens.
+    Mean,
+}
+
+/// ModernBERT's settings beyond the common ones (`ModernBertConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModernBertConfig {
+    /// Per layer: true for global (full) attention, false for the sliding window.
+    pub global_layers: Vec<bool>,
+    /// RoPE bases (`rope_parameters[...]["rope_theta"]`) of the global and the sliding layers.
+    pub global_rope_theta: f64,
+    pub local_rope_theta: f64,
+    /// A sliding layer's token sees the tokens at most this far (`local_attention // 2`).
+    pub sliding_window: i64,
+    pub norm_bias: bool,
+    pub attention_bias: bool,
+    pub mlp_bias: bool,
+    pub classifier_bias: bool,
+    pub classifier_activation: Activation,
+    pub pooling: Pooling,
+    pub embedding_dropout: f64,
+    pub mlp_dropout: f64,
+    pub initializer_cutoff_factor: f64,
 }
 
 /// `config` with the defaults of its model type filled in where keys are missing.
@@ -237,6 +296,12 @@ impl Fields<'_> {
         })
     }
 
+    fn boolean(&self, key: &str) -> Result<bool> {
+        self.get(key)?.as_bool().ok_or_else(|| {
+            Error::value(format!("config {key:?} must be true or false, got {}", self.0[key]))
+        })
+    }
+
     fn optional_int(&self, key: &str) -> Result<Option<i64>> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -258,6 +323,92 @@ impl Fields<'_> {
             None | Some(Value::Null) => Ok(2),
             Some(_) => self.positive_int("num_labels"),
         }
+    }
+}
+
+impl Fields<'_> {
+    /// ModernBERT's settings: `layer_types` and `rope_parameters` as transformers 5 writes them,
+    /// or, in older configs, `global_attn_every_n_layers` and `global_rope_theta` /
+    /// `local_rope_theta` (`ModernBertConfig.__post_init__`, `convert_rope_params_to_dict`).
+    fn modernbert(&self, num_layers: i64) -> Result<ModernBertConfig> {
+        let global_layers = match self.0.get("layer_types") {
+            Some(Value::Array(types)) => {
+                if types.len() as i64 != num_layers {
+                    return Err(Error::value(format!(
+                        "config \"layer_types\" has {} entries for {num_layers} layers",
+                        types.len()
+                    )));
+                }
+                types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        Some("full_attention") => Ok(true),
+                        Some("sliding_attention") => Ok(false),
+                        _ => Err(Error::value(format!(
+                            "config \"layer_types\" holds {t}; expected \"full_attention\" or \
+                             \"sliding_attention\""
+                        ))),
+                    })
+                    .collect::<Result<Vec<bool>>>()?
+            }
+            None | Some(Value::Null) => {
+                let every = self.positive_int("global_attn_every_n_layers")?;
+                (0..num_layers).map(|i| i % every == 0).collect()
+            }
+            Some(other) => {
+                return Err(Error::value(format!(
+                    "config \"layer_types\" must be a list, got {other}"
+                )))
+            }
+        };
+        let theta = |layer_type: &str, old_key: &str| -> Result<f64> {
+            let rope = self.0.get("rope_parameters").and_then(|r| r.get(layer_type));
+            if let Some(kind) = rope.and_then(|r| r.get("rope_type")).and_then(Value::as_str) {
+                if kind != "default" {
+                    return Err(Error::not_implemented(format!(
+                        "rope_type {kind:?} ({layer_type}) is not supported; ferrotune runs the \
+                         default rotary embeddings"
+                    )));
+                }
+            }
+            match rope.and_then(|r| r.get("rope_theta")) {
+                Some(value) => value.as_f64().filter(|v| *v > 0.0).ok_or_else(|| {
+                    Error::value(format!(
+                        "config \"rope_parameters\".{layer_type}.rope_theta must be a positive \
+                         number, got {value}"
+                    ))
+                }),
+                None => self.positive_float(old_key),
+            }
+        };
+        let pooling = match self.string("classifier_pooling")? {
+            "cls" => Pooling::Cls,
+            "mean" => Pooling::Mean,
+            other => {
+                return Err(Error::value(format!(
+                    "config \"classifier_pooling\" must be \"cls\" or \"mean\", got {other:?}"
+                )))
+            }
+        };
+        Ok(ModernBertConfig {
+            global_layers,
+            global_rope_theta: theta("full_attention", "global_rope_theta")?,
+            local_rope_theta: theta("sliding_attention", "local_rope_theta")?,
+            sliding_window: self.positive_int("local_attention")? / 2,
+            norm_bias: self.boolean("norm_bias")?,
+            attention_bias: self.boolean("attention_bias")?,
+            mlp_bias: self.boolean("mlp_bias")?,
+            classifier_bias: self.boolean("classifier_bias")?,
+            classifier_activation: Activation::parse(self.string("classifier_activation")?)?,
+            pooling,
+            embedding_dropout: self.probability("embedding_dropout")?,
+            mlp_dropout: self.probability("mlp_dropout")?,
+            // `_init_weights`: None means 3.
+            initializer_cutoff_factor: match self.0.get("initializer_cutoff_factor") {
+                None | Some(Value::Null) => 3.0,
+                Some(_) => self.positive_float("initializer_cutoff_factor")?,
+            },
+        })
     }
 }
 
@@ -297,7 +448,33 @@ impl ModelConfig {
                 initializer_range: f.positive_float("initializer_range")?,
                 num_labels: f.num_labels()?,
                 sinusoidal_positions: f.get("sinusoidal_pos_embds")?.as_bool().unwrap_or(false),
+                modernbert: None,
             },
+            Arch::ModernBert => {
+                let hidden_size = f.positive_int("hidden_size")?;
+                let num_layers = f.positive_int("num_hidden_layers")?;
+                ModelConfig {
+                    arch,
+                    vocab_size,
+                    embedding_size: hidden_size,
+                    hidden_size,
+                    num_layers,
+                    num_heads: f.positive_int("num_attention_heads")?,
+                    intermediate_size: f.positive_int("intermediate_size")?,
+                    activation: Activation::parse(f.string("hidden_activation")?)?,
+                    hidden_dropout: f.probability("mlp_dropout")?,
+                    attention_dropout: f.probability("attention_dropout")?,
+                    classifier_dropout: f.probability("classifier_dropout")?,
+                    max_position_embeddings: f.positive_int("max_position_embeddings")?,
+                    type_vocab_size: 0,
+                    layer_norm_eps: f.positive_float("norm_eps")?,
+                    pad_token_id,
+                    initializer_range: f.positive_float("initializer_range")?,
+                    num_labels: f.num_labels()?,
+                    sinusoidal_positions: false,
+                    modernbert: Some(f.modernbert(num_layers)?),
+                }
+            }
             Arch::Bert | Arch::Roberta | Arch::XlmRoberta | Arch::Electra => {
                 let hidden_dropout = f.probability("hidden_dropout_prob")?;
                 let classifier_dropout = match f.get("classifier_dropout")? {
@@ -333,6 +510,7 @@ impl ModelConfig {
                     initializer_range: f.positive_float("initializer_range")?,
                     num_labels: f.num_labels()?,
                     sinusoidal_positions: false,
+                    modernbert: None,
                 }
             }
         };
@@ -347,6 +525,17 @@ impl ModelConfig {
 
     pub fn head_dim(&self) -> i64 {
         self.hidden_size / self.num_heads
+    }
+
+    /// The tokenized columns the model's `forward` takes, which the Trainer keeps of a dataset
+    /// (transformers' `_remove_unused_columns`): no `token_type_ids` for DistilBERT and
+    /// ModernBERT.
+    pub fn input_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["input_ids", "attention_mask"];
+        if self.type_vocab_size > 0 {
+            names.push("token_type_ids");
+        }
+        names
     }
 }
 
@@ -393,13 +582,42 @@ mod tests {
     }
 
     #[test]
+    fn modernbert_layer_types_and_rope_from_either_form() {
+        let old =
+            ModelConfig::from_json(&json!({"model_type": "modernbert", "num_hidden_layers": 4,
+            "global_attn_every_n_layers": 2, "local_rope_theta": 5.0}))
+            .unwrap();
+        let m = old.modernbert.clone().unwrap();
+        assert_eq!(m.global_layers, [true, false, true, false]);
+        assert_eq!(
+            (m.global_rope_theta, m.local_rope_theta, m.sliding_window),
+            (160_000.0, 5.0, 64)
+        );
+        assert_eq!((old.type_vocab_size, old.layer_norm_eps), (0, 1e-5));
+        assert_eq!(old.input_names(), ["input_ids", "attention_mask"]);
+        let new =
+            ModelConfig::from_json(&json!({"model_type": "modernbert", "num_hidden_layers": 2,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 7.0}}}))
+            .unwrap();
+        let m = new.modernbert.unwrap();
+        assert_eq!(m.global_layers, [false, true]);
+        assert_eq!((m.global_rope_theta, m.local_rope_theta), (7.0, 10_000.0));
+        let err =
+            ModelConfig::from_json(&json!({"model_type": "modernbert", "num_hidden_layers": 3,
+            "layer_types": ["full_attention"]}))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "config \"layer_types\" has 1 entries for 3 layers");
+    }
+
+    #[test]
     fn unsupported_model_type_lists_the_supported_ones() {
         let err = ModelConfig::from_json(&json!({"model_type": "gpt2"})).unwrap_err();
         assert!(matches!(err, Error::NotImplemented(_)));
         assert_eq!(
             err.to_string(),
             "model_type \"gpt2\" is not supported; ferrotune supports bert, roberta, xlm-roberta, \
-             distilbert, electra"
+             distilbert, electra, modernbert"
         );
     }
 

@@ -1,10 +1,11 @@
-//! The embedding layer of BERT, RoBERTa, XLM-RoBERTa, DistilBERT and ELECTRA (`BertEmbeddings`,
-//! `RobertaEmbeddings`, DistilBERT's `Embeddings`, `ElectraEmbeddings`: BERT's at
-//! `embedding_size`), and the word lookup the training loop accumulates itself.
+//! The embedding layer of BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and ModernBERT
+//! (`BertEmbeddings`, `RobertaEmbeddings`, DistilBERT's `Embeddings`, `ElectraEmbeddings`: BERT's
+//! at `embedding_size`, `ModernBertEmbeddings`: the word table and its norm only, positions are
+//! rotary), and the word lookup the training loop accumulates itself.
 
 use super::config::{Arch, ModelConfig};
 use super::dropout::dropout;
-use super::init::{embedding, layer_norm_of};
+use super::init::{embedding, trunc_normal_, Norm};
 use crate::error::Result;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -24,9 +25,10 @@ fn sinusoidal_table(positions: i64, dim: i64) -> Tensor {
 
 pub struct Embeddings {
     pub(super) word: nn::Embedding,
-    position: nn::Embedding,
+    /// None for ModernBERT, whose positions are rotary.
+    position: Option<nn::Embedding>,
     token_type: Option<nn::Embedding>,
-    layer_norm: nn::LayerNorm,
+    layer_norm: Norm,
     dropout: f64,
     /// RoBERTa: positions count from padding_idx + 1 and pads keep padding_idx.
     pub(super) roberta_padding_idx: Option<i64>,
@@ -38,9 +40,24 @@ impl Embeddings {
     pub fn new(p: nn::Path, config: &ModelConfig) -> Embeddings {
         let roberta_padding_idx = match config.arch {
             Arch::Roberta | Arch::XlmRoberta => config.pad_token_id,
-            Arch::Bert | Arch::DistilBert | Arch::Electra => None,
+            _ => None,
         };
         let h = config.embedding_size;
+        if let Some(modern) = &config.modernbert {
+            let word =
+                embedding(&p / "tok_embeddings", config.vocab_size, h, config.pad_token_id, config);
+            // `_init_weights` draws the whole table again, padding row included.
+            trunc_normal_(&word.ws, config.initializer_range, modern.initializer_cutoff_factor);
+            return Embeddings {
+                word,
+                position: None,
+                token_type: None,
+                layer_norm: Norm::new(&p / "norm", h, modern.norm_bias, config.layer_norm_eps),
+                dropout: modern.embedding_dropout,
+                roberta_padding_idx: None,
+                word_padding_idx: config.pad_token_id,
+            };
+        }
         let word =
             embedding(&p / "word_embeddings", config.vocab_size, h, config.pad_token_id, config);
         let mut position = embedding(
@@ -61,10 +78,10 @@ impl Embeddings {
         let token_type = (config.type_vocab_size > 0).then(|| {
             embedding(&p / "token_type_embeddings", config.type_vocab_size, h, None, config)
         });
-        let layer_norm = layer_norm_of(&p / "LayerNorm", h, config);
+        let layer_norm = Norm::new(&p / "LayerNorm", h, true, config.layer_norm_eps);
         Embeddings {
             word,
-            position,
+            position: Some(position),
             token_type,
             layer_norm,
             dropout: config.hidden_dropout,
@@ -85,17 +102,6 @@ impl Embeddings {
     ) -> (Tensor, Option<WordLookup>) {
         let (batch, seq) = input_ids.size2().expect("input_ids is 2-D (checked by the caller)");
         let device = input_ids.device();
-        let position_ids = match (position_ids, self.roberta_padding_idx) {
-            (Some(ids), _) => ids.shallow_clone(),
-            (None, Some(pad)) => {
-                let mask = input_ids.ne(pad).to_kind(Kind::Int);
-                let incremental = mask.cumsum(1, Kind::Int) * &mask;
-                incremental.to_kind(Kind::Int64) + pad
-            }
-            (None, None) => {
-                Tensor::arange(seq, (Kind::Int64, device)).unsqueeze(0).expand([batch, seq], false)
-            }
-        };
         // Same order of additions as transformers: word + token type, then + position.
         let (embeddings, lookup) = match self.deferrable(defer_word_gradient) {
             true => {
@@ -121,7 +127,23 @@ impl Embeddings {
             }
             None => embeddings,
         };
-        let embeddings = embeddings + self.position.forward(&position_ids);
+        let embeddings = match &self.position {
+            Some(position) => {
+                let ids = match (position_ids, self.roberta_padding_idx) {
+                    (Some(ids), _) => ids.shallow_clone(),
+                    (None, Some(pad)) => {
+                        let mask = input_ids.ne(pad).to_kind(Kind::Int);
+                        let incremental = mask.cumsum(1, Kind::Int) * &mask;
+                        incremental.to_kind(Kind::Int64) + pad
+                    }
+                    (None, None) => Tensor::arange(seq, (Kind::Int64, device))
+                        .unsqueeze(0)
+                        .expand([batch, seq], false),
+                };
+                embeddings + position.forward(&ids)
+            }
+            None => embeddings,
+        };
         (dropout(&self.layer_norm.forward(&embeddings), self.dropout, train), lookup)
     }
 

@@ -1,5 +1,6 @@
-//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa, DistilBERT and
-//! ELECTRA (BERT's, after a projection of the embeddings when they are narrower).
+//! The encoder: embeddings, then the post-LayerNorm layers shared by BERT, RoBERTa, XLM-RoBERTa,
+//! DistilBERT and ELECTRA (BERT's, after a projection of the embeddings when they are narrower),
+//! or ModernBERT's pre-norm layers (`modernbert.rs`).
 //!
 //! The four differ only in names and in a few details, each noted where it is handled:
 //! RoBERTa's position ids (`modeling_roberta.py`, `create_position_ids_from_input_ids`),
@@ -13,6 +14,7 @@ use super::config::{Activation, Arch, ModelConfig};
 use super::dropout::dropout;
 use super::embeddings::{Embeddings, WordLookup};
 use super::init::{layer_norm, linear};
+use super::modernbert;
 use super::Batch;
 use crate::error::{Error, Result};
 use tch::nn::{self, Module};
@@ -61,7 +63,8 @@ impl Layer {
                     layer_norm(&p / "output_layer_norm", config),
                 )
             }
-            Arch::Bert | Arch::Roberta | Arch::XlmRoberta | Arch::Electra => {
+            // BERT's layout (ModernBERT has its own layers).
+            _ => {
                 let o = &p / "attention" / "output";
                 common(
                     SelfAttention::new(
@@ -101,11 +104,17 @@ pub struct Mode {
     pub defer_word_gradient: bool,
 }
 
+/// The layers after the embeddings.
+enum Layers {
+    Post(Vec<Layer>),
+    ModernBert(modernbert::Stack),
+}
+
 pub struct Encoder {
     pub embeddings: Embeddings,
     /// ELECTRA's `embeddings_project`, when `embedding_size` differs from `hidden_size`.
     project: Option<nn::Linear>,
-    layers: Vec<Layer>,
+    layers: Layers,
     max_positions: i64,
     vocab_size: i64,
     type_vocab_size: i64,
@@ -118,11 +127,18 @@ impl Encoder {
         let embeddings = Embeddings::new(&p / "embeddings", config);
         let (e, h) = (config.embedding_size, config.hidden_size);
         let project = (e != h).then(|| linear(&p / "embeddings_project", e, h, config));
-        let stack = match config.arch {
-            Arch::DistilBert => &p / "transformer" / "layer",
-            _ => &p / "encoder" / "layer",
+        let layers = match (&config.modernbert, config.arch) {
+            (Some(modern), _) => Layers::ModernBert(modernbert::Stack::new(&p, config, modern)),
+            (None, arch) => {
+                let stack = match arch {
+                    Arch::DistilBert => &p / "transformer" / "layer",
+                    _ => &p / "encoder" / "layer",
+                };
+                Layers::Post(
+                    (0..config.num_layers).map(|i| Layer::new(&stack / i, config)).collect(),
+                )
+            }
         };
-        let layers = (0..config.num_layers).map(|i| Layer::new(&stack / i, config)).collect();
         Encoder {
             embeddings,
             project,
@@ -232,8 +248,13 @@ impl Encoder {
             Some(p) => p.pack(&embedded),
             None => embedded,
         };
-        for layer in &self.layers {
-            states = layer.forward(&states, &pass);
+        match &self.layers {
+            Layers::Post(layers) => {
+                for layer in layers {
+                    states = layer.forward(&states, &pass);
+                }
+            }
+            Layers::ModernBert(stack) => states = stack.forward(states, inputs, &pass),
         }
         Hidden { states, packing, word_lookup }
     }
@@ -245,6 +266,8 @@ impl Encoder {
 pub struct Packing {
     /// Flat [batch × seq] positions of the attended tokens, row by row.
     index: Tensor,
+    /// Flat positions of the padding.
+    padding: Tensor,
     /// For each row, where its first token is in the packed layout.
     first: Tensor,
     batch: i64,
@@ -264,8 +287,9 @@ impl Packing {
             return None;
         }
         let index = keep.view([-1]).nonzero().squeeze_dim(1);
+        let padding = keep.view([-1]).logical_not().nonzero().squeeze_dim(1);
         let first = lengths.cumsum(0, Kind::Int64) - &lengths;
-        Some(Packing { index, first, batch, seq })
+        Some(Packing { index, padding, first, batch, seq })
     }
 
     /// [batch, seq, hidden] → [tokens, hidden].
@@ -273,12 +297,20 @@ impl Packing {
         x.reshape([self.batch * self.seq, -1]).index_select(0, &self.index)
     }
 
-    /// [tokens, hidden] → [batch, seq, hidden], zeros at the padding.
+    /// The packed tokens' entries of a [batch, seq] tensor, [tokens].
+    pub(crate) fn gather(&self, x: &Tensor) -> Tensor {
+        x.reshape([-1]).index_select(0, &self.index)
+    }
+
+    /// [tokens, hidden] → [batch, seq, hidden], zeros at the padding. Each element is written
+    /// once (zeros only where the padding is), in place of a fresh tensor: at long, padded
+    /// inputs, zero-filling and copying the whole layout cost more than the attention.
     pub(crate) fn unpack(&self, x: &Tensor) -> Tensor {
         let width = x.size()[1];
-        Tensor::zeros([self.batch * self.seq, width], (x.kind(), x.device()))
-            .index_copy(0, &self.index, x)
-            .view([self.batch, self.seq, width])
+        let mut out = Tensor::empty([self.batch * self.seq, width], (x.kind(), x.device()));
+        let _ = out.index_fill_(0, &self.padding, 0.0);
+        let _ = out.index_copy_(0, &self.index, x);
+        out.view([self.batch, self.seq, width])
     }
 }
 
@@ -296,6 +328,21 @@ impl Hidden {
             Some(p) => self.states.index_select(0, &p.first),
             None => self.states.select(1, 0),
         }
+    }
+
+    /// The mean of each row's attended hidden states, [batch, hidden] (ModernBERT's "mean"
+    /// pooling: `(h * mask).sum(1) / mask.sum(1)`; padding is zeros in the unpacked states).
+    pub fn mean(&self, attention_mask: Option<&Tensor>) -> Tensor {
+        let states = match &self.packing {
+            Some(p) => p.unpack(&self.states),
+            None => self.states.shallow_clone(),
+        };
+        let mask = match attention_mask {
+            Some(m) => m.shallow_clone(),
+            None => states.ones_like().select(2, 0).to_kind(Kind::Bool),
+        };
+        let summed = (&states * mask.unsqueeze(-1)).sum_dim_intlist(1, false, None);
+        summed / mask.sum_dim_intlist(1, true, None)
     }
 }
 

@@ -1,25 +1,61 @@
 //! The sequence-classification heads, on the first token's hidden state:
 //! BERT's (`BertPooler` tanh, dropout, `classifier`), RoBERTa's (`RobertaClassificationHead`:
 //! dropout, dense, tanh, dropout, out_proj), DistilBERT's (pre_classifier, ReLU, dropout,
-//! classifier) and ELECTRA's (`ElectraClassificationHead`: RoBERTa's with exact GELU for tanh).
+//! classifier), ELECTRA's (`ElectraClassificationHead`: RoBERTa's with exact GELU for tanh) and
+//! ModernBERT's (pooling "cls" or "mean", `ModernBertPredictionHead`: dense, activation, norm;
+//! dropout, `classifier`).
 
-use super::config::{Arch, ModelConfig};
+use super::config::{Activation, Arch, ModelConfig, Pooling};
 use super::dropout::dropout;
-use super::init::linear;
+use super::encoder::{activate, Hidden};
+use super::init::{linear, linear_trunc, Norm};
+use super::modernbert::Stds;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-pub enum Head {
-    Bert { pooler: nn::Linear, classifier: nn::Linear },
-    Roberta { dense: nn::Linear, out_proj: nn::Linear },
-    Electra { dense: nn::Linear, out_proj: nn::Linear },
-    DistilBert { pre_classifier: nn::Linear, classifier: nn::Linear },
+pub(crate) enum Head {
+    Bert {
+        pooler: nn::Linear,
+        classifier: nn::Linear,
+    },
+    Roberta {
+        dense: nn::Linear,
+        out_proj: nn::Linear,
+    },
+    Electra {
+        dense: nn::Linear,
+        out_proj: nn::Linear,
+    },
+    ModernBert {
+        pooling: Pooling,
+        dense: nn::Linear,
+        activation: Activation,
+        norm: Norm,
+        classifier: nn::Linear,
+    },
+    DistilBert {
+        pre_classifier: nn::Linear,
+        classifier: nn::Linear,
+    },
 }
 
 impl Head {
     /// Creates the head's variables under the model root `root` (encoder prefix for the pooler).
     pub fn new(root: &nn::Path, config: &ModelConfig) -> Head {
         let (h, n) = (config.hidden_size, config.num_labels);
+        if let Some(modern) = &config.modernbert {
+            let std = Stds::of(config, modern);
+            let (bias, cutoff) = (modern.classifier_bias, std.cutoff);
+            // The classifier's std is hidden_size ** -0.5 ("final_out").
+            let final_out = (h as f64).powf(-0.5);
+            return Head::ModernBert {
+                pooling: modern.pooling,
+                dense: linear_trunc(root / "head" / "dense", h, h, bias, std.output, cutoff),
+                activation: modern.classifier_activation,
+                norm: Norm::new(root / "head" / "norm", h, modern.norm_bias, config.layer_norm_eps),
+                classifier: linear_trunc(root / "classifier", h, n, true, final_out, cutoff),
+            };
+        }
         match config.arch {
             Arch::Bert => Head::Bert {
                 pooler: linear(root / "bert" / "pooler" / "dense", h, h, config),
@@ -33,15 +69,31 @@ impl Head {
                 dense: linear(root / "classifier" / "dense", h, h, config),
                 out_proj: linear(root / "classifier" / "out_proj", h, n, config),
             },
-            Arch::DistilBert => Head::DistilBert {
+            Arch::DistilBert | Arch::ModernBert => Head::DistilBert {
                 pre_classifier: linear(root / "pre_classifier", h, h, config),
                 classifier: linear(root / "classifier", h, n, config),
             },
         }
     }
 
-    /// Logits [batch, num_labels] from the first token's hidden state [batch, hidden].
-    pub fn forward(&self, first: &Tensor, p: f64, train: bool) -> Tensor {
+    /// Logits [batch, num_labels] from the encoder's last hidden states (the first token's, or
+    /// their mean over `attention_mask`).
+    pub fn forward(
+        &self,
+        hidden: &Hidden,
+        attention_mask: Option<&Tensor>,
+        p: f64,
+        train: bool,
+    ) -> Tensor {
+        if let Head::ModernBert { pooling, dense, activation, norm, classifier } = self {
+            let pooled = match pooling {
+                Pooling::Cls => hidden.first_tokens(),
+                Pooling::Mean => hidden.mean(attention_mask),
+            };
+            let x = norm.forward(&activate(*activation, &dense.forward(&pooled)));
+            return classifier.forward(&dropout(&x, p, train));
+        }
+        let first = &hidden.first_tokens();
         match self {
             Head::Bert { pooler, classifier } => {
                 let pooled = pooler.forward(first).tanh();
@@ -60,6 +112,7 @@ impl Head {
                 let x = pre_classifier.forward(first).relu();
                 classifier.forward(&dropout(&x, p, train))
             }
+            Head::ModernBert { .. } => unreachable!("pooled above"),
         }
     }
 }

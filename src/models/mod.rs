@@ -9,6 +9,7 @@ pub mod encoder;
 pub mod heads;
 mod init;
 pub mod loss;
+mod modernbert;
 pub mod weights;
 
 pub use attention::AttentionImpl;
@@ -128,8 +129,12 @@ impl SequenceClassifier {
             labels: None,
         };
         let hidden = self.encoder.forward(&inputs, Mode { train, defer_word_gradient });
-        let logits =
-            self.head.forward(&hidden.first_tokens(), self.config.classifier_dropout, train);
+        let logits = self.head.forward(
+            &hidden,
+            inputs.attention_mask,
+            self.config.classifier_dropout,
+            train,
+        );
         let loss = match (labels, problem_type) {
             (Some(labels), Some(problem)) => {
                 Some(loss::loss(problem, &logits, &labels.to_device(device)))

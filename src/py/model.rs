@@ -212,26 +212,13 @@ impl PySequenceClassifier {
     /// (scaled_dot_product_attention).
     #[getter]
     fn attention(&self) -> &'static str {
-        match self.lock().attention() {
-            AttentionImpl::Explicit => "explicit",
-            AttentionImpl::Fused => "fused",
-            AttentionImpl::Auto => "auto",
-        }
+        self.lock().attention().name()
     }
 
+    /// Also transformers' `attn_implementation` names "eager" and "sdpa".
     #[setter]
     fn set_attention(&self, value: &str) -> PyResult<()> {
-        let attention = match value {
-            "explicit" => AttentionImpl::Explicit,
-            "fused" => AttentionImpl::Fused,
-            "auto" => AttentionImpl::Auto,
-            other => {
-                return Err(Error::value(format!(
-                    "attention must be \"auto\", \"explicit\" or \"fused\", got {other:?}"
-                ))
-                .into())
-            }
-        };
+        let attention = AttentionImpl::parse(value)?;
         self.lock().set_attention(attention);
         Ok(())
     }
@@ -245,6 +232,12 @@ impl PySequenceClassifier {
     #[getter]
     fn class_name(&self) -> &'static str {
         self.lock().config.arch.class_name()
+    }
+
+    /// The tokenized columns `forward` takes (`token_type_ids` only where the model has them).
+    #[getter]
+    fn input_names(&self) -> Vec<&'static str> {
+        self.lock().config.input_names()
     }
 }
 

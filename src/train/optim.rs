@@ -8,10 +8,16 @@ use crate::models::WordLookup;
 use crate::ops::{self, AdamW};
 use tch::{Kind, Tensor};
 
-/// transformers' `get_decay_parameter_names`: no decay for biases and normalization weights.
+/// transformers' `get_decay_parameter_names`: no decay for the parameters of LayerNorm modules
+/// (named `LayerNorm`, `*_layer_norm` or `*norm` in every supported model) and for names that
+/// match its patterns `bias`, `layernorm`, `rmsnorm`, `(^|.)norm($|.)`, `_norm($|.)`.
 pub fn decays(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    !(name.ends_with("bias") || lower.contains("layernorm") || lower.contains("layer_norm"))
+    let norm_part = lower.split('.').any(|part| part == "norm" || part.ends_with("_norm"));
+    !(lower.contains("bias")
+        || lower.contains("layernorm")
+        || lower.contains("rmsnorm")
+        || norm_part)
 }
 
 pub struct Param {
@@ -157,6 +163,13 @@ mod tests {
 
     #[test]
     fn decay_groups_follow_transformers() {
+        assert!(!decays("model.layers.1.attn_norm.weight"));
+        assert!(!decays("model.embeddings.norm.weight"));
+        assert!(!decays("model.final_norm.weight"));
+        assert!(!decays("head.norm.weight"));
+        assert!(decays("model.layers.1.attn.Wqkv.weight"));
+        assert!(decays("model.normal.weight"), "only whole parts named norm");
+        assert!(!decays("distilbert.transformer.layer.0.sa_layer_norm.weight"));
         assert!(decays("bert.encoder.layer.0.attention.self.query.weight"));
         assert!(decays("bert.embeddings.word_embeddings.weight"));
         assert!(!decays("bert.encoder.layer.0.attention.self.query.bias"));
