@@ -43,19 +43,6 @@ impl Head {
     /// Creates the head's variables under the model root `root` (encoder prefix for the pooler).
     pub fn new(root: &nn::Path, config: &ModelConfig) -> Head {
         let (h, n) = (config.hidden_size, config.num_labels);
-        if let Some(modern) = &config.modernbert {
-            let std = Stds::of(config, modern);
-            let (bias, cutoff) = (modern.classifier_bias, std.cutoff);
-            // The classifier's std is hidden_size ** -0.5 ("final_out").
-            let final_out = (h as f64).powf(-0.5);
-            return Head::ModernBert {
-                pooling: modern.pooling,
-                dense: linear_trunc(root / "head" / "dense", h, h, bias, std.output, cutoff),
-                activation: modern.classifier_activation,
-                norm: Norm::new(root / "head" / "norm", h, modern.norm_bias, config.layer_norm_eps),
-                classifier: linear_trunc(root / "classifier", h, n, true, final_out, cutoff),
-            };
-        }
         match config.arch {
             Arch::Bert => Head::Bert {
                 pooler: linear(root / "bert" / "pooler" / "dense", h, h, config),
@@ -69,10 +56,25 @@ impl Head {
                 dense: linear(root / "classifier" / "dense", h, h, config),
                 out_proj: linear(root / "classifier" / "out_proj", h, n, config),
             },
-            Arch::DistilBert | Arch::ModernBert => Head::DistilBert {
+            Arch::DistilBert => Head::DistilBert {
                 pre_classifier: linear(root / "pre_classifier", h, h, config),
                 classifier: linear(root / "classifier", h, n, config),
             },
+            Arch::ModernBert => {
+                let modern = config.modernbert.as_ref().expect("read with ModernBERT's settings");
+                let std = Stds::of(config, modern);
+                let (bias, cutoff) = (modern.classifier_bias, std.cutoff);
+                // The classifier's std is hidden_size ** -0.5 ("final_out").
+                let final_out = (h as f64).powf(-0.5);
+                let eps = config.layer_norm_eps;
+                Head::ModernBert {
+                    pooling: modern.pooling,
+                    dense: linear_trunc(root / "head" / "dense", h, h, bias, std.output, cutoff),
+                    activation: modern.classifier_activation,
+                    norm: Norm::new(root / "head" / "norm", h, modern.norm_bias, eps),
+                    classifier: linear_trunc(root / "classifier", h, n, true, final_out, cutoff),
+                }
+            }
         }
     }
 
@@ -85,34 +87,33 @@ impl Head {
         p: f64,
         train: bool,
     ) -> Tensor {
-        if let Head::ModernBert { pooling, dense, activation, norm, classifier } = self {
-            let pooled = match pooling {
-                Pooling::Cls => hidden.first_tokens(),
-                Pooling::Mean => hidden.mean(attention_mask),
-            };
-            let x = norm.forward(&activate(*activation, &dense.forward(&pooled)));
-            return classifier.forward(&dropout(&x, p, train));
-        }
-        let first = &hidden.first_tokens();
+        let first = || hidden.first_tokens();
         match self {
             Head::Bert { pooler, classifier } => {
-                let pooled = pooler.forward(first).tanh();
+                let pooled = pooler.forward(&first()).tanh();
                 classifier.forward(&dropout(&pooled, p, train))
             }
             Head::Roberta { dense, out_proj } => {
-                let x = dense.forward(&dropout(first, p, train)).tanh();
+                let x = dense.forward(&dropout(&first(), p, train)).tanh();
                 out_proj.forward(&dropout(&x, p, train))
             }
             Head::Electra { dense, out_proj } => {
                 // get_activation("gelu"): the exact (erf) GELU.
-                let x = dense.forward(&dropout(first, p, train)).gelu("none");
+                let x = dense.forward(&dropout(&first(), p, train)).gelu("none");
                 out_proj.forward(&dropout(&x, p, train))
             }
             Head::DistilBert { pre_classifier, classifier } => {
-                let x = pre_classifier.forward(first).relu();
+                let x = pre_classifier.forward(&first()).relu();
                 classifier.forward(&dropout(&x, p, train))
             }
-            Head::ModernBert { .. } => unreachable!("pooled above"),
+            Head::ModernBert { pooling, dense, activation, norm, classifier } => {
+                let pooled = match pooling {
+                    Pooling::Cls => first(),
+                    Pooling::Mean => hidden.mean(attention_mask),
+                };
+                let x = norm.forward(&activate(*activation, &dense.forward(&pooled)));
+                classifier.forward(&dropout(&x, p, train))
+            }
         }
     }
 }
