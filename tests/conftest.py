@@ -66,10 +66,115 @@ def roberta_dir(tmp_path_factory, tweets) -> Path:
     return train_roberta_tokenizer(tweets.text.tolist(), tmp_path_factory.mktemp("roberta-tweets"))
 
 
-@pytest.fixture(scope="module", params=["minilm", "roberta"])
+def train_sentencepiece(texts: list[str], **options) -> bytes:
+    """A SentencePiece Unigram model (1,500 pieces, NFKC normalization) trained on `texts` with
+    the sentencepiece package; `options` go to its trainer (special pieces and their ids)."""
+    import io
+
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=1500,
+        model_type="unigram",
+        minloglevel=2,
+        **options,
+    )
+    return model.getvalue()
+
+
+def sentencepiece_folders(texts: list[str], root: Path) -> dict[str, Path]:
+    """Tokenizer folders of the SentencePiece classes under `root`, trained on `texts`, laid out as
+    the hub has them:
+    - "xlm-roberta": `sentencepiece.bpe.model` alone (XLMRobertaTokenizer, fairseq ids);
+    - "xlm-roberta-hub": plus the `tokenizer.json` transformers 4's XLMRobertaConverter wrote
+      (a normalizer and pre-tokenizer that transformers 5's class replaces), a config.json;
+    - "deberta-v2": `spm.model` alone, as deberta-v3 ships ([PAD] [CLS] [SEP] [UNK] first,
+      [MASK] not a piece, a user-defined `<url>` piece), model_type deberta-v2;
+    - "deberta-v2-hub": plus transformers 4's DebertaV2Converter `tokenizer.json`, lower case
+      and punctuation split."""
+    import json
+
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+    from transformers import AutoTokenizer
+
+    names = ["xlm-roberta", "xlm-roberta-hub", "deberta-v2", "deberta-v2-hub"]
+    dirs = {name: root / name for name in names}
+    for folder in dirs.values():
+        folder.mkdir(parents=True)
+    deberta_ids = dict(pad_id=0, bos_id=1, eos_id=2, unk_id=3)
+    deberta_pieces = dict(pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]")
+    models = {
+        "xlm-roberta": ("sentencepiece.bpe.model", train_sentencepiece(texts)),
+        "deberta-v2": (
+            "spm.model",
+            train_sentencepiece(
+                texts,
+                **deberta_ids,
+                **deberta_pieces,
+                unk_piece="[UNK]",
+                user_defined_symbols=["<url>"],
+            ),
+        ),
+    }
+    configs = {
+        "xlm-roberta": {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 64},
+        "xlm-roberta-hub": {"model_max_length": 64},
+        "deberta-v2": {"do_lower_case": False, "vocab_type": "spm", "model_max_length": 64},
+        "deberta-v2-hub": {
+            "tokenizer_class": "DebertaV2Tokenizer",
+            "do_lower_case": True,
+            "split_by_punct": True,
+            "model_max_length": 64,
+        },
+    }
+    for name, folder in dirs.items():
+        family = name.removesuffix("-hub")
+        (folder / models[family][0]).write_bytes(models[family][1])
+        (folder / "tokenizer_config.json").write_text(json.dumps(configs[name]))
+        (folder / "config.json").write_text(json.dumps({"model_type": family}))
+    for name in ["xlm-roberta-hub", "deberta-v2-hub"]:
+        # The vocabulary as transformers converts it, the rest as transformers 4 wrote it.
+        backend = AutoTokenizer.from_pretrained(dirs[name.removesuffix("-hub")]).backend_tokenizer
+        tok = Tokenizer.from_str(backend.to_str())
+        charsmap = normalizers.Precompiled(precompiled_charsmap(models[name[:-4]][1]))
+        spaces = normalizers.Replace(Regex(" {2,}"), " ")
+        metaspace = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+        if name == "xlm-roberta-hub":
+            tok.normalizer = normalizers.Sequence([charsmap, spaces])
+            tok.pre_tokenizer = metaspace
+        else:
+            tok.normalizer = normalizers.Sequence([normalizers.Strip(), charsmap, spaces])
+            tok.pre_tokenizer = pre_tokenizers.Sequence([metaspace])
+        tok.save(str(dirs[name] / "tokenizer.json"))
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_dirs(tmp_path_factory, tweets) -> dict[str, Path]:
+    """`sentencepiece_folders` trained on the first 3,000 tweets."""
+    return sentencepiece_folders(
+        tweets.text.tolist()[:3000], tmp_path_factory.mktemp("sentencepiece")
+    )
+
+
+def precompiled_charsmap(model: bytes) -> bytes:
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model)
+    return proto.normalizer_spec.precompiled_charsmap
+
+
+@pytest.fixture(scope="module", params=["minilm", "roberta", "xlm-roberta-hub", "deberta-v2"])
 def tokenizer_folder(request, minilm_dir, roberta_dir) -> Path:
-    """Each tokenizer folder in turn: all-MiniLM-L6-v2 (WordPiece), the tweets' RoBERTa (BPE)."""
-    return {"minilm": minilm_dir, "roberta": roberta_dir}[request.param]
+    """Each tokenizer folder in turn: all-MiniLM-L6-v2 (WordPiece), the tweets' RoBERTa (BPE),
+    and SentencePiece Unigram ones (`sentencepiece_dirs`)."""
+    if request.param in ("minilm", "roberta"):
+        return {"minilm": minilm_dir, "roberta": roberta_dir}[request.param]
+    return request.getfixturevalue("sentencepiece_dirs")[request.param]
 
 
 @pytest.fixture(scope="module")

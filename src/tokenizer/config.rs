@@ -17,6 +17,10 @@ pub enum Family {
     DistilBert,
     /// `RobertaTokenizer` (and `LongformerTokenizer`): byte-level BPE, `<s> A </s></s> B </s>`.
     Roberta,
+    /// `XLMRobertaTokenizer`: SentencePiece Unigram with the fairseq ids, `<s> A </s></s> B </s>`.
+    XlmRoberta,
+    /// `DebertaV2Tokenizer`: SentencePiece Unigram, `[CLS] A [SEP] B [SEP]` with token types.
+    DebertaV2,
     /// Any other class: `tokenizer.json` as saved (transformers' `TokenizersBackend`).
     Generic,
 }
@@ -29,6 +33,8 @@ impl Family {
             "BertTokenizer" | "ElectraTokenizer" => Family::Bert,
             "DistilBertTokenizer" => Family::DistilBert,
             "RobertaTokenizer" | "LongformerTokenizer" => Family::Roberta,
+            "XLMRobertaTokenizer" => Family::XlmRoberta,
+            "DebertaV2Tokenizer" => Family::DebertaV2,
             _ => Family::Generic,
         }
     }
@@ -38,6 +44,8 @@ impl Family {
         match model_type {
             "bert" | "electra" | "distilbert" => Family::Bert,
             "roberta" | "longformer" => Family::Roberta,
+            "xlm-roberta" => Family::XlmRoberta,
+            "deberta-v2" => Family::DebertaV2,
             _ => Family::Generic,
         }
     }
@@ -48,6 +56,8 @@ impl Family {
             Family::Bert => Some("BertTokenizer"),
             Family::DistilBert => Some("DistilBertTokenizer"),
             Family::Roberta => Some("RobertaTokenizer"),
+            Family::XlmRoberta => Some("XLMRobertaTokenizer"),
+            Family::DebertaV2 => Some("DebertaV2Tokenizer"),
             Family::Generic => None,
         }
     }
@@ -56,8 +66,8 @@ impl Family {
         matches!(self, Family::Bert | Family::DistilBert)
     }
 
-    /// The class defaults of the special tokens (`BertTokenizer.__init__`,
-    /// `RobertaTokenizer.__init__`); `TokenizersBackend` loaded from a file has none.
+    /// The class defaults of the special tokens (each class's `__init__`); `TokenizersBackend`
+    /// loaded from a file has none.
     fn default_special_tokens(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Family::Bert | Family::DistilBert => &[
@@ -67,7 +77,7 @@ impl Family {
                 ("cls_token", "[CLS]"),
                 ("mask_token", "[MASK]"),
             ],
-            Family::Roberta => &[
+            Family::Roberta | Family::XlmRoberta => &[
                 ("bos_token", "<s>"),
                 ("eos_token", "</s>"),
                 ("unk_token", "<unk>"),
@@ -75,6 +85,15 @@ impl Family {
                 ("pad_token", "<pad>"),
                 ("cls_token", "<s>"),
                 ("mask_token", "<mask>"),
+            ],
+            Family::DebertaV2 => &[
+                ("bos_token", "[CLS]"),
+                ("eos_token", "[SEP]"),
+                ("unk_token", "[UNK]"),
+                ("sep_token", "[SEP]"),
+                ("pad_token", "[PAD]"),
+                ("cls_token", "[CLS]"),
+                ("mask_token", "[MASK]"),
             ],
             Family::Generic => &[],
         }
@@ -84,6 +103,7 @@ impl Family {
     fn model_input_names(self) -> &'static [&'static str] {
         match self {
             Family::Bert => &["input_ids", "token_type_ids", "attention_mask"],
+            Family::DebertaV2 => &["input_ids", "attention_mask", "token_type_ids"],
             _ => &["input_ids", "attention_mask"],
         }
     }
@@ -105,6 +125,8 @@ pub struct Settings {
     pub special_tokens: Vec<(&'static str, AddedToken)>,
     /// `extra_special_tokens` (formerly `additional_special_tokens`).
     pub extra_special_tokens: Vec<AddedToken>,
+    /// Whether the configuration names them (else a SentencePiece model may give them).
+    pub names_extra_special_tokens: bool,
     /// The config's `added_tokens_decoder`, in id order; `None` when the config has none.
     pub added_tokens: Option<Vec<AddedToken>>,
     /// `None` when the model has no maximum (transformers' `VERY_LARGE_INTEGER`).
@@ -185,6 +207,7 @@ impl Settings {
         Ok(Settings {
             family,
             special_tokens,
+            names_extra_special_tokens: extra.is_some(),
             extra_special_tokens,
             added_tokens,
             model_max_length: model_max_length(raw.get("model_max_length").or(raw.get("max_len"))),

@@ -8,6 +8,7 @@ mod fast;
 mod frame;
 mod load;
 mod request;
+mod spm;
 
 use crate::error::{Error, Result};
 use crate::parallel;
@@ -35,12 +36,13 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     /// Loads the tokenizer of a folder: `tokenizer.json`, or `vocab.txt` (WordPiece, BERT), or
-    /// `vocab.json` + `merges.txt` (byte-level BPE, RoBERTa); `tokenizer_config.json`,
+    /// `vocab.json` + `merges.txt` (byte-level BPE, RoBERTa), or the SentencePiece model
+    /// (`sentencepiece.bpe.model`, XLM-RoBERTa; `spm.model`, DeBERTa-v2); `tokenizer_config.json`,
     /// `special_tokens_map.json` and `config.json` when present.
     pub fn from_folder(dir: &Path) -> Result<Tokenizer> {
         let files = load::Files::find(dir)?;
-        let settings = Settings::read(dir, files.family())?;
-        let inner = load::build(&files, &settings)?;
+        let mut settings = Settings::read(dir, files.family())?;
+        let inner = load::build(&files, &mut settings)?;
         let processor = inner.get_post_processor();
         // tokenizers panics on a template that names a token missing from its special_tokens
         // (it checks that only when a template is built, not when one is read).

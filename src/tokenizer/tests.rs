@@ -323,7 +323,7 @@ fn missing_and_corrupt_files_name_what_is_wrong() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: no tokenizer files found (looked for tokenizer.json, vocab.txt, vocab.json + merges.txt)",
+            "{}: no tokenizer files found (looked for tokenizer.json, vocab.txt, vocab.json + merges.txt, sentencepiece.bpe.model, spm.model)",
             empty.display()
         )
     );
