@@ -297,6 +297,55 @@ def work_modernbert_eval(library, quick):
     return work_eval(library, quick, modernbert_dir())
 
 
+def deberta_dir() -> Path:
+    """deberta-v3-base shape (12 layers, hidden 768, relative attention over 256 log buckets,
+    c2p and p2c with shared keys, no absolute positions, no token types)."""
+    return random_model_dir(
+        "deberta-v3-base",
+        "deberta-v2",
+        relative_attention=True,
+        max_relative_positions=-1,
+        position_buckets=256,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        type_vocab_size=0,
+        layer_norm_eps=1e-7,
+    )
+
+
+def work_deberta(library: str, quick: bool, length: int, bf16: bool) -> dict:
+    """Training on rows of exactly `length` tokens, as work_base."""
+    steps = 2 if quick else 4
+    texts, labels = tweets(16 * steps)
+    texts = [(t + " ") * 12 for t in texts]
+    data, tokenizer = dataset(library, texts, labels, deberta_dir(), max_length=length)
+    return train_speed(
+        library, trainer(library, deberta_dir(), data, tokenizer, bf16=bf16, steps=steps)
+    )
+
+
+def work_deberta_fp32_128(library, quick):
+    return work_deberta(library, quick, 128, bf16=False)
+
+
+def work_deberta_fp32_256(library, quick):
+    return work_deberta(library, quick, 256, bf16=False)
+
+
+def work_deberta_bf16_128(library, quick):
+    return work_deberta(library, quick, 128, bf16=True)
+
+
+def work_deberta_bf16_256(library, quick):
+    return work_deberta(library, quick, 256, bf16=True)
+
+
+def work_deberta_eval(library, quick):
+    return work_eval(library, quick, deberta_dir())
+
+
 def work_base_128(library, quick):
     return work_base(library, quick, 128)
 
@@ -383,6 +432,23 @@ MEASUREMENTS = {
         work_modernbert_mixed,
     ),
     "modernbert_eval": ("evaluation, fp32 (ModernBERT-base shape)", work_modernbert_eval),
+    "deberta_fp32_128": (
+        "training, fp32 (deberta-v3-base shape, 128 tokens)",
+        work_deberta_fp32_128,
+    ),
+    "deberta_fp32_256": (
+        "training, fp32 (deberta-v3-base shape, 256 tokens)",
+        work_deberta_fp32_256,
+    ),
+    "deberta_bf16_128": (
+        "training, bf16 (deberta-v3-base shape, 128 tokens)",
+        work_deberta_bf16_128,
+    ),
+    "deberta_bf16_256": (
+        "training, bf16 (deberta-v3-base shape, 256 tokens)",
+        work_deberta_bf16_256,
+    ),
+    "deberta_eval": ("evaluation, fp32 (deberta-v3-base shape)", work_deberta_eval),
     "accuracy": ("test accuracy after one epoch (fp32)", work_accuracy),
     "accuracy_bf16": ("test accuracy after one epoch (bf16 autocast)", work_accuracy_bf16),
 }

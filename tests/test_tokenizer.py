@@ -653,3 +653,18 @@ def test_a_corrupt_or_missing_sentencepiece_model_names_the_file(
     (tmp_path / "missing" / name).unlink()
     with pytest.raises(FileNotFoundError, match=name):
         AutoTokenizer.from_pretrained(tmp_path / "missing")
+
+
+def test_a_unigram_tokenizer_json_of_no_known_class_runs_as_saved(sentencepiece_dirs, tmp_path):
+    """transformers loads a tokenizer.json whose class it does not rebuild as saved (its
+    TokenizersBackend), normalizer and pre-tokenizer included; so does ferrotune."""
+    folder = tmp_path / "generic"
+    folder.mkdir()
+    shutil.copy(sentencepiece_dirs["xlm-roberta-hub"] / "tokenizer.json", folder)
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "<unk>"})
+    )
+    ours = AutoTokenizer.from_pretrained(folder)
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    texts = TEXTS + SENTENCEPIECE_TEXTS
+    assert_same(ours(texts), theirs(texts))
