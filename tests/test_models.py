@@ -10,7 +10,15 @@ import pytest
 import torch
 import transformers
 
-MODEL_TYPES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "modernbert"]
+MODEL_TYPES = [
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "distilbert",
+    "electra",
+    "modernbert",
+    "deberta-v2",
+]
 # The models whose classifier is `classifier.out_proj` and whose positions start after the pad id.
 OUT_PROJ_HEADS = ("roberta", "xlm-roberta", "electra")
 ROBERTA_POSITIONS = ("roberta", "xlm-roberta")
@@ -41,6 +49,25 @@ def tiny_config(model_type: str, **overrides):
             attention_dropout=0.1,
             mlp_dropout=0.1,
             classifier_dropout=0.1,
+        )
+    elif model_type == "deberta-v2":
+        # DeBERTa-v3's settings; 4 buckets reaching to 8 positions, so that the rows of up to 11
+        # tokens read both the exact and the log-bucketed relative positions.
+        cfg = dict(
+            hidden_size=32,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+            type_vocab_size=2,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            position_buckets=4,
+            max_relative_positions=8,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            position_biased_input=False,
+            pooler_dropout=0.1,
         )
     else:
         cfg = dict(
@@ -141,7 +168,9 @@ def test_loss_and_inferred_problem_type_match(tiny, problem_type, num_labels, ma
         expected = hf(**batch, labels=labels).loss
         got = ft(**batch, labels=labels).loss
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
-    assert ft.config.problem_type == hf.config.problem_type == problem_type
+    # DeBERTa-v2 computes its own loss without a problem type, and leaves it unset.
+    inferred = None if model_type == "deberta-v2" else problem_type
+    assert ft.config.problem_type == hf.config.problem_type == inferred
 
 
 def test_gradients_match_after_one_backward(tiny):
@@ -348,7 +377,7 @@ def test_unsupported_model_type_lists_the_supported_ones(tmp_path):
     with pytest.raises(
         NotImplementedError,
         match='"gpt2" is not supported; ferrotune supports bert, roberta, xlm-roberta, distilbert, '
-        "electra, modernbert",
+        "electra, modernbert, deberta-v2",
     ):
         ferrotune.AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
@@ -388,6 +417,14 @@ def test_out_of_vocabulary_id_is_an_index_error(tiny):
 def test_too_long_sequence_names_both_lengths(tiny):
     model_type, folder = tiny
     ft = ferrotune.AutoModelForSequenceClassification.from_pretrained(folder)
+    if model_type == "deberta-v2":  # relative positions only: no limit, as in transformers
+        hf = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        ids = torch.randint(3, VOCAB, (2, 100), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            torch.testing.assert_close(
+                ft(input_ids=ids).logits, hf(input_ids=ids).logits, rtol=0, atol=1e-5
+            )
+        return
     limit = 62 if model_type in ROBERTA_POSITIONS else 64
     ft(input_ids=torch.full((1, limit), 5))  # the longest allowed runs
     with pytest.raises(
@@ -404,8 +441,12 @@ def test_bad_labels_are_value_or_type_errors(tiny):
     ids = torch.full((2, 3), 5)
     with pytest.raises(ValueError, match=r"label 3 is outside \[0, 3\) \(num_labels=3\)"):
         ft(input_ids=ids, labels=torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match="label -2 is outside"):
-        ft(input_ids=ids, labels=torch.tensor([-2, 1]))
+    if model_type == "deberta-v2":  # its own loss leaves out every negative label
+        both = ft(input_ids=ids, labels=torch.tensor([-2, 1])).loss
+        torch.testing.assert_close(both, ft(input_ids=ids[1:], labels=torch.tensor([1])).loss)
+    else:
+        with pytest.raises(ValueError, match="label -2 is outside"):
+            ft(input_ids=ids, labels=torch.tensor([-2, 1]))
     assert ft(input_ids=ids, labels=torch.tensor([-100, 1])).loss is not None  # ignore_index
     with pytest.raises(ValueError, match="expected one label per example"):
         ft(input_ids=ids, labels=torch.tensor([0, 1, 2]))
@@ -518,3 +559,146 @@ def test_attn_implementation_takes_transformers_names(tiny):
     assert load(folder, attn_implementation="sdpa").attention_implementation == "fused"
     with pytest.raises(ValueError, match='"flash_attention_2" is not available in ferrotune'):
         load(folder, attn_implementation="flash_attention_2")
+
+
+# -- DeBERTa-v2 settings beyond the tiny model's ----------------------------------------------
+
+
+def deberta_pair(tmp_path, **overrides):
+    torch.manual_seed(0)
+    config = tiny_config("deberta-v2", num_labels=3, **overrides)
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
+    return load_both(tmp_path)
+
+
+def assert_same_logits_and_gradients(hf, ft, batch):
+    with torch.no_grad():
+        torch.testing.assert_close(ft(**batch).logits, hf(**batch).logits, rtol=0, atol=1e-5)
+    labels = torch.tensor([2, 0, 1])
+    hf(**batch, labels=labels).loss.backward()
+    ft(**batch, labels=labels).loss.backward()
+    reference = dict(hf.named_parameters())
+    assert sorted(n for n, _ in ft.named_parameters()) == sorted(reference)
+    total = torch.stack([p.grad.norm() for p in reference.values() if p.grad is not None]).norm()
+    for name, param in ft.named_parameters():
+        expected, got = reference[name].grad, param.grad
+        if expected is None:  # unused: relative embeddings without c2p or p2c
+            assert got is None or not got.any(), name
+            continue
+        if expected.norm() < 1e-6 * total:
+            # A bias that softmax ignores (a constant added to a row of scores).
+            assert got.norm() < 1e-5 * total, name
+            continue
+        error = (got - expected).norm() / expected.norm()
+        assert error < 1e-4, f"{name}: relative gradient error {error:.2e}"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(share_att_key=False),
+        dict(share_att_key=False, pos_att_type=["c2p"]),
+        dict(pos_att_type="c2p|p2c"),  # the older string form
+        dict(pos_att_type=["p2c"]),
+        dict(position_buckets=-1),
+        dict(position_buckets=0, max_relative_positions=-1),
+        dict(position_buckets=-1, max_relative_positions=3),
+        dict(embedding_size=16),
+        dict(position_biased_input=True, type_vocab_size=0),
+        dict(norm_rel_ebd="none"),
+        dict(relative_attention=False),
+        dict(pos_att_type=None),
+        dict(conv_kernel_size=3),
+        dict(conv_kernel_size=3, conv_groups=4, conv_act="gelu"),
+        dict(hidden_act="gelu_new", pooler_hidden_act="tanh", cls_dropout=0.2),
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_deberta_settings_match_transformers(tmp_path, overrides):
+    hf, ft = deberta_pair(tmp_path, **overrides)
+    types = overrides.get("type_vocab_size", 2) > 0
+    assert_same_logits_and_gradients(hf, ft, padded_batch("deberta-v2", types))
+    if overrides.get("embedding_size"):
+        assert ft.state_dict()["deberta.embeddings.embed_proj.weight"].shape == (32, 16)
+
+
+def test_deberta_left_padding_matches_transformers(tmp_path):
+    """Padding first: the head reads a padded position, which attends to nothing (the mask is
+    the outer product of the 2-D mask) and so averages every value, as in transformers."""
+    hf, ft = deberta_pair(tmp_path, conv_kernel_size=3)
+    batch = padded_batch("deberta-v2")
+    batch = {k: v.flip(1) for k, v in batch.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(ft(**batch).logits, hf(**batch).logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "problem_type, num_labels, labels",
+    [
+        ("regression", 1, [0.5, -1.0, 2.0]),
+        ("single_label_classification", 3, [0, 2, 1]),
+        ("multi_label_classification", 3, [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]),
+        (None, 3, [0, -1, 2]),  # negative labels are left out
+        (None, 3, [[0.2, 0.3, 0.5], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]),  # soft labels
+    ],
+)
+def test_deberta_losses_match_transformers(tmp_path, problem_type, num_labels, labels):
+    kwargs = {"problem_type": problem_type} if problem_type else {}
+    hf, ft = deberta_pair(tmp_path, **kwargs)
+    if num_labels != 3:
+        hf, ft = load_both(tmp_path, num_labels=num_labels, ignore_mismatched_sizes=True)
+        ft.load_state_dict(
+            {k: v for k, v in hf.state_dict().items() if k in ft.state_dict()}, strict=False
+        )
+    batch = padded_batch("deberta-v2")
+    labels = torch.tensor(labels)
+    expected = hf(**batch, labels=labels).loss
+    got = ft(**batch, labels=labels).loss
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert ft.config.problem_type == hf.config.problem_type
+    expected.backward()
+    got.backward()
+    reference = dict(hf.named_parameters())
+    for name in ("classifier.weight", "deberta.encoder.layer.0.attention.self.query_proj.weight"):
+        torch.testing.assert_close(
+            dict(ft.named_parameters())[name].grad, reference[name].grad, rtol=1e-4, atol=1e-7
+        )
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("pos_att_type", ["c2p", "p2p"], '"pos_att_type" holds "p2p"'),
+        ("pos_att_type", "c2p|p2p", '"pos_att_type" holds "p2p"'),
+        ("norm_rel_ebd", "batch_norm", '"norm_rel_ebd" holds "batch_norm"'),
+        ("conv_kernel_size", 4, '"conv_kernel_size" must be odd'),
+        ("pooler_hidden_size", 16, '"pooler_hidden_size" \\(16\\) must equal'),
+        ("share_att_key", "yes", '"share_att_key" must be true or false'),
+    ],
+)
+def test_deberta_unsupported_settings_name_the_key(key, value, message):
+    config = tiny_config("deberta-v2").to_dict()
+    config[key] = value
+    with pytest.raises(ValueError, match=message):
+        ferrotune.AutoModelForSequenceClassification.from_config(
+            ferrotune.PretrainedConfig(**config)
+        )
+
+
+def test_deberta_from_config_initializes_as_transformers():
+    config = tiny_config("deberta-v2", initializer_range=0.02, embedding_size=16)
+    torch.manual_seed(0)
+    ft = ferrotune.AutoModelForSequenceClassification.from_config(
+        ferrotune.PretrainedConfig(**config.to_dict())
+    )
+    hf = transformers.AutoModelForSequenceClassification.from_config(config)
+    theirs = hf.state_dict()
+    ours = ft.state_dict()
+    assert sorted(ours) == sorted(theirs)
+    for name, tensor in ours.items():
+        assert tensor.shape == theirs[name].shape, name
+        if name.endswith("bias") or "LayerNorm" in name:
+            assert torch.equal(tensor, theirs[name]), name  # zeros and ones
+        elif tensor.numel() >= 256:
+            assert abs(tensor.std().item() - 0.02) < 0.004, name
+    assert torch.equal(ours["deberta.embeddings.word_embeddings.weight"][0], torch.zeros(16))

@@ -175,8 +175,23 @@ TINY_SHAPE = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, n
             sep_token_id=2,
             **TINY_SHAPE,
         ),
+        # DeBERTa-v3's settings: relative positions only, log buckets, shared position keys.
+        lambda: transformers.DebertaV2Config(
+            vocab_size=VOCAB,
+            num_hidden_layers=2,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            position_buckets=4,
+            max_relative_positions=8,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            position_biased_input=False,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            **TINY_SHAPE,
+        ),
     ],
-    ids=["electra", "modernbert"],
+    ids=["electra", "modernbert", "deberta-v2"],
 )
 def test_other_architectures_log_as_transformers(tmp_path, config):
     torch.manual_seed(0)

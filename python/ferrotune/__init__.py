@@ -20,6 +20,7 @@ from .configuration import AutoConfig, PretrainedConfig  # noqa: E402
 from .modeling import (  # noqa: E402
     AutoModelForSequenceClassification,
     BertForSequenceClassification,
+    DebertaV2ForSequenceClassification,
     DistilBertForSequenceClassification,
     ElectraForSequenceClassification,
     ModernBertForSequenceClassification,
@@ -57,6 +58,7 @@ __all__ = [
     "AutoTokenizer",
     "BatchEncoding",
     "BertForSequenceClassification",
+    "DebertaV2ForSequenceClassification",
     "DefaultFlowCallback",
     "DistilBertForSequenceClassification",
     "ElectraForSequenceClassification",

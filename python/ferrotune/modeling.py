@@ -489,6 +489,7 @@ XLMRobertaForSequenceClassification = _CLASSES["xlm-roberta"]
 DistilBertForSequenceClassification = _CLASSES["distilbert"]
 ElectraForSequenceClassification = _CLASSES["electra"]
 ModernBertForSequenceClassification = _CLASSES["modernbert"]
+DebertaV2ForSequenceClassification = _CLASSES["deberta-v2"]
 
 
 class AutoModelForSequenceClassification:

@@ -16,6 +16,7 @@ pub enum Arch {
     DistilBert,
     Electra,
     ModernBert,
+    DebertaV2,
 }
 
 /// The `model_type`s ferrotune runs, in `Arch::ALL`'s order.
@@ -24,13 +25,14 @@ pub fn supported_model_types() -> Vec<&'static str> {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 6] = [
+    pub const ALL: [Arch; 7] = [
         Arch::Bert,
         Arch::Roberta,
         Arch::XlmRoberta,
         Arch::DistilBert,
         Arch::Electra,
         Arch::ModernBert,
+        Arch::DebertaV2,
     ];
 
     /// The `model_type` of `config.json`.
@@ -42,6 +44,7 @@ impl Arch {
             Arch::DistilBert => "distilbert",
             Arch::Electra => "electra",
             Arch::ModernBert => "modernbert",
+            Arch::DebertaV2 => "deberta-v2",
         }
     }
 
@@ -62,6 +65,7 @@ impl Arch {
             Arch::DistilBert => "distilbert",
             Arch::Electra => "electra",
             Arch::ModernBert => "model",
+            Arch::DebertaV2 => "deberta",
         }
     }
 
@@ -74,6 +78,7 @@ impl Arch {
             Arch::DistilBert => "DistilBertForSequenceClassification",
             Arch::Electra => "ElectraForSequenceClassification",
             Arch::ModernBert => "ModernBertForSequenceClassification",
+            Arch::DebertaV2 => "DebertaV2ForSequenceClassification",
         }
     }
 
@@ -128,6 +133,18 @@ impl Arch {
                 "classifier_activation": "gelu", "sparse_prediction": false,
                 "sparse_pred_ignore_index": -100,
             }),
+            // `DebertaV2Config`'s fields; the keys the model reads with `getattr` defaults
+            // (`share_att_key`, `position_buckets`, `norm_rel_ebd`, `conv_kernel_size`,
+            // `embedding_size`, `cls_dropout`, `pooler_hidden_size`) are read where they are used.
+            Arch::DebertaV2 => json!({
+                "vocab_size": 128100, "hidden_size": 1536, "num_hidden_layers": 24,
+                "num_attention_heads": 24, "intermediate_size": 6144, "hidden_act": "gelu",
+                "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+                "max_position_embeddings": 512, "type_vocab_size": 0, "initializer_range": 0.02,
+                "layer_norm_eps": 1e-7, "relative_attention": false,
+                "max_relative_positions": -1, "pad_token_id": 0, "position_biased_input": true,
+                "pos_att_type": null, "pooler_dropout": 0.0, "pooler_hidden_act": "gelu",
+            }),
         }
     }
 }
@@ -140,6 +157,7 @@ pub enum Activation {
     GeluTanh,
     Relu,
     Silu,
+    Tanh,
 }
 
 impl Activation {
@@ -149,9 +167,10 @@ impl Activation {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "relu" => Ok(Activation::Relu),
             "silu" | "swish" => Ok(Activation::Silu),
+            "tanh" => Ok(Activation::Tanh),
             other => Err(Error::not_implemented(format!(
                 "activation {other:?} is not supported; use gelu, gelu_new, gelu_pytorch_tanh, \
-                 gelu_fast, relu, silu or swish"
+                 gelu_fast, relu, silu, swish or tanh"
             ))),
         }
     }
@@ -184,6 +203,61 @@ pub struct ModelConfig {
     pub sinusoidal_positions: bool,
     /// What only ModernBERT has.
     pub modernbert: Option<ModernBertConfig>,
+    /// What only DeBERTa-v2 (and v3) has.
+    pub deberta: Option<DebertaConfig>,
+}
+
+/// DeBERTa-v2's settings beyond the common ones (`DebertaV2Config` and the keys
+/// `modeling_deberta_v2.py` reads with `getattr` defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DebertaConfig {
+    /// Disentangled attention with the encoder's `rel_embeddings` (`relative_attention`).
+    pub relative_attention: bool,
+    /// `pos_att_type` holds "c2p" (content to position).
+    pub c2p: bool,
+    /// `pos_att_type` holds "p2c" (position to content).
+    pub p2c: bool,
+    /// `position_buckets`: log buckets of the relative positions when > 0.
+    pub position_buckets: i64,
+    /// `max_relative_positions`, `max_position_embeddings` when < 1.
+    pub max_relative_positions: i64,
+    /// Both position projections are the content ones (`share_att_key`); else `pos_key_proj`
+    /// (c2p) and `pos_query_proj` (p2c).
+    pub share_att_key: bool,
+    /// `norm_rel_ebd` holds "layer_norm": the relative embeddings pass the encoder's LayerNorm.
+    pub norm_rel_embeddings: bool,
+    /// Absolute position embeddings added to the word embeddings (`position_biased_input`).
+    pub position_biased_input: bool,
+    pub pooler_activation: Activation,
+    pub pooler_dropout: f64,
+    /// The convolution after the first layer (`conv_kernel_size` > 0).
+    pub conv: Option<ConvConfig>,
+}
+
+impl DebertaConfig {
+    /// Rows of `rel_embeddings` on each side: `position_buckets` when > 0, else
+    /// `max_relative_positions` (`pos_ebd_size`, the attention span).
+    pub fn attention_span(&self) -> i64 {
+        if self.position_buckets > 0 {
+            self.position_buckets
+        } else {
+            self.max_relative_positions
+        }
+    }
+
+    /// The number of score terms: content to content and each relative one, as transformers
+    /// counts them (from `pos_att_type`, even without `relative_attention`).
+    pub fn scale_factor(&self) -> i64 {
+        1 + self.c2p as i64 + self.p2c as i64
+    }
+}
+
+/// DeBERTa-v2's `ConvLayer`: a 1-D convolution over the sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvConfig {
+    pub kernel_size: i64,
+    pub groups: i64,
+    pub activation: Activation,
 }
 
 /// How ModernBERT's classifier pools the last hidden states (`classifier_pooling`).
@@ -412,6 +486,129 @@ impl Fields<'_> {
     }
 }
 
+impl Fields<'_> {
+    /// A key read with `getattr(config, key, default)`: its value, or `default` when absent.
+    fn or_default<'a>(&'a self, key: &str, default: &'a Value) -> &'a Value {
+        self.0.get(key).unwrap_or(default)
+    }
+
+    /// DeBERTa-v2's settings (`DisentangledSelfAttention`, `DebertaV2Encoder`, `ContextPooler`).
+    fn deberta(&self, hidden_size: i64, max_positions: i64) -> Result<DebertaConfig> {
+        let pos_att_type: Vec<String> = match self.0.get("pos_att_type") {
+            None | Some(Value::Null) => Vec::new(),
+            // The older form "p2c|c2p" (`DebertaV2Config.__post_init__`).
+            Some(Value::String(s)) => {
+                s.to_lowercase().split('|').map(|t| t.trim().into()).collect()
+            }
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|t| {
+                    t.as_str().map(String::from).ok_or_else(|| {
+                        Error::value(format!("config \"pos_att_type\" must hold strings, got {t}"))
+                    })
+                })
+                .collect::<Result<_>>()?,
+            Some(other) => {
+                return Err(Error::value(format!(
+                    "config \"pos_att_type\" must be a list such as [\"p2c\", \"c2p\"], got {other}"
+                )))
+            }
+        };
+        if let Some(bad) = pos_att_type.iter().find(|t| !matches!(t.as_str(), "c2p" | "p2c")) {
+            return Err(Error::value(format!(
+                "config \"pos_att_type\" holds {bad:?}; ferrotune supports \"c2p\" and \"p2c\""
+            )));
+        }
+        let has = |name: &str| pos_att_type.iter().any(|t| t == name);
+        let norm = match self.or_default("norm_rel_ebd", &json!("none")) {
+            Value::String(s) => s.to_lowercase().split('|').map(|t| t.trim().to_string()).collect(),
+            other => {
+                return Err(Error::value(format!(
+                    "config \"norm_rel_ebd\" must be a string, got {other}"
+                )))
+            }
+        };
+        let norm: Vec<String> = norm;
+        if let Some(bad) = norm.iter().find(|t| !matches!(t.as_str(), "none" | "layer_norm")) {
+            return Err(Error::value(format!(
+                "config \"norm_rel_ebd\" holds {bad:?}; ferrotune supports \"none\" and \
+                 \"layer_norm\""
+            )));
+        }
+        let int = |key: &str, default: i64| -> Result<i64> {
+            match self.0.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => v.as_i64().ok_or_else(|| {
+                    Error::value(format!("config {key:?} must be an integer, got {v}"))
+                }),
+            }
+        };
+        let boolean = |key: &str, default: bool| -> Result<bool> {
+            match self.0.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(_) => self.boolean(key),
+            }
+        };
+        let max_relative_positions = match int("max_relative_positions", -1)? {
+            m if m < 1 => max_positions,
+            m => m,
+        };
+        let kernel_size = int("conv_kernel_size", 0)?;
+        let conv = if kernel_size > 0 {
+            if kernel_size % 2 == 0 {
+                return Err(Error::value(format!(
+                    "config \"conv_kernel_size\" must be odd (the convolution keeps the sequence \
+                     length only then), got {kernel_size}"
+                )));
+            }
+            let groups = int("conv_groups", 1)?;
+            if groups < 1 || hidden_size % groups != 0 {
+                return Err(Error::value(format!(
+                    "config \"conv_groups\" must divide the hidden size ({hidden_size}), got \
+                     {groups}"
+                )));
+            }
+            let activation = match self.0.get("conv_act") {
+                None | Some(Value::Null) => Activation::Tanh,
+                Some(_) => Activation::parse(self.string("conv_act")?)?,
+            };
+            Some(ConvConfig { kernel_size, groups, activation })
+        } else {
+            None
+        };
+        if let Some(size) = self.optional_int("pooler_hidden_size")? {
+            if size != hidden_size {
+                return Err(Error::value(format!(
+                    "config \"pooler_hidden_size\" ({size}) must equal the hidden size \
+                     ({hidden_size}): the classifier reads the pooler's output at the hidden size"
+                )));
+            }
+        }
+        if let Some(size) = self.optional_int("attention_head_size")? {
+            let heads = self.positive_int("num_attention_heads")?;
+            if size * heads != hidden_size {
+                return Err(Error::value(format!(
+                    "config \"attention_head_size\" {size} is not supported: ferrotune needs \
+                     heads × head size = hidden size ({hidden_size})"
+                )));
+            }
+        }
+        Ok(DebertaConfig {
+            relative_attention: self.boolean("relative_attention")?,
+            c2p: has("c2p"),
+            p2c: has("p2c"),
+            position_buckets: int("position_buckets", -1)?,
+            max_relative_positions,
+            share_att_key: boolean("share_att_key", false)?,
+            norm_rel_embeddings: norm.iter().any(|t| t == "layer_norm"),
+            position_biased_input: self.boolean("position_biased_input")?,
+            pooler_activation: Activation::parse(self.string("pooler_hidden_act")?)?,
+            pooler_dropout: self.probability("pooler_dropout")?,
+            conv,
+        })
+    }
+}
+
 impl ModelConfig {
     /// Reads a config (as from config.json); missing keys take their model type's defaults.
     pub fn from_json(config: &Value) -> Result<ModelConfig> {
@@ -449,6 +646,7 @@ impl ModelConfig {
                 num_labels: f.num_labels()?,
                 sinusoidal_positions: f.get("sinusoidal_pos_embds")?.as_bool().unwrap_or(false),
                 modernbert: None,
+                deberta: None,
             },
             Arch::ModernBert => {
                 let hidden_size = f.positive_int("hidden_size")?;
@@ -473,6 +671,41 @@ impl ModelConfig {
                     num_labels: f.num_labels()?,
                     sinusoidal_positions: false,
                     modernbert: Some(f.modernbert(num_layers)?),
+                    deberta: None,
+                }
+            }
+            Arch::DebertaV2 => {
+                let hidden_size = f.positive_int("hidden_size")?;
+                let hidden_dropout = f.probability("hidden_dropout_prob")?;
+                let max_positions = f.positive_int("max_position_embeddings")?;
+                ModelConfig {
+                    arch,
+                    vocab_size,
+                    embedding_size: match completed.get("embedding_size") {
+                        None | Some(Value::Null) => hidden_size,
+                        Some(_) => f.positive_int("embedding_size")?,
+                    },
+                    hidden_size,
+                    num_layers: f.positive_int("num_hidden_layers")?,
+                    num_heads: f.positive_int("num_attention_heads")?,
+                    intermediate_size: f.positive_int("intermediate_size")?,
+                    activation: Activation::parse(f.string("hidden_act")?)?,
+                    hidden_dropout,
+                    attention_dropout: f.probability("attention_probs_dropout_prob")?,
+                    // `cls_dropout`, else hidden_dropout_prob.
+                    classifier_dropout: match completed.get("cls_dropout") {
+                        None | Some(Value::Null) => hidden_dropout,
+                        Some(_) => f.probability("cls_dropout")?,
+                    },
+                    max_position_embeddings: max_positions,
+                    type_vocab_size: f.int_at_least("type_vocab_size", 0)?,
+                    layer_norm_eps: f.positive_float("layer_norm_eps")?,
+                    pad_token_id,
+                    initializer_range: f.positive_float("initializer_range")?,
+                    num_labels: f.num_labels()?,
+                    sinusoidal_positions: false,
+                    modernbert: None,
+                    deberta: Some(f.deberta(hidden_size, max_positions)?),
                 }
             }
             Arch::Bert | Arch::Roberta | Arch::XlmRoberta | Arch::Electra => {
@@ -511,6 +744,7 @@ impl ModelConfig {
                     num_labels: f.num_labels()?,
                     sinusoidal_positions: false,
                     modernbert: None,
+                    deberta: None,
                 }
             }
         };
@@ -529,10 +763,11 @@ impl ModelConfig {
 
     /// The tokenized columns the model's `forward` takes, which the Trainer keeps of a dataset
     /// (transformers' `_remove_unused_columns`): no `token_type_ids` for DistilBERT and
-    /// ModernBERT.
+    /// ModernBERT. DeBERTa-v2 takes them even without token type embeddings (and ignores
+    /// them then).
     pub fn input_names(&self) -> Vec<&'static str> {
         let mut names = vec!["input_ids", "attention_mask"];
-        if self.type_vocab_size > 0 {
+        if self.type_vocab_size > 0 || self.deberta.is_some() {
             names.push("token_type_ids");
         }
         names
@@ -611,13 +846,40 @@ mod tests {
     }
 
     #[test]
+    fn deberta_settings_and_their_errors() {
+        let cfg = ModelConfig::from_json(&json!({"model_type": "deberta-v2", "hidden_size": 64,
+            "num_attention_heads": 4, "relative_attention": true, "pos_att_type": "p2c|c2p",
+            "position_buckets": 256, "embedding_size": 32, "cls_dropout": 0.3}))
+        .unwrap();
+        let d = cfg.deberta.clone().unwrap();
+        assert!(d.c2p && d.p2c && d.relative_attention && d.position_biased_input);
+        assert!(!d.share_att_key && !d.norm_rel_embeddings && d.conv.is_none());
+        assert_eq!((d.max_relative_positions, d.attention_span(), d.scale_factor()), (512, 256, 3));
+        assert_eq!((cfg.embedding_size, cfg.classifier_dropout, cfg.type_vocab_size), (32, 0.3, 0));
+        assert_eq!(cfg.input_names(), ["input_ids", "attention_mask", "token_type_ids"]);
+        let err = |extra: Value| {
+            let mut config = json!({"model_type": "deberta-v2"});
+            config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            ModelConfig::from_json(&config).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(json!({"pos_att_type": ["c2p", "p2p"]})),
+            "config \"pos_att_type\" holds \"p2p\"; ferrotune supports \"c2p\" and \"p2c\""
+        );
+        assert!(
+            err(json!({"norm_rel_ebd": "layer_norm|x"})).contains("\"norm_rel_ebd\" holds \"x\"")
+        );
+        assert!(err(json!({"conv_kernel_size": 2})).contains("conv_kernel_size"));
+    }
+
+    #[test]
     fn unsupported_model_type_lists_the_supported_ones() {
         let err = ModelConfig::from_json(&json!({"model_type": "gpt2"})).unwrap_err();
         assert!(matches!(err, Error::NotImplemented(_)));
         assert_eq!(
             err.to_string(),
             "model_type \"gpt2\" is not supported; ferrotune supports bert, roberta, xlm-roberta, \
-             distilbert, electra, modernbert"
+             distilbert, electra, modernbert, deberta-v2"
         );
     }
 

@@ -5,7 +5,7 @@
 
 use super::config::{Arch, ModelConfig};
 use super::dropout::dropout;
-use super::init::{embedding, trunc_normal_, Norm};
+use super::init::{embedding, normal_init, trunc_normal_, Norm};
 use crate::error::Result;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -34,6 +34,12 @@ pub struct Embeddings {
     pub(super) roberta_padding_idx: Option<i64>,
     /// The word table's padding row, which receives no gradient.
     word_padding_idx: Option<i64>,
+    /// DeBERTa-v2's `embed_proj` (no bias) from `embedding_size` to the hidden size, before the
+    /// LayerNorm.
+    project: Option<nn::Linear>,
+    /// DeBERTa-v2: positions added before the token types, and the normalized embeddings
+    /// multiplied by the attention mask.
+    deberta: bool,
 }
 
 impl Embeddings {
@@ -56,6 +62,46 @@ impl Embeddings {
                 dropout: modern.embedding_dropout,
                 roberta_padding_idx: None,
                 word_padding_idx: config.pad_token_id,
+                project: None,
+                deberta: false,
+            };
+        }
+        if let Some(deberta) = &config.deberta {
+            let (e, h) = (config.embedding_size, config.hidden_size);
+            let word = embedding(
+                &p / "word_embeddings",
+                config.vocab_size,
+                e,
+                config.pad_token_id,
+                config,
+            );
+            let position = deberta.position_biased_input.then(|| {
+                embedding(
+                    &p / "position_embeddings",
+                    config.max_position_embeddings,
+                    e,
+                    None,
+                    config,
+                )
+            });
+            let token_type = (config.type_vocab_size > 0).then(|| {
+                embedding(&p / "token_type_embeddings", config.type_vocab_size, e, None, config)
+            });
+            let project = (e != h).then(|| {
+                let cfg =
+                    nn::LinearConfig { ws_init: normal_init(config), bs_init: None, bias: false };
+                nn::linear(&p / "embed_proj", e, h, cfg)
+            });
+            return Embeddings {
+                word,
+                position,
+                token_type,
+                layer_norm: Norm::new(&p / "LayerNorm", h, true, config.layer_norm_eps),
+                dropout: config.hidden_dropout,
+                roberta_padding_idx: None,
+                word_padding_idx: config.pad_token_id,
+                project,
+                deberta: true,
             };
         }
         let word =
@@ -87,16 +133,19 @@ impl Embeddings {
             dropout: config.hidden_dropout,
             roberta_padding_idx,
             word_padding_idx: config.pad_token_id,
+            project: None,
+            deberta: false,
         }
     }
 
     /// The embedded inputs; with `defer_word_gradient`, also the word lookup whose gradient the
-    /// caller accumulates (see `WordLookup`).
+    /// caller accumulates (see `WordLookup`). DeBERTa-v2 multiplies them by `attention_mask`.
     pub fn forward(
         &self,
         input_ids: &Tensor,
         token_type_ids: Option<&Tensor>,
         position_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
         train: bool,
         defer_word_gradient: bool,
     ) -> (Tensor, Option<WordLookup>) {
@@ -116,6 +165,20 @@ impl Embeddings {
             }
             false => (self.word.forward(input_ids), None),
         };
+        if self.deberta {
+            return (
+                self.deberta_rest(
+                    embeddings,
+                    batch,
+                    seq,
+                    token_type_ids,
+                    position_ids,
+                    attention_mask,
+                    train,
+                ),
+                lookup,
+            );
+        }
         // Out of place (not +=): autograd needs the tensors as they were.
         let embeddings = match &self.token_type {
             Some(token_type) => {
@@ -145,6 +208,47 @@ impl Embeddings {
             None => embeddings,
         };
         (dropout(&self.layer_norm.forward(&embeddings), self.dropout, train), lookup)
+    }
+
+    /// `DebertaV2Embeddings.forward` after the word lookup: + positions (when
+    /// `position_biased_input`), + token types (when the model has them), `embed_proj`,
+    /// LayerNorm, × the attention mask, dropout.
+    #[allow(clippy::too_many_arguments)]
+    fn deberta_rest(
+        &self,
+        words: Tensor,
+        batch: i64,
+        seq: i64,
+        token_type_ids: Option<&Tensor>,
+        position_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        let device = words.device();
+        let mut embeddings = words;
+        if let Some(position) = &self.position {
+            let ids = match position_ids {
+                Some(ids) => ids.shallow_clone(),
+                None => Tensor::arange(seq, (Kind::Int64, device)).unsqueeze(0),
+            };
+            embeddings = embeddings + position.forward(&ids);
+        }
+        if let Some(token_type) = &self.token_type {
+            let ids = match token_type_ids {
+                Some(ids) => ids.shallow_clone(),
+                None => Tensor::zeros([batch, seq], (Kind::Int64, device)),
+            };
+            embeddings = embeddings + token_type.forward(&ids);
+        }
+        if let Some(project) = &self.project {
+            embeddings = project.forward(&embeddings);
+        }
+        let mut embeddings = self.layer_norm.forward(&embeddings);
+        if let Some(mask) = attention_mask {
+            let kind = embeddings.kind();
+            embeddings = embeddings * mask.unsqueeze(2).to_kind(kind);
+        }
+        dropout(&embeddings, self.dropout, train)
     }
 
     /// Whether the word embeddings' gradient can be left to `WordLookup::accumulate`: a trained

@@ -11,6 +11,7 @@
 
 use super::attention::{mask_bias, AttentionImpl, Pass, SelfAttention};
 use super::config::{Activation, Arch, ModelConfig};
+use super::deberta;
 use super::dropout::dropout;
 use super::embeddings::{Embeddings, WordLookup};
 use super::init::{layer_norm, linear};
@@ -108,6 +109,7 @@ pub struct Mode {
 enum Layers {
     Post(Vec<Layer>),
     ModernBert(modernbert::Stack),
+    Deberta(deberta::Stack),
 }
 
 pub struct Encoder {
@@ -116,6 +118,12 @@ pub struct Encoder {
     project: Option<nn::Linear>,
     layers: Layers,
     max_positions: i64,
+    /// Whether the inputs' length is bounded by the position embeddings (DeBERTa-v2 without
+    /// `position_biased_input` has relative positions only, so no bound).
+    bounded: bool,
+    /// DeBERTa-v2 without token type embeddings takes `token_type_ids` and ignores them (its
+    /// tokenizer makes them).
+    ignores_token_types: bool,
     vocab_size: i64,
     type_vocab_size: i64,
     pub attention: AttentionImpl,
@@ -126,10 +134,13 @@ impl Encoder {
     pub fn new(p: nn::Path, config: &ModelConfig) -> Encoder {
         let embeddings = Embeddings::new(&p / "embeddings", config);
         let (e, h) = (config.embedding_size, config.hidden_size);
-        let project = (e != h).then(|| linear(&p / "embeddings_project", e, h, config));
-        let layers = match (&config.modernbert, config.arch) {
-            (Some(modern), _) => Layers::ModernBert(modernbert::Stack::new(&p, config, modern)),
-            (None, arch) => {
+        // ELECTRA's projection after the embeddings (DeBERTa-v2's `embed_proj` is inside them).
+        let project = (e != h && config.deberta.is_none())
+            .then(|| linear(&p / "embeddings_project", e, h, config));
+        let layers = match (&config.modernbert, &config.deberta, config.arch) {
+            (Some(modern), _, _) => Layers::ModernBert(modernbert::Stack::new(&p, config, modern)),
+            (None, Some(deberta), _) => Layers::Deberta(deberta::Stack::new(&p, config, deberta)),
+            (None, None, arch) => {
                 let stack = match arch {
                     Arch::DistilBert => &p / "transformer" / "layer",
                     _ => &p / "encoder" / "layer",
@@ -144,6 +155,8 @@ impl Encoder {
             project,
             layers,
             max_positions: config.max_position_embeddings,
+            bounded: config.deberta.as_ref().is_none_or(|d| d.position_biased_input),
+            ignores_token_types: config.deberta.is_some() && config.type_vocab_size == 0,
             vocab_size: config.vocab_size,
             type_vocab_size: config.type_vocab_size,
             attention: AttentionImpl::Auto,
@@ -157,6 +170,9 @@ impl Encoder {
     /// The longest input the position embeddings cover (RoBERTa's positions start after the
     /// padding index).
     pub fn max_sequence_length(&self) -> i64 {
+        if !self.bounded {
+            return i64::MAX;
+        }
         match self.embeddings.roberta_padding_idx {
             Some(pad) => self.max_positions - pad - 1,
             None => self.max_positions,
@@ -209,7 +225,7 @@ impl Encoder {
                 }
             }
         }
-        if let Some(t) = token_type_ids {
+        if let Some(t) = token_type_ids.filter(|_| !self.ignores_token_types) {
             if self.type_vocab_size == 0 {
                 return Err(Error::value(
                     "this model has no token type embeddings; do not pass token_type_ids",
@@ -217,7 +233,7 @@ impl Encoder {
             }
             check_ids("token_type_ids", t, self.type_vocab_size)?;
         }
-        if let Some(t) = position_ids {
+        if let (Some(t), true) = (position_ids, self.bounded) {
             check_ids("position_ids", t, self.max_positions)?;
         }
         Ok(())
@@ -229,6 +245,7 @@ impl Encoder {
             inputs.input_ids,
             inputs.token_type_ids,
             inputs.position_ids,
+            inputs.attention_mask,
             mode.train,
             mode.defer_word_gradient,
         );
@@ -255,6 +272,7 @@ impl Encoder {
                 }
             }
             Layers::ModernBert(stack) => states = stack.forward(states, inputs, &pass),
+            Layers::Deberta(stack) => states = stack.forward(states, inputs, &pass),
         }
         Hidden { states, packing, word_lookup }
     }
@@ -352,6 +370,7 @@ pub(crate) fn activate(activation: Activation, x: &Tensor) -> Tensor {
         Activation::GeluTanh => x.gelu("tanh"),
         Activation::Relu => x.relu(),
         Activation::Silu => x.silu(),
+        Activation::Tanh => x.tanh(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! dropout, dense, tanh, dropout, out_proj), DistilBERT's (pre_classifier, ReLU, dropout,
 //! classifier), ELECTRA's (`ElectraClassificationHead`: RoBERTa's with exact GELU for tanh) and
 //! ModernBERT's (pooling "cls" or "mean", `ModernBertPredictionHead`: dense, activation, norm;
+//! dropout, `classifier`) and DeBERTa-v2's (`ContextPooler`: dropout, dense, activation;
 //! dropout, `classifier`).
 
 use super::config::{Activation, Arch, ModelConfig, Pooling};
@@ -37,6 +38,12 @@ pub(crate) enum Head {
         pre_classifier: nn::Linear,
         classifier: nn::Linear,
     },
+    Deberta {
+        pooler: nn::Linear,
+        activation: Activation,
+        pooler_dropout: f64,
+        classifier: nn::Linear,
+    },
 }
 
 impl Head {
@@ -60,6 +67,15 @@ impl Head {
                 pre_classifier: linear(root / "pre_classifier", h, h, config),
                 classifier: linear(root / "classifier", h, n, config),
             },
+            Arch::DebertaV2 => {
+                let deberta = config.deberta.as_ref().expect("read with DeBERTa's settings");
+                Head::Deberta {
+                    pooler: linear(root / "pooler" / "dense", h, h, config),
+                    activation: deberta.pooler_activation,
+                    pooler_dropout: deberta.pooler_dropout,
+                    classifier: linear(root / "classifier", h, n, config),
+                }
+            }
             Arch::ModernBert => {
                 let modern = config.modernbert.as_ref().expect("read with ModernBERT's settings");
                 let std = Stds::of(config, modern);
@@ -105,6 +121,12 @@ impl Head {
             Head::DistilBert { pre_classifier, classifier } => {
                 let x = pre_classifier.forward(&first()).relu();
                 classifier.forward(&dropout(&x, p, train))
+            }
+            Head::Deberta { pooler, activation, pooler_dropout, classifier } => {
+                // ContextPooler: dropout, dense, activation; then dropout (cls_dropout).
+                let context = dropout(&first(), *pooler_dropout, train);
+                let pooled = activate(*activation, &pooler.forward(&context));
+                classifier.forward(&dropout(&pooled, p, train))
             }
             Head::ModernBert { pooling, dense, activation, norm, classifier } => {
                 let pooled = match pooling {

@@ -132,3 +132,109 @@ pub fn loss(problem: ProblemType, logits: &Tensor, labels: &Tensor) -> Tensor {
         ),
     }
 }
+
+/// `DebertaV2ForSequenceClassification`'s loss when `config.problem_type` is None, which it
+/// computes without setting the problem type: one label → MSE; one label per example (shape
+/// [batch] or [batch, 1], cast to integers) → cross-entropy over the examples whose label is
+/// not negative (0 when there are none); otherwise soft labels [batch, num_labels] →
+/// `-(log_softmax(logits) · labels).sum(-1).mean()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebertaLoss {
+    Regression,
+    Labels,
+    Soft,
+}
+
+impl DebertaLoss {
+    pub fn infer(num_labels: i64, labels: &Tensor) -> DebertaLoss {
+        let shape = labels.size();
+        if num_labels == 1 {
+            DebertaLoss::Regression
+        } else if shape.len() == 1 || shape.last() == Some(&1) {
+            DebertaLoss::Labels
+        } else {
+            DebertaLoss::Soft
+        }
+    }
+
+    pub fn check(self, logits_shape: &[i64], labels: &Tensor) -> Result<()> {
+        let (batch, num_labels) = (logits_shape[0], logits_shape[1]);
+        let shape = labels.size();
+        match self {
+            DebertaLoss::Regression => {
+                check_labels(ProblemType::Regression, logits_shape, labels)?;
+                if !labels.is_floating_point() {
+                    return Err(Error::type_error(format!(
+                        "regression (num_labels=1) needs float labels, got {:?}",
+                        labels.kind()
+                    )));
+                }
+                Ok(())
+            }
+            DebertaLoss::Labels => {
+                if labels.numel() as i64 != batch {
+                    return Err(Error::value(format!(
+                        "expected one label per example ({batch}), got labels of shape {shape:?}"
+                    )));
+                }
+                if labels.is_floating_point()
+                    && labels.isfinite().logical_not().any().int64_value(&[]) != 0
+                {
+                    return Err(Error::value("labels contain NaN or infinity"));
+                }
+                let ids = labels.to_kind(Kind::Int64);
+                let bad = ids.ge(num_labels);
+                if bad.any().int64_value(&[]) != 0 {
+                    let first = ids.masked_select(&bad).int64_value(&[0]);
+                    return Err(Error::value(format!(
+                        "label {first} is outside [0, {num_labels}) (num_labels={num_labels})"
+                    )));
+                }
+                Ok(())
+            }
+            DebertaLoss::Soft => {
+                if shape != [batch, num_labels] {
+                    return Err(Error::value(format!(
+                        "labels of shape {shape:?} do not match the logits of shape [{batch}, {num_labels}]"
+                    )));
+                }
+                if labels.is_floating_point()
+                    && labels.isfinite().logical_not().any().int64_value(&[]) != 0
+                {
+                    return Err(Error::value("labels contain NaN or infinity"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The loss of `logits` against checked `labels`.
+    pub fn loss(self, logits: &Tensor, labels: &Tensor) -> Tensor {
+        let num_labels = logits.size()[1];
+        match self {
+            DebertaLoss::Regression => logits
+                .view([-1])
+                .mse_loss(&labels.view([-1]).to_kind(logits.kind()), Reduction::Mean),
+            DebertaLoss::Labels => {
+                let ids = labels.view([-1]).to_kind(Kind::Int64);
+                let kept = ids.ge(0).nonzero().squeeze_dim(1);
+                if kept.numel() == 0 {
+                    // transformers returns a constant 0; this one also takes a backward.
+                    return (logits * 0.0).sum(logits.kind());
+                }
+                logits.index_select(0, &kept).to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+                    &ids.index_select(0, &kept),
+                    None,
+                    Reduction::Mean,
+                    IGNORE_INDEX,
+                    0.0,
+                )
+            }
+            DebertaLoss::Soft => {
+                let log_probs = logits.log_softmax(-1, logits.kind());
+                let labels = labels.view([-1, num_labels]).to_kind(logits.kind());
+                -(log_probs * labels).sum_dim_intlist(-1, false, None).mean(None)
+            }
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! Encoders with sequence-classification heads on tch: BERT, RoBERTa, XLM-RoBERTa, DistilBERT,
-//! ELECTRA.
+//! ELECTRA, ModernBERT, DeBERTa-v2.
 
 pub mod attention;
 pub mod config;
+mod deberta;
 pub mod dropout;
 pub mod embeddings;
 pub mod encoder;
@@ -108,10 +109,24 @@ impl SequenceClassifier {
     ) -> Result<(Output, Option<WordLookup>)> {
         self.encoder.check_inputs(batch)?;
         let Batch { input_ids, attention_mask, token_type_ids, position_ids, labels } = *batch;
-        let problem_type = labels
-            .map(|l| problem_type.unwrap_or_else(|| ProblemType::infer(self.config.num_labels, l)));
+        let logits_shape = [input_ids.size()[0], self.config.num_labels];
+        // DeBERTa-v2 without a problem type computes its own loss and leaves the type unset.
+        let deberta_loss = match (labels, problem_type, self.config.arch) {
+            (Some(l), None, Arch::DebertaV2) => {
+                let kind = loss::DebertaLoss::infer(self.config.num_labels, l);
+                kind.check(&logits_shape, l)?;
+                Some(kind)
+            }
+            _ => None,
+        };
+        let problem_type = match deberta_loss {
+            Some(_) => None,
+            None => labels.map(|l| {
+                problem_type.unwrap_or_else(|| ProblemType::infer(self.config.num_labels, l))
+            }),
+        };
         if let (Some(labels), Some(problem)) = (labels, problem_type) {
-            loss::check_labels(problem, &[input_ids.size()[0], self.config.num_labels], labels)?;
+            loss::check_labels(problem, &logits_shape, labels)?;
         }
         let device = self.vs.device();
         let on_device = |t: &Tensor| t.to_device(device);
@@ -135,10 +150,11 @@ impl SequenceClassifier {
             self.config.classifier_dropout,
             train,
         );
-        let loss = match (labels, problem_type) {
-            (Some(labels), Some(problem)) => {
+        let loss = match (labels, problem_type, deberta_loss) {
+            (Some(labels), Some(problem), _) => {
                 Some(loss::loss(problem, &logits, &labels.to_device(device)))
             }
+            (Some(labels), None, Some(kind)) => Some(kind.loss(&logits, &labels.to_device(device))),
             _ => None,
         };
         Ok((Output { loss, logits, problem_type }, hidden.word_lookup))

@@ -1,0 +1,343 @@
+//! DeBERTa-v2's layers (`modeling_deberta_v2.py`, which DeBERTa-v3 checkpoints also use):
+//! BERT's post-LayerNorm layers around disentangled self-attention. The attention scores are
+//! content to content, plus content to position (c2p: each query against the relative
+//! embeddings projected as keys) and position to content (p2c: each key against them projected
+//! as queries), read at the (log-bucketed) relative position of each query and key pair. The
+//! encoder's `rel_embeddings` (optionally through its LayerNorm) are shared by every layer; an
+//! optional convolution (`ConvLayer`) follows the first layer. Its embeddings are in
+//! `embeddings.rs`, its head (`ContextPooler`) in `heads.rs`.
+
+use super::attention::{merge_heads, Pass};
+use super::config::{Activation, ConvConfig, DebertaConfig, ModelConfig};
+use super::dropout::dropout;
+use super::encoder::activate;
+use super::init::{layer_norm, linear, normal_init};
+use super::Batch;
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+/// `make_log_bucket_position` on the relative positions `relative` (int64): positions within
+/// `bucket_size / 2` of zero keep their value, farther ones share log-spaced buckets up to
+/// `max_position`. Computed in float32 as transformers does, so that the bucket edges agree.
+fn log_buckets(relative: &Tensor, bucket_size: i64, max_position: i64) -> Tensor {
+    let mid = bucket_size / 2;
+    let sign = relative.sign();
+    let near = relative.lt(mid).logical_and(&relative.gt(-mid));
+    let abs_pos = relative.abs().where_self(&near.logical_not(), &Tensor::from(mid - 1));
+    let abs_float = abs_pos.to_kind(Kind::Float);
+    // torch.log(torch.tensor((max_position - 1) / mid)): the ratio rounded to float32 first.
+    let ratio = Tensor::from(((max_position - 1) as f64 / mid as f64) as f32).log();
+    let log_pos = ((abs_float / mid as f64).log() / ratio * (mid - 1) as f64).ceil() + mid as f64;
+    let near_enough = abs_pos.le(mid);
+    relative.to_kind(Kind::Float).where_self(&near_enough, &(log_pos * sign.to_kind(Kind::Float)))
+}
+
+/// `build_relative_position` for a sequence of `seq` tokens: query position − key position,
+/// bucketed when `bucket_size` and `max_position` are positive, [seq, seq] int64.
+pub(crate) fn relative_positions(
+    seq: i64,
+    bucket_size: i64,
+    max_position: i64,
+    device: tch::Device,
+) -> Tensor {
+    let ids = Tensor::arange(seq, (Kind::Int64, device));
+    let relative = ids.unsqueeze(1) - ids.unsqueeze(0);
+    if bucket_size > 0 && max_position > 0 {
+        log_buckets(&relative, bucket_size, max_position).to_kind(Kind::Int64)
+    } else {
+        relative
+    }
+}
+
+/// One `DebertaV2Layer`.
+struct Layer {
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    /// The position projections when `share_att_key` is false (c2p's keys, p2c's queries).
+    pos_key: Option<nn::Linear>,
+    pos_query: Option<nn::Linear>,
+    attention_output: nn::Linear,
+    attention_norm: nn::LayerNorm,
+    ffn_in: nn::Linear,
+    ffn_out: nn::Linear,
+    output_norm: nn::LayerNorm,
+}
+
+impl Layer {
+    fn new(p: nn::Path, config: &ModelConfig, deberta: &DebertaConfig) -> Layer {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let lin = |path: nn::Path, input, output| linear(path, input, output, config);
+        let s = &p / "attention" / "self";
+        let o = &p / "attention" / "output";
+        let separate = deberta.relative_attention && !deberta.share_att_key;
+        Layer {
+            query: lin(&s / "query_proj", h, h),
+            key: lin(&s / "key_proj", h, h),
+            value: lin(&s / "value_proj", h, h),
+            pos_key: (separate && deberta.c2p).then(|| lin(&s / "pos_key_proj", h, h)),
+            pos_query: (separate && deberta.p2c).then(|| lin(&s / "pos_query_proj", h, h)),
+            attention_output: lin(&o / "dense", h, h),
+            attention_norm: layer_norm(&o / "LayerNorm", config),
+            ffn_in: lin(&p / "intermediate" / "dense", h, i),
+            ffn_out: lin(&p / "output" / "dense", i, h),
+            output_norm: layer_norm(&p / "output" / "LayerNorm", config),
+        }
+    }
+}
+
+/// `ConvLayer`: a convolution over the embeddings, added to the first layer's output.
+struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+    norm: nn::LayerNorm,
+    settings: ConvConfig,
+}
+
+/// What every layer's attention reads, computed once per forward.
+struct Shared {
+    /// The relative embeddings after the encoder's LayerNorm, [2 · span, hidden].
+    rel_embeddings: Option<Tensor>,
+    /// Where each query and key pair reads the c2p and p2c scores, [seq, seq].
+    c2p_index: Tensor,
+    p2c_index: Tensor,
+    /// True where a query may attend to a key, [batch, 1, seq, seq] (`get_attention_mask`).
+    keep: Option<Tensor>,
+}
+
+/// DeBERTa-v2's layers, relative embeddings and convolution, under the model's `deberta.encoder`.
+pub(crate) struct Stack {
+    layers: Vec<Layer>,
+    rel_embeddings: Option<Tensor>,
+    rel_norm: Option<nn::LayerNorm>,
+    conv: Option<Conv>,
+    settings: DebertaConfig,
+    num_heads: i64,
+    head_dim: i64,
+    activation: Activation,
+    hidden_dropout: f64,
+    attention_dropout: f64,
+}
+
+impl Stack {
+    /// The variables under `p` (the encoder prefix `deberta`).
+    pub(crate) fn new(p: &nn::Path, config: &ModelConfig, deberta: &DebertaConfig) -> Stack {
+        let e = p / "encoder";
+        let h = config.hidden_size;
+        let layers =
+            (0..config.num_layers).map(|i| Layer::new(&e / "layer" / i, config, deberta)).collect();
+        let rel_embeddings = deberta.relative_attention.then(|| {
+            let rows = 2 * deberta.attention_span();
+            (&e / "rel_embeddings").var("weight", &[rows, h], normal_init(config))
+        });
+        let rel_norm = deberta.norm_rel_embeddings.then(|| layer_norm(&e / "LayerNorm", config));
+        let conv = deberta.conv.clone().map(|settings| {
+            let c = &e / "conv";
+            let kernel = [h, h / settings.groups, settings.kernel_size];
+            Conv {
+                weight: (&c / "conv").var("weight", &kernel, normal_init(config)),
+                bias: (&c / "conv").var("bias", &[h], nn::Init::Const(0.)),
+                norm: layer_norm(&c / "LayerNorm", config),
+                settings,
+            }
+        });
+        Stack {
+            layers,
+            rel_embeddings,
+            rel_norm,
+            conv,
+            settings: deberta.clone(),
+            num_heads: config.num_heads,
+            head_dim: config.head_dim(),
+            activation: config.activation,
+            hidden_dropout: config.hidden_dropout,
+            attention_dropout: config.attention_dropout,
+        }
+    }
+
+    /// The final hidden states of `embedded` (the embeddings, packed when `pass` packs).
+    pub(crate) fn forward(&self, embedded: Tensor, inputs: &Batch, pass: &Pass) -> Tensor {
+        let (_, seq) = inputs.input_ids.size2().expect("input_ids is 2-D (checked)");
+        let device = embedded.device();
+        let s = &self.settings;
+        let span = s.attention_span();
+        let relative =
+            relative_positions(seq, s.position_buckets, s.max_relative_positions, device);
+        let keep = inputs.attention_mask.map(|mask| {
+            // [b, s] → [b, 1, 1, s] × [b, 1, s, 1]: a padded query attends to nothing.
+            let keys = mask.unsqueeze(1).unsqueeze(2);
+            let queries = keys.squeeze_dim(-2).unsqueeze(-1);
+            (keys * queries).ne(0)
+        });
+        let shared = Shared {
+            rel_embeddings: self.rel_embeddings.as_ref().map(|table| match &self.rel_norm {
+                Some(norm) => norm.forward(table),
+                None => table.shallow_clone(),
+            }),
+            c2p_index: (&relative + span).clamp(0, 2 * span - 1),
+            p2c_index: (-&relative + span).clamp(0, 2 * span - 1),
+            keep,
+        };
+        let mut states = embedded.shallow_clone();
+        for (index, layer) in self.layers.iter().enumerate() {
+            states = self.layer(layer, &states, &shared, pass);
+            if index == 0 {
+                if let Some(conv) = &self.conv {
+                    states = self.convolve(conv, &embedded, &states, inputs.attention_mask, pass);
+                }
+            }
+        }
+        states
+    }
+
+    /// [tokens or batch × seq, hidden] → [batch, heads, seq, head_dim], padded for attention.
+    fn heads(&self, x: Tensor, pass: &Pass) -> Tensor {
+        let x = match pass.packing {
+            Some(p) => p.unpack(&x),
+            None => x,
+        };
+        let (b, s, _) = x.size3().expect("hidden states are 3-D");
+        x.view([b, s, self.num_heads, self.head_dim]).transpose(1, 2)
+    }
+
+    /// The relative embeddings projected per head, [1, heads, 2 · span, head_dim].
+    fn position_heads(&self, projection: &nn::Linear, rel: &Tensor) -> Tensor {
+        let rows = rel.size()[0];
+        projection.forward(rel).view([1, rows, self.num_heads, self.head_dim]).transpose(1, 2)
+    }
+
+    fn layer(&self, layer: &Layer, x: &Tensor, shared: &Shared, pass: &Pass) -> Tensor {
+        let train = pass.train;
+        let s = &self.settings;
+        let q = self.heads(layer.query.forward(x), pass);
+        let k = self.heads(layer.key.forward(x), pass);
+        let v = self.heads(layer.value.forward(x), pass);
+        let (b, h, seq, _) = q.size4().expect("4-D");
+        // sqrt(head_dim · scale_factor), in float32 as `scaled_size_sqrt`.
+        let scale = ((self.head_dim * s.scale_factor()) as f32).sqrt() as f64;
+        // transformers divides the keys, then multiplies.
+        let mut scores = q.matmul(&(k.transpose(-1, -2) / scale));
+        if let Some(rel) = &shared.rel_embeddings {
+            let rel = dropout(rel, self.hidden_dropout, train);
+            let index = |i: &Tensor| i.expand([b, h, seq, seq], false);
+            let mut relative: Option<Tensor> = None;
+            if s.c2p {
+                let projection = layer.pos_key.as_ref().unwrap_or(&layer.key);
+                let pos_key = self.position_heads(projection, &rel);
+                let c2p = q.matmul(&pos_key.transpose(-1, -2));
+                let c2p = c2p.gather(-1, &index(&shared.c2p_index), false) / scale;
+                relative = Some(c2p);
+            }
+            if s.p2c {
+                let projection = layer.pos_query.as_ref().unwrap_or(&layer.query);
+                let pos_query = self.position_heads(projection, &rel);
+                let p2c = k.matmul(&pos_query.transpose(-1, -2));
+                let p2c = p2c.gather(-1, &index(&shared.p2c_index), false).transpose(-1, -2);
+                let p2c = p2c / scale;
+                relative = Some(match relative {
+                    Some(c2p) => c2p + p2c,
+                    None => p2c,
+                });
+            }
+            if let Some(relative) = relative {
+                scores = scores + relative;
+            }
+        }
+        if let Some(keep) = &shared.keep {
+            scores = scores.masked_fill(&keep.logical_not(), min_value(scores.kind()));
+        }
+        let probs = scores.softmax(-1, scores.kind());
+        let context = dropout(&probs, self.attention_dropout, train).matmul(&v);
+        let context = merge_heads(context, pass);
+        let attended =
+            dropout(&layer.attention_output.forward(&context), self.hidden_dropout, train);
+        let attended = layer.attention_norm.forward(&(attended + x));
+        let inner = activate(self.activation, &layer.ffn_in.forward(&attended));
+        let out = dropout(&layer.ffn_out.forward(&inner), self.hidden_dropout, train);
+        layer.output_norm.forward(&(out + attended))
+    }
+
+    /// `ConvLayer.forward(embeddings, first layer's output, mask)`.
+    fn convolve(
+        &self,
+        conv: &Conv,
+        embedded: &Tensor,
+        residual: &Tensor,
+        attention_mask: Option<&Tensor>,
+        pass: &Pass,
+    ) -> Tensor {
+        let train = pass.train;
+        // The convolution runs over the [batch, seq] layout; packed embeddings are zeros at the
+        // padding, as transformers' are after their mask multiply.
+        let embedded = match pass.packing {
+            Some(p) => p.unpack(embedded),
+            None => embedded.shallow_clone(),
+        };
+        let k = conv.settings.kernel_size;
+        let out = embedded.permute([0, 2, 1]).contiguous().conv1d(
+            &conv.weight,
+            Some(&conv.bias),
+            [1],
+            [(k - 1) / 2],
+            [1],
+            conv.settings.groups,
+        );
+        let mut out = out.permute([0, 2, 1]).contiguous();
+        if let Some(mask) = attention_mask {
+            out = out.masked_fill(&mask.eq(0).unsqueeze(-1), 0.0);
+        }
+        let out = match pass.packing {
+            Some(p) => p.pack(&out),
+            None => out,
+        };
+        let out = activate(conv.settings.activation, &dropout(&out, self.hidden_dropout, train));
+        let output = conv.norm.forward(&(residual + out));
+        match (attention_mask, pass.packing) {
+            // Packed tokens are the attended ones: the mask multiply keeps them as they are.
+            (Some(mask), None) => output * mask.unsqueeze(2).to_kind(residual.kind()),
+            _ => output,
+        }
+    }
+}
+
+/// `torch.finfo(dtype).min`.
+fn min_value(kind: Kind) -> f64 {
+    match kind {
+        Kind::Half => -65504.0,
+        Kind::BFloat16 => -3.3895313892515355e38,
+        Kind::Double => f64::MIN,
+        _ => f32::MIN as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_positions_are_bucketed_as_transformers() {
+        // transformers: build_relative_position(q, k, bucket_size=4, max_position=8) for 12
+        // tokens, first row: [0, -1, -2, -3, -3, -4, -4, -4, -4, -4, -4, -4]... computed below
+        // from make_log_bucket_position's formula.
+        let rel = relative_positions(12, 4, 8, tch::Device::Cpu);
+        let row: Vec<i64> = Vec::try_from(rel.get(0)).unwrap();
+        let expected: Vec<i64> = (0..12i64)
+            .map(|j| {
+                let r = -j;
+                let (mid, a) = (2i64, j);
+                if a <= mid {
+                    r
+                } else {
+                    let ratio = (((8 - 1) as f64 / 2.0) as f32).ln();
+                    let log =
+                        ((a as f32 / 2.0).ln() / ratio * (mid - 1) as f32).ceil() + mid as f32;
+                    -(log as i64)
+                }
+            })
+            .collect();
+        assert_eq!(row, expected);
+        let plain = relative_positions(3, -1, 8, tch::Device::Cpu);
+        let plain: Vec<i64> = Vec::try_from(plain.reshape([-1])).unwrap();
+        assert_eq!(plain, [0, -1, -2, 1, 0, -1, 2, 1, 0]);
+    }
+}
