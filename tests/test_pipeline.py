@@ -22,7 +22,8 @@ TEXTS = [
     scope="module", params=["bert", "roberta", "electra", "modernbert", "deberta-v2", "minilm"]
 )
 def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
-    """A folder with a seeded classifier (3 labels) and its tokenizer."""
+    """A folder with a seeded classifier (3 labels) and its tokenizer (DeBERTa-v2's: its
+    SentencePiece `spm.model` alone, as deberta-v3 ships it)."""
     folder = tmp_path_factory.mktemp(f"pipe-{request.param}")
     torch.manual_seed(0)
     labels = {"id2label": {0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"}}
@@ -33,6 +34,8 @@ def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
         tokenizer_dir = minilm_dir
     else:
         tokenizer_dir = roberta_dir if request.param in ("roberta", "modernbert") else minilm_dir
+        if request.param == "deberta-v2":
+            tokenizer_dir = request.getfixturevalue("sentencepiece_dirs")["deberta-v2"]
         tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
         vocab = len(tokenizer)
         positions = {"roberta": 66}.get(request.param, 512)
