@@ -668,3 +668,93 @@ def test_a_unigram_tokenizer_json_of_no_known_class_runs_as_saved(sentencepiece_
     theirs = transformers.AutoTokenizer.from_pretrained(folder)
     texts = TEXTS + SENTENCEPIECE_TEXTS
     assert_same(ours(texts), theirs(texts))
+
+
+# Rows of words, as token-classification data comes (`is_split_into_words=True`).
+WORDS = [text.split() for text in TEXTS[:4] + SENTENCEPIECE_TEXTS[:6]] + [[], ["uno"], ["  ", "x"]]
+
+
+def assert_same_details(a, b, rows):
+    for i in range(rows):
+        assert a.word_ids(i) == b.word_ids(i), i
+        assert a.sequence_ids(i) == b.sequence_ids(i), i
+        assert a.tokens(i) == b.tokens(i), i
+        assert a.token_to_word(i, 1) == b.token_to_word(i, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        dict(truncation=True, max_length=9),
+        dict(padding=True, return_offsets_mapping=True, return_special_tokens_mask=True),
+        dict(padding="max_length", max_length=40, padding_side="left", return_length=True),
+        dict(padding=True, return_tensors="pt", return_offsets_mapping=True, return_length=True),
+    ],
+)
+def test_split_words_word_ids_offsets_and_special_tokens_mask(ours, theirs, kwargs):
+    a = ours(WORDS, is_split_into_words=True, **kwargs)
+    b = theirs(WORDS, is_split_into_words=True, **kwargs)
+    assert_same(a, b)
+    assert_same_details(a, b, len(WORDS))
+    pairs = dict(is_split_into_words=True, truncation="longest_first", max_length=12)
+    a, b = ours(WORDS, WORDS[::-1], **pairs), theirs(WORDS, WORDS[::-1], **pairs)
+    assert_same(a, b)
+    assert_same_details(a, b, len(WORDS))
+    # One row of words, and one with a pair.
+    for args in [(WORDS[1],), (WORDS[1], WORDS[2])]:
+        a, b = (
+            ours(*args, is_split_into_words=True, **kwargs),
+            theirs(*args, **kwargs, is_split_into_words=True),
+        )
+        assert_same(a, b)
+        assert a.word_ids() == b.word_ids() and a.sequence_ids() == b.sequence_ids()
+
+
+def test_texts_have_word_ids_offsets_and_tokens_too(ours, theirs, tweets):
+    texts = TEXTS + tweets.text.tolist()[:300]
+    kwargs = dict(padding=True, truncation=True, max_length=32)
+    a, b = ours(texts, **kwargs), theirs(texts, **kwargs)
+    assert_same_details(a, b, len(texts))
+    assert a.n_sequences == b.n_sequences == 1
+    a, b = ours(texts[:5], texts[5:10]), theirs(texts[:5], texts[5:10])
+    assert_same_details(a, b, 5)
+    assert a.n_sequences == b.n_sequences == 2
+    outputs = dict(return_offsets_mapping=True, return_special_tokens_mask=True)
+    assert_same(ours(texts, **outputs), theirs(texts, **outputs))
+    assert_same(ours(texts[3], **outputs), theirs(texts[3], **outputs))
+    again = pickle.loads(pickle.dumps(ours(texts[:3])))
+    assert again.word_ids(2) == theirs(texts[:3]).word_ids(2)
+
+
+def test_word_ids_of_an_encoding_built_by_hand_is_transformers_error():
+    with pytest.raises(ValueError) as ours_error:
+        BatchEncoding({"input_ids": [[1, 2]]}).word_ids()
+    with pytest.raises(ValueError) as theirs_error:
+        transformers.BatchEncoding({"input_ids": [[1, 2]]}).word_ids()
+    assert str(ours_error.value) == str(theirs_error.value)
+
+
+def test_split_words_of_the_wrong_type_name_the_row(minilm_dir):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    with pytest.raises(TypeError, match="text at index 1: word at index 0 has type int"):
+        tokenizer([["a"], [3]], is_split_into_words=True)
+    with pytest.raises(TypeError, match="text at index 1 is a str"):
+        tokenizer([["a"], "b c"], is_split_into_words=True)
+    with pytest.raises(ValueError, match="pretokenized"):
+        tokenizer("a b", is_split_into_words=True)
+
+
+def test_from_pretrained_settings_win_over_the_folder(roberta_dir, tmp_path):
+    """RoBERTa needs `add_prefix_space=True` for words (transformers' token-classification
+    guide); the setting is kept by save_pretrained."""
+    ours = AutoTokenizer.from_pretrained(roberta_dir, add_prefix_space=True)
+    theirs = transformers.AutoTokenizer.from_pretrained(roberta_dir, add_prefix_space=True)
+    plain = transformers.AutoTokenizer.from_pretrained(roberta_dir)
+    kwargs = dict(is_split_into_words=True, return_offsets_mapping=True)
+    assert_same(ours(WORDS, **kwargs), theirs(WORDS, **kwargs))
+    assert ours(WORDS, **kwargs)["input_ids"] != plain(WORDS, **kwargs)["input_ids"]
+    ours.save_pretrained(tmp_path)
+    assert_same(AutoTokenizer.from_pretrained(tmp_path)(TEXTS), theirs(TEXTS))
+    with pytest.raises(TypeError, match="from_pretrained\\(unk_token=...\\)"):
+        AutoTokenizer.from_pretrained(roberta_dir, unk_token=object())

@@ -187,9 +187,11 @@ class Tokenizer:
     The Python API is `ferrotune.tokenization.PreTrainedTokenizerFast`, which wraps it."""
 
     @staticmethod
-    def from_folder(path: str | PathLike[str]) -> Tokenizer:
-        """Loads tokenizer.json, or vocab.txt, or vocab.json + merges.txt, with the config files;
-        FileNotFoundError lists what was looked for, ValueError names a corrupt file."""
+    def from_folder(path: str | PathLike[str], overrides: str | None = None) -> Tokenizer:
+        """Loads tokenizer.json, or vocab.txt, or vocab.json + merges.txt, or the SentencePiece
+        model (sentencepiece.bpe.model, spm.model), with the config files; `overrides`, a JSON
+        object, wins over tokenizer_config.json. FileNotFoundError lists what was looked for,
+        ValueError names a corrupt file."""
     @property
     def tokenizer_class(self) -> str:
         """The transformers class this tokenizer behaves as ("BertTokenizer", ...)."""
@@ -240,6 +242,28 @@ class Tokenizer:
         """Encodes texts (and pairs) in parallel without the GIL; values are lists of lists, or
         int64 tensors ("pt") / arrays ("np") of shape (rows, length) when the rows have one length.
         TypeError names a non-str item by index."""
+    def encode_details(
+        self,
+        texts: Sequence[str] | Sequence[Sequence[str]],
+        pairs: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        *,
+        is_split_into_words: bool = False,
+        add_special_tokens: bool = True,
+        padding: bool | str | None = None,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool = False,
+        return_attention_mask: bool = True,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, list[list[Any]]]]:
+        """`encode` through the full pipeline, also for rows of words (`is_split_into_words`):
+        the columns (with `special_tokens_mask`, `offset_mapping`, `length` as asked) and each
+        row's "tokens", "word_ids" and "sequence_ids", padded as the ids."""
     def encode_column(
         self,
         column: Any,

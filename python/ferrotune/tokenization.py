@@ -7,8 +7,10 @@ without the GIL), padding, truncation and decoding happen in Rust.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ TOKENIZER_FILES = [
     "vocab.txt",
     "vocab.json",
     "merges.txt",
+    "sentencepiece.bpe.model",
+    "spm.model",
 ]
 
 # transformers' `SPECIAL_TOKENS_ATTRIBUTES`, in its order.
@@ -42,15 +46,102 @@ class BatchEncoding(dict):
     reads as attributes (`enc.input_ids`), moves to a device with `.to(device)`, unpacks into a
     model with `model(**enc)`, and is a valid return value for `datasets.Dataset.map`."""
 
-    def __init__(self, data: dict[str, Any] | None = None, tensor_type: str | None = None):
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        tensor_type: str | None = None,
+        details: dict[str, list] | Callable[[], dict[str, list]] | None = None,
+    ):
         super().__init__(data or {})
+        # The tokens, word and sequence ids of each row (a tokenizer call gives them, computed
+        # when first asked for); None for an encoding built by hand, as in transformers.
+        self._details = details
         self.convert_to_tensors(tensor_type)
 
     def __getattr__(self, item: str) -> Any:
+        if item.startswith("__") or item == "_details":
+            raise AttributeError(item)
         try:
             return self[item]
         except KeyError:
             raise AttributeError(item) from None
+
+    def __reduce__(self):
+        return (BatchEncoding, (dict(self), None, self._row_details()))
+
+    @property
+    def is_fast(self) -> bool:
+        """Whether the encoding knows its tokens' words and sequences (a tokenizer call's does)."""
+        return self._details is not None
+
+    @property
+    def n_sequences(self) -> int | None:
+        """1 or 2: the sequences of the rows (None for an encoding built by hand)."""
+        details = self._row_details()
+        if details is None:
+            return None
+        return (
+            max(
+                (
+                    max((s for s in row if s is not None), default=0)
+                    for row in details["sequence_ids"]
+                ),
+                default=0,
+            )
+            + 1
+        )
+
+    def _row_details(self) -> dict[str, list] | None:
+        if callable(self._details):
+            self._details = self._details()
+        return self._details
+
+    def _row(self, key: str, method: str, batch_index: int) -> list:
+        details = self._row_details()
+        if details is None:
+            raise ValueError(f"{method}() is not available when using Python based tokenizers")
+        return list(details[key][batch_index])
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """The tokens of row `batch_index`, special and pad tokens included."""
+        return self._row("tokens", "tokens", batch_index)
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """For each token of row `batch_index`, the index of the word it comes from (the
+        pre-tokenizer's words, or the given words with `is_split_into_words=True`); None for
+        special and pad tokens."""
+        return self._row("word_ids", "word_ids", batch_index)
+
+    def words(self, batch_index: int = 0) -> list[int | None]:
+        """`word_ids` (the older name)."""
+        return self.word_ids(batch_index)
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """For each token of row `batch_index`, 0 or 1 for the first or second sequence; None
+        for special and pad tokens."""
+        return self._row("sequence_ids", "sequence_ids", batch_index)
+
+    def token_to_word(
+        self, batch_or_token_index: int, token_index: int | None = None
+    ) -> int | None:
+        """The word of a token: `token_to_word(token)` in row 0, or `token_to_word(row, token)`."""
+        batch, token = (
+            (0, batch_or_token_index)
+            if token_index is None
+            else (batch_or_token_index, token_index)
+        )
+        return self.word_ids(batch)[token]
+
+    def token_to_sequence(
+        self, batch_or_token_index: int, token_index: int | None = None
+    ) -> int | None:
+        """The sequence (0 or 1) of a token, as `token_to_word` takes its indices."""
+        batch, token = (
+            (0, batch_or_token_index)
+            if token_index is None
+            else (batch_or_token_index, token_index)
+        )
+        return self.sequence_ids(batch)[token]
 
     def convert_to_tensors(self, tensor_type: str | None = None) -> BatchEncoding:
         """Turns list values into torch tensors ("pt") or numpy arrays ("np"), as transformers'
@@ -165,11 +256,20 @@ class PreTrainedTokenizerFast:
         padding_side: str | None = None,
         truncation_side: str | None = None,
         trust_remote_code: bool = False,
+        **init_kwargs: Any,
     ) -> PreTrainedTokenizerFast:
         """Loads the tokenizer of a local folder or of a Hugging Face hub id (through
-        huggingface_hub's cache, which honours HF_HUB_OFFLINE). `use_fast` is accepted for
+        huggingface_hub's cache, which honours HF_HUB_OFFLINE). Other keyword arguments
+        (`add_prefix_space=True`, `do_lower_case`, special tokens as strings, ...) win over the
+        folder's `tokenizer_config.json`, as in transformers. `use_fast` is accepted for
         compatibility; ferrotune's tokenizers are all fast."""
         ignore_remote_code(trust_remote_code)
+        for key, value in init_kwargs.items():
+            if not isinstance(value, (str, int, float, bool, type(None), list)):
+                raise TypeError(
+                    f"from_pretrained({key}=...): ferrotune takes tokenizer settings as strings, "
+                    f"numbers, booleans or lists, got {type(value).__name__}"
+                )
         folder = resolve_folder(
             pretrained_model_name_or_path,
             revision=revision,
@@ -179,7 +279,7 @@ class PreTrainedTokenizerFast:
             allow_patterns=TOKENIZER_FILES,
         )
         tokenizer = cls(
-            _core.Tokenizer.from_folder(folder),
+            _core.Tokenizer.from_folder(folder, json.dumps(init_kwargs) if init_kwargs else None),
             name_or_path=os.fspath(pretrained_model_name_or_path),
         )
         for name, value in [
@@ -290,12 +390,31 @@ class PreTrainedTokenizerFast:
         return_tensors: str | None = None,
         return_token_type_ids: bool | None = None,
         return_attention_mask: bool | None = None,
+        is_split_into_words: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
     ) -> BatchEncoding:
         """Tokenizes one text or a batch (list) of texts, optionally with their pairs, as
-        transformers' tokenizer call does; a batch is encoded in parallel in Rust."""
+        transformers' tokenizer call does; a batch is encoded in parallel in Rust. With
+        `is_split_into_words=True` a row is a list of words (a batch, a list of such lists)."""
         if text is None:
             raise ValueError("You need to specify either `text` or `text_target`.")
-        batched = isinstance(text, (list, tuple))
+        if is_split_into_words:
+            batched = (
+                isinstance(text, (list, tuple))
+                and bool(text)
+                and isinstance(text[0], (list, tuple))
+            )
+        else:
+            batched = isinstance(text, (list, tuple))
+        if is_split_into_words and not isinstance(text, (list, tuple)):
+            raise ValueError(
+                "text input must be of type `str` (single example), `list[str]` (batch or single "
+                "pretokenized example) or `list[list[str]]` (batch of pretokenized examples) or "
+                "`list[tuple[list[str], list[str]]]` (batch of pretokenized sequence pairs)."
+            )
         if batched:
             if isinstance(text_pair, str):
                 raise TypeError(
@@ -303,7 +422,7 @@ class PreTrainedTokenizerFast:
                     "tuple with the same length as `text`."
                 )
             texts, pairs = text, text_pair
-        elif isinstance(text, str):
+        elif isinstance(text, str) or is_split_into_words:
             # transformers: `[(text, text_pair)] if text_pair else [text]`: an empty pair is none.
             texts, pairs = [text], ([text_pair] if text_pair else None)
         else:
@@ -313,9 +432,7 @@ class PreTrainedTokenizerFast:
                 "`list[tuple[list[str], list[str]]]` (batch of pretokenized sequence pairs)."
             )
         kind = _tensor_kind(return_tensors)
-        columns = self._core.encode(
-            texts,
-            pairs,
+        arguments = dict(
             add_special_tokens=add_special_tokens,
             padding=padding,
             truncation=truncation,
@@ -325,9 +442,31 @@ class PreTrainedTokenizerFast:
             return_tensors=kind,
             **self._outputs(return_token_type_ids, return_attention_mask),
         )
+
+        def details(**outputs) -> tuple[dict, dict]:
+            """The full pipeline's columns and the rows' tokens, word and sequence ids."""
+            return self._core.encode_details(
+                texts, pairs, is_split_into_words=is_split_into_words, **arguments, **outputs
+            )
+
+        outputs = dict(
+            return_special_tokens_mask=return_special_tokens_mask,
+            return_offsets_mapping=return_offsets_mapping,
+            return_length=return_length,
+        )
+        if is_split_into_words or any(outputs.values()):
+            columns, known = details(**outputs)
+        else:
+            # The fast path; the details only if asked for later (word_ids(), ...).
+            columns = self._core.encode(texts, pairs, **arguments)
+            known = lambda: details()[1]  # noqa: E731
         if not batched and kind is None:
-            columns = {key: value[0] for key, value in columns.items()}
-        return BatchEncoding(columns, tensor_type=kind)
+            # transformers: each row's list becomes the value; `length` ([n]) stays a list.
+            columns = {
+                key: value[0] if value and isinstance(value[0], list) else value
+                for key, value in columns.items()
+            }
+        return BatchEncoding(columns, tensor_type=kind, details=known)
 
     def encode(
         self,

@@ -5,7 +5,7 @@
 use super::errors::guard;
 use super::tensor::PyTensor;
 use crate::rows::Rows;
-use crate::tokenizer::{arrow, Padding, Request, Side, Tokenizer, Truncation};
+use crate::tokenizer::{arrow, Details, Padding, Request, Sequence, Side, Tokenizer, Truncation};
 use arrow_array::ArrayRef;
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
@@ -72,6 +72,60 @@ impl<'py> Texts<'py> {
             Texts::Arrow(chunks) => Ok(arrow::strings(chunks)?),
         }
     }
+}
+
+/// The rows of a call with their details: texts, or lists of words (`is_split_into_words`).
+enum Inputs<'py> {
+    Texts(Texts<'py>),
+    Words(Vec<Texts<'py>>),
+}
+
+impl<'py> Inputs<'py> {
+    /// A list of rows, each a list (or tuple) of str.
+    fn words(items: &Bound<'py, PyAny>, what: &str) -> PyResult<Inputs<'py>> {
+        let mut rows = Vec::with_capacity(items.len().unwrap_or(0));
+        for (i, row) in items.try_iter()?.enumerate() {
+            let row = row?;
+            if row.is_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err(format!(
+                    "{what} at index {i} is a str; with is_split_into_words=True each row is a \
+                     list of words"
+                )));
+            }
+            rows.push(Texts::from_sequence(&row, &format!("{what} at index {i}: word"))?);
+        }
+        Ok(Inputs::Words(rows))
+    }
+
+    fn sequences(&self) -> PyResult<Vec<Sequence<'_>>> {
+        match self {
+            Inputs::Texts(texts) => Ok(texts.strs()?.into_iter().map(Sequence::Text).collect()),
+            Inputs::Words(rows) => {
+                rows.iter().map(|row| Ok(Sequence::Words(row.strs()?))).collect()
+            }
+        }
+    }
+}
+
+/// `offset_mapping`: per row a list of (start, end), or a (rows, length, 2) int64 tensor or
+/// array when the rows have one length and tensors were asked for.
+fn offsets<'py>(
+    py: Python<'py>,
+    rows: &Rows,
+    details: &Details,
+    return_tensors: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if let (Some(kind), Some(width)) = (return_tensors, rows.width()) {
+        let flat: Vec<i64> =
+            details.offsets.iter().flatten().flat_map(|&(a, b)| [a as i64, b as i64]).collect();
+        let shape = [rows.len(), width, 2];
+        if kind == "np" {
+            return Ok(PyArray1::from_vec(py, flat).reshape(shape)?.into_any());
+        }
+        let tensor = tch::Tensor::from_slice(&flat).view([shape[0] as i64, shape[1] as i64, 2]);
+        return PyTensor(tensor).into_pyobject(py);
+    }
+    Ok(PyList::new(py, &details.offsets)?.into_any())
 }
 
 /// transformers' `padding`: a bool or a `PaddingStrategy` name (None: no padding).
@@ -177,10 +231,18 @@ fn outputs<'py>(
 
 #[pymethods]
 impl PyTokenizer {
-    /// Loads the tokenizer of a local folder.
+    /// Loads the tokenizer of a local folder; `overrides` (a JSON object) win over its files.
     #[staticmethod]
-    fn from_folder(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| guard(|| Tokenizer::from_folder(&path)))?;
+    #[pyo3(signature = (path, overrides=None))]
+    fn from_folder(py: Python<'_>, path: PathBuf, overrides: Option<&str>) -> PyResult<Self> {
+        let overrides = match overrides {
+            Some(text) => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => return Err(PyTypeError::new_err("overrides must be a JSON object")),
+            },
+            None => serde_json::Map::new(),
+        };
+        let inner = py.detach(|| guard(|| Tokenizer::from_folder_with(&path, &overrides)))?;
         Ok(PyTokenizer { inner })
     }
 
@@ -312,6 +374,81 @@ impl PyTokenizer {
         let pairs = pairs.map(|pairs| Texts::from_sequence(pairs, "text_pair")).transpose()?;
         let batch = self.encode_texts(py, &texts, pairs.as_ref(), &request)?;
         outputs(py, &batch, return_tensors, return_token_type_ids, return_attention_mask)
+    }
+
+    /// `encode` through tokenizers' full pipeline, also for rows of words already split
+    /// (`is_split_into_words`); returns ({name: rows}, {"tokens", "word_ids", "sequence_ids":
+    /// rows}), the first with `special_tokens_mask`, `offset_mapping` and `length` as asked.
+    #[pyo3(signature = (texts, pairs=None, *, is_split_into_words=false,
+        add_special_tokens=true, padding=None, truncation=None, max_length=None,
+        pad_to_multiple_of=None, padding_side=None, return_tensors=None,
+        return_token_type_ids=false, return_attention_mask=true,
+        return_special_tokens_mask=false, return_offsets_mapping=false, return_length=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode_details<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        pairs: Option<&Bound<'py, PyAny>>,
+        is_split_into_words: bool,
+        add_special_tokens: bool,
+        padding: Option<&Bound<'py, PyAny>>,
+        truncation: Option<&Bound<'py, PyAny>>,
+        max_length: Option<usize>,
+        pad_to_multiple_of: Option<usize>,
+        padding_side: Option<&str>,
+        return_tensors: Option<&str>,
+        return_token_type_ids: bool,
+        return_attention_mask: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_length: bool,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+        let request = request(
+            add_special_tokens,
+            padding,
+            truncation,
+            max_length,
+            pad_to_multiple_of,
+            padding_side,
+        )?;
+        let inputs = |items: &Bound<'py, PyAny>, what: &str| match is_split_into_words {
+            true => Inputs::words(items, what),
+            false => Ok(Inputs::Texts(Texts::from_sequence(items, what)?)),
+        };
+        let firsts = inputs(texts, "text")?;
+        let seconds = pairs.map(|pairs| inputs(pairs, "text_pair")).transpose()?;
+        let firsts = firsts.sequences()?;
+        let seconds = seconds.as_ref().map(Inputs::sequences).transpose()?;
+        let (rows, details) = py.detach(|| {
+            guard(|| {
+                let plan = self.inner.plan(&request)?;
+                self.inner.encode_details(&firsts, seconds.as_deref(), &plan)
+            })
+        })?;
+        let columns =
+            outputs(py, &rows, return_tensors, return_token_type_ids, return_attention_mask)?;
+        if return_special_tokens_mask {
+            let flat: Vec<u32> = details.special_tokens_mask.concat();
+            columns.set_item("special_tokens_mask", column(py, &rows, &flat, return_tensors)?)?;
+        }
+        if return_offsets_mapping {
+            columns.set_item("offset_mapping", offsets(py, &rows, &details, return_tensors)?)?;
+        }
+        if return_length {
+            let lengths: Vec<i64> = rows.lengths().into_iter().map(|n| n as i64).collect();
+            let lengths = match return_tensors {
+                Some("np") => PyArray1::from_vec(py, lengths).into_any(),
+                Some(_) => PyTensor(tch::Tensor::from_slice(&lengths)).into_pyobject(py)?,
+                None => PyList::new(py, lengths)?.into_any(),
+            };
+            columns.set_item("length", lengths)?;
+        }
+        let extra = PyDict::new(py);
+        extra.set_item("tokens", details.tokens)?;
+        extra.set_item("word_ids", details.word_ids)?;
+        extra.set_item("sequence_ids", details.sequence_ids)?;
+        Ok((columns, extra))
     }
 
     /// Encodes a text column (Arrow array or chunked array, or a list of str) in parallel into

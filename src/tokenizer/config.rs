@@ -140,8 +140,11 @@ pub struct Settings {
 impl Settings {
     /// Reads the configuration files of `dir` (all optional) for a tokenizer whose family falls
     /// back to `by_files` when neither `tokenizer_config.json` nor `config.json` names one.
-    pub fn read(dir: &Path, by_files: Family) -> Result<Settings> {
-        let raw = read_object(&dir.join("tokenizer_config.json"))?.unwrap_or_default();
+    /// `overrides` (the keyword arguments of `from_pretrained`) win over every file, as
+    /// transformers' `init_kwargs.update(kwargs)`.
+    pub fn read(dir: &Path, by_files: Family, overrides: &Map<String, Value>) -> Result<Settings> {
+        let mut raw = read_object(&dir.join("tokenizer_config.json"))?.unwrap_or_default();
+        raw.extend(overrides.clone());
         // AutoTokenizer.from_pretrained: the config's tokenizer_class first, then config.json.
         let family = match raw.get("tokenizer_class").and_then(Value::as_str) {
             Some(class) => Family::from_class(class),
@@ -163,6 +166,7 @@ impl Settings {
                 let map_path = dir.join("special_tokens_map.json");
                 if let Some(map) = read_object(&map_path)? {
                     token_values.extend(map);
+                    token_values.extend(overrides.clone());
                 }
                 None
             }
@@ -383,11 +387,20 @@ mod tests {
             "tokenizer_config.json",
             json!({"tokenizer_class": "RobertaTokenizerFast"}),
         )]);
-        assert_eq!(Settings::read(&dir, Family::Bert).unwrap().family, Family::Roberta);
+        assert_eq!(
+            Settings::read(&dir, Family::Bert, &Map::new()).unwrap().family,
+            Family::Roberta
+        );
         let dir = folder(&[("config.json", json!({"model_type": "distilbert"}))]);
-        assert_eq!(Settings::read(&dir, Family::Generic).unwrap().family, Family::Bert);
+        assert_eq!(
+            Settings::read(&dir, Family::Generic, &Map::new()).unwrap().family,
+            Family::Bert
+        );
         let dir = folder(&[]);
-        assert_eq!(Settings::read(&dir, Family::Roberta).unwrap().family, Family::Roberta);
+        assert_eq!(
+            Settings::read(&dir, Family::Roberta, &Map::new()).unwrap().family,
+            Family::Roberta
+        );
     }
 
     #[test]
@@ -397,7 +410,7 @@ mod tests {
         let map = json!({"pad_token": {"content": "<pad>", "lstrip": true}, "mask_token": "[M]"});
         let dir =
             folder(&[("tokenizer_config.json", config), ("special_tokens_map.json", map.clone())]);
-        let settings = Settings::read(&dir, Family::Generic).unwrap();
+        let settings = Settings::read(&dir, Family::Generic, &Map::new()).unwrap();
         assert_eq!(
             contents(&settings),
             [
@@ -415,7 +428,7 @@ mod tests {
             "added_tokens_decoder": {"5": {"content": "b", "special": false},
                                      "1": {"content": "a", "special": true}}});
         let dir = folder(&[("tokenizer_config.json", config), ("special_tokens_map.json", map)]);
-        let settings = Settings::read(&dir, Family::Generic).unwrap();
+        let settings = Settings::read(&dir, Family::Generic, &Map::new()).unwrap();
         assert_eq!(settings.special_token("pad_token"), Some("[P]"));
         let added = settings.added_tokens.unwrap();
         assert_eq!(added.iter().map(|t| t.content.as_str()).collect::<Vec<_>>(), ["a", "b"]);
@@ -438,7 +451,7 @@ mod tests {
     #[test]
     fn a_bad_side_names_the_value() {
         let dir = folder(&[("tokenizer_config.json", json!({"padding_side": "up"}))]);
-        let err = Settings::read(&dir, Family::Generic).unwrap_err();
+        let err = Settings::read(&dir, Family::Generic, &Map::new()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Padding side should be selected between 'right' and 'left', current value: up"

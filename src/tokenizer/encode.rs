@@ -11,11 +11,21 @@ use crate::rows::Rows;
 use std::ops::Range;
 use tokenizers::{truncate_encodings, Encoding, PostProcessor, TruncationParams};
 
-/// Rows per unit of parallel work: enough units to balance the pool, not so many that the
-/// bookkeeping shows.
-fn rows_per_unit(rows: usize) -> usize {
-    let units = parallel::threads() * 8;
-    rows.div_ceil(units).clamp(1, 512)
+/// `rows` rows cut into units of parallel work: enough units to balance the pool, not so many
+/// that the bookkeeping shows.
+pub(super) fn units(rows: usize) -> Vec<Range<usize>> {
+    let step = rows.div_ceil(parallel::threads() * 8).clamp(1, 512);
+    (0..rows).step_by(step).map(|start| start..rows.min(start + step)).collect()
+}
+
+/// transformers' error for pairs that do not match the texts one to one.
+pub(super) fn check_pairs(texts: usize, pairs: Option<usize>) -> Result<()> {
+    match pairs {
+        Some(pairs) if pairs != texts => Err(Error::value(format!(
+            "batch length of `text`: {texts} does not match batch length of `text_pair`: {pairs}."
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl Tokenizer {
@@ -61,7 +71,7 @@ impl Tokenizer {
     }
 
     /// Truncation and special tokens (tokenizers' `TokenizerImpl::post_process` without padding).
-    fn finish_row(
+    pub(super) fn finish_row(
         &self,
         first: Encoding,
         second: Option<Encoding>,
@@ -119,19 +129,8 @@ impl Tokenizer {
         pairs: Option<&[&str]>,
         plan: &Plan,
     ) -> Result<Rows> {
-        if let Some(pairs) = pairs.filter(|p| p.len() != texts.len()) {
-            return Err(Error::value(format!(
-                "batch length of `text`: {} does not match batch length of `text_pair`: {}.",
-                texts.len(),
-                pairs.len()
-            )));
-        }
-        let step = rows_per_unit(texts.len());
-        let units: Vec<Range<usize>> = (0..texts.len())
-            .step_by(step)
-            .map(|start| start..texts.len().min(start + step))
-            .collect();
-        let parts = parallel::map(&units, |rows| {
+        check_pairs(texts.len(), pairs.map(<[&str]>::len))?;
+        let parts = parallel::map(&units(texts.len()), |rows| {
             let mut part = Rows::empty(true);
             let mut scratch = Scratch::default();
             for i in rows.clone() {

@@ -3,6 +3,7 @@
 
 pub mod arrow;
 pub mod config;
+mod details;
 mod encode;
 mod fast;
 mod frame;
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::parallel;
 use config::Settings;
 pub use config::{Family, Side, SPECIAL_TOKEN_NAMES};
+pub use details::{Details, Sequence};
 pub use request::{Padding, Plan, Request, Truncation};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -23,6 +25,8 @@ use tokenizers::ModelWrapper;
 /// A tokenizer loaded from a folder, with the settings transformers keeps beside it.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// `inner` without its post-processor, made when first needed (`details.rs`).
+    unprocessed: std::sync::OnceLock<tokenizers::Tokenizer>,
     /// The ids of most texts without tokenizers' offset bookkeeping, where the pipeline allows.
     fast: Option<fast::FastPath>,
     /// The special tokens around [single, pair][without, with special tokens] rows.
@@ -40,8 +44,14 @@ impl Tokenizer {
     /// (`sentencepiece.bpe.model`, XLM-RoBERTa; `spm.model`, DeBERTa-v2); `tokenizer_config.json`,
     /// `special_tokens_map.json` and `config.json` when present.
     pub fn from_folder(dir: &Path) -> Result<Tokenizer> {
+        Tokenizer::from_folder_with(dir, &Map::new())
+    }
+
+    /// `from_folder` with settings that win over the folder's (`from_pretrained`'s keyword
+    /// arguments: `add_prefix_space`, `do_lower_case`, special tokens, ...).
+    pub fn from_folder_with(dir: &Path, overrides: &Map<String, Value>) -> Result<Tokenizer> {
         let files = load::Files::find(dir)?;
-        let mut settings = Settings::read(dir, files.family())?;
+        let mut settings = Settings::read(dir, files.family(), overrides)?;
         let inner = load::build(&files, &mut settings)?;
         let processor = inner.get_post_processor();
         // tokenizers panics on a template that names a token missing from its special_tokens
@@ -62,6 +72,7 @@ impl Tokenizer {
             fast: fast::FastPath::of(&inner)?,
             frames,
             inner,
+            unprocessed: std::sync::OnceLock::new(),
             model_max_length: settings.model_max_length,
             padding_side: settings.padding_side,
             truncation_side: settings.truncation_side,
