@@ -1,4 +1,4 @@
-"""ferrotune.evaluate's metrics (computed in Rust) against scikit-learn's."""
+"""ferrotune.evaluate's metrics (computed in Rust) against scikit-learn's and seqeval's."""
 
 import numpy as np
 import pytest
@@ -70,3 +70,82 @@ def test_bad_input():
         evaluate.load("accuracy").compute(predictions=[0.5, 1.0], references=[0, 1])
     with pytest.raises(ValueError, match=r"1-D\), got shape \(2, 2\)"):
         evaluate.load("accuracy").compute(predictions=[[0, 1], [1, 0]], references=[0, 1])
+
+
+def seqeval_reference(predictions, references, **kwargs):
+    """What `evaluate.load("seqeval").compute` returns, from the seqeval package."""
+    from seqeval import scheme as schemes
+    from seqeval.metrics import accuracy_score, classification_report
+
+    if kwargs.get("scheme") is not None:
+        kwargs["scheme"] = getattr(schemes, kwargs["scheme"])
+    report = classification_report(
+        y_true=references, y_pred=predictions, output_dict=True, **kwargs
+    )
+    report.pop("macro avg")
+    report.pop("weighted avg")
+    overall = report.pop("micro avg")
+    scores = {
+        name: {
+            "precision": s["precision"],
+            "recall": s["recall"],
+            "f1": s["f1-score"],
+            "number": s["support"],
+        }
+        for name, s in report.items()
+    }
+    scores["overall_precision"] = overall["precision"]
+    scores["overall_recall"] = overall["recall"]
+    scores["overall_f1"] = overall["f1-score"]
+    scores["overall_accuracy"] = accuracy_score(y_true=references, y_pred=predictions)
+    return scores
+
+
+def random_tag(rng, prefixes: str, suffix: bool) -> str:
+    """A tag with a prefix of `prefixes` and one of three types ("O" alone)."""
+    prefix = prefixes[int(rng.integers(len(prefixes)))]
+    kind = ["PER", "LOC", "MISC"][int(rng.integers(3))]
+    if prefix == "O":
+        return "O"
+    return f"{kind}-{prefix}" if suffix else f"{prefix}-{kind}"
+
+
+def outcome_of(compute, *args, **kwargs):
+    try:
+        return compute(*args, **kwargs)
+    except Exception as e:  # both must fail on the same inputs
+        return type(e)
+
+
+@pytest.mark.parametrize("prefixes", ["IOB", "IOE", "BIOES", "BILOU", "IOBESUL", "IO"])
+@pytest.mark.parametrize("suffix", [False, True])
+def test_seqeval_equals_the_seqeval_package(prefixes, suffix):
+    """Random sentences of tags (and predictions: the same with 30% of the tags redrawn) in
+    default and strict mode, every scheme and zero_division: the numbers of seqeval, or an
+    error where seqeval raises one."""
+    import warnings
+
+    metric = evaluate.load("seqeval")
+    rng = np.random.default_rng(len(prefixes) + suffix)
+    schemes = ["IOB1", "IOB2", "IOE1", "IOE2", "IOBES", "BILOU"]
+    modes = [{}, {"mode": "strict"}] + [{"mode": "strict", "scheme": s} for s in schemes]
+    for trial in range(6):
+        lengths = rng.integers(0, 12, size=40)
+        references = [[random_tag(rng, prefixes, suffix) for _ in range(n)] for n in lengths]
+        predictions = [
+            [t if rng.random() < 0.7 else random_tag(rng, prefixes, suffix) for t in row]
+            for row in references
+        ]
+        for mode in modes:
+            for zero in ("warn", 0, 1):
+                kwargs = dict(suffix=suffix, zero_division=zero, **mode)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    expected = outcome_of(seqeval_reference, predictions, references, **kwargs)
+                got = outcome_of(
+                    metric.compute, predictions=predictions, references=references, **kwargs
+                )
+                if isinstance(expected, type):
+                    assert isinstance(got, type), (trial, mode, got)
+                else:
+                    assert got == expected, (trial, mode, zero)

@@ -106,6 +106,15 @@ def precision_recall_f1(
 ) -> tuple[float, float, float]: ...
 def matthews_correlation(predictions: Any, references: Any) -> float: ...
 def confusion_matrix(predictions: Any, references: Any) -> tuple[list[int], Any]: ...
+def seqeval(
+    predictions: Sequence[Sequence[str]],
+    references: Sequence[Sequence[str]],
+    suffix: bool = False,
+    strict: bool = False,
+    scheme: str | None = None,
+    zero_division: float = 0.0,
+) -> tuple[list[tuple[str, float, float, float, int]], tuple[float, float, float, int], float]:
+    """Entity-level (precision, recall, f1, number) per type and overall, and tag accuracy."""
 
 class Examples:
     """Tokenized examples held in Rust (src/train/data.rs), read from an Arrow table."""

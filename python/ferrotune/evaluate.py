@@ -1,6 +1,6 @@
 """`ferrotune.evaluate.load("accuracy")`: the metrics of Hugging Face `evaluate` that text
-classification uses, computed in Rust with scikit-learn's definitions, without the `evaluate`
-package:
+classification uses, computed in Rust with scikit-learn's definitions, and token
+classification's "seqeval" with the seqeval package's, without the `evaluate` package:
 
 >>> metric = ferrotune.evaluate.load("accuracy")
 >>> metric.compute(predictions=[0, 1, 1], references=[0, 1, 0])
@@ -88,6 +88,35 @@ def _confusion(
         return {"confusion_matrix": np.nan_to_num(counts / totals)}
 
 
+def _seqeval(
+    predictions: Any,
+    references: Any,
+    suffix: bool = False,
+    scheme: str | None = None,
+    mode: str | None = None,
+    sample_weight: Any = None,
+    zero_division: str | int = "warn",
+) -> dict:
+    """evaluate's "seqeval": entity-level scores per type and overall, and the tag accuracy."""
+    _no_weights({"sample_weight": sample_weight})
+    if zero_division not in ("warn", 0, 1):
+        raise ValueError(f'zero_division must be "warn", 0 or 1, got {zero_division!r}')
+    types, overall, accuracy = _core.seqeval(
+        predictions,
+        references,
+        suffix=suffix,
+        strict=mode == "strict",
+        scheme=scheme,
+        zero_division=0.0 if zero_division == "warn" else float(zero_division),
+    )
+    scores: dict[str, Any] = {
+        name: {"precision": p, "recall": r, "f1": f, "number": n} for name, p, r, f, n in types
+    }
+    scores["overall_precision"], scores["overall_recall"], scores["overall_f1"] = overall[:3]
+    scores["overall_accuracy"] = accuracy
+    return scores
+
+
 _METRICS: dict[str, Callable[..., dict]] = {
     "accuracy": _accuracy,
     "precision": _prf(0, "precision"),
@@ -95,7 +124,10 @@ _METRICS: dict[str, Callable[..., dict]] = {
     "f1": _prf(2, "f1"),
     "matthews_correlation": _matthews,
     "confusion_matrix": _confusion,
+    "seqeval": _seqeval,
 }
+# Metrics of sequences of tags (strings), not of label ids.
+_SEQUENCE_METRICS = {"seqeval"}
 
 
 class Metric:
@@ -108,8 +140,8 @@ class Metric:
         self._references: list = []
 
     def add_batch(self, *, predictions: Any, references: Any) -> None:
-        self._predictions.extend(np.asarray(predictions).tolist())
-        self._references.extend(np.asarray(references).tolist())
+        for kept, values in ((self._predictions, predictions), (self._references, references)):
+            kept.extend(values.tolist() if hasattr(values, "tolist") else list(values))
 
     def add(self, *, prediction: Any, reference: Any) -> None:
         self._predictions.append(prediction)
@@ -121,6 +153,8 @@ class Metric:
             self._predictions, self._references = [], []
         elif predictions is None or references is None:
             raise ValueError("pass both predictions= and references=")
+        if self.name in _SEQUENCE_METRICS:
+            return self._compute(predictions, references, **kwargs)
         return self._compute(
             _labels(predictions, "predictions"), _labels(references, "references"), **kwargs
         )
@@ -131,7 +165,7 @@ class Metric:
 
 def load(path: str, config_name: str | None = None, **kwargs: Any) -> Metric:
     """The metric named `path` ("accuracy", "f1", "precision", "recall",
-    "matthews_correlation", "confusion_matrix"), as `evaluate.load`."""
+    "matthews_correlation", "confusion_matrix", "seqeval"), as `evaluate.load`."""
     name = path.rsplit("/", 1)[-1]
     if name not in _METRICS:
         raise ValueError(f"unknown metric {path!r}; ferrotune provides {', '.join(_METRICS)}")

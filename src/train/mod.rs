@@ -8,3 +8,4 @@ pub mod plan;
 pub mod run;
 pub mod scaler;
 pub mod schedule;
+pub mod seqeval;
