@@ -48,7 +48,7 @@ impl Scheme {
     /// (previous prefixes, current prefixes, tag condition) that start, continue and end an
     /// entity (`seqeval.scheme`'s pattern tables; "*" is any prefix).
     fn patterns(self) -> [&'static [Pattern]; 3] {
-        use Same::{Any, Diff, Same as Eq};
+        use Types::{Any, Diff, Same as Eq};
         match self {
             Scheme::Iob1 => [
                 &[
@@ -117,14 +117,15 @@ impl Scheme {
     }
 }
 
+/// What a pattern asks of the entity types of the previous token and this one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Same {
+enum Types {
     Same,
     Diff,
     Any,
 }
 
-type Pattern = (&'static str, &'static str, Same);
+type Pattern = (&'static str, &'static str, Types);
 
 /// A tag split into its prefix character and entity type, in strict mode's way
 /// (`seqeval.scheme.Token`).
@@ -150,9 +151,9 @@ impl<'a> Token<'a> {
             (before == "*" || before.contains(prev.prefix))
                 && (now == "*" || now.contains(self.prefix))
                 && match same {
-                    Same::Any => true,
-                    Same::Same => prev.kind == self.kind,
-                    Same::Diff => prev.kind != self.kind,
+                    Types::Any => true,
+                    Types::Same => prev.kind == self.kind,
+                    Types::Diff => prev.kind != self.kind,
                 }
         })
     }
