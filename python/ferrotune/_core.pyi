@@ -116,6 +116,15 @@ def seqeval(
 ) -> tuple[list[tuple[str, float, float, float, int]], tuple[float, float, float, int], float]:
     """Entity-level (precision, recall, f1, number) per type and overall, and tag accuracy."""
 
+class Details:
+    """Each row's tokens, word ids and sequence ids, kept in Rust; read a row at a time
+    (negative indices count from the end; IndexError beyond the rows)."""
+
+    def __len__(self) -> int: ...
+    def tokens(self, batch_index: int) -> list[str]: ...
+    def word_ids(self, batch_index: int) -> list[int | None]: ...
+    def sequence_ids(self, batch_index: int) -> list[int | None]: ...
+
 class Examples:
     """Tokenized examples held in Rust (src/train/data.rs), read from an Arrow table."""
 
@@ -269,10 +278,10 @@ class Tokenizer:
         return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
         return_length: bool = False,
-    ) -> tuple[dict[str, Any], dict[str, list[list[Any]]]]:
+    ) -> tuple[dict[str, Any], Details]:
         """`encode` through the full pipeline, also for rows of words (`is_split_into_words`):
-        the columns (with `special_tokens_mask`, `offset_mapping`, `length` as asked) and each
-        row's "tokens", "word_ids" and "sequence_ids", padded as the ids."""
+        the columns (with `special_tokens_mask`, `offset_mapping`, `length` as asked) and the
+        rows' tokens, word ids and sequence ids, padded as the ids."""
     def encode_column(
         self,
         column: Any,

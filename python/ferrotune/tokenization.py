@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ class BatchEncoding(dict):
         self,
         data: dict[str, Any] | None = None,
         tensor_type: str | None = None,
-        details: dict[str, list] | Callable[[], dict[str, list]] | None = None,
+        details: Any = None,
     ):
         super().__init__(data or {})
         # The tokens, word and sequence ids of each row (a tokenizer call gives them, computed
@@ -67,7 +66,13 @@ class BatchEncoding(dict):
             raise AttributeError(item) from None
 
     def __reduce__(self):
-        return (BatchEncoding, (dict(self), None, self._row_details()))
+        details = self._row_details()
+        if details is not None and not isinstance(details, dict):
+            details = {
+                key: [getattr(details, key)(i) for i in range(len(details))]
+                for key in ("tokens", "word_ids", "sequence_ids")
+            }
+        return (BatchEncoding, (dict(self), None, details))
 
     @property
     def is_fast(self) -> bool:
@@ -80,18 +85,12 @@ class BatchEncoding(dict):
         details = self._row_details()
         if details is None:
             return None
-        return (
-            max(
-                (
-                    max((s for s in row if s is not None), default=0)
-                    for row in details["sequence_ids"]
-                ),
-                default=0,
-            )
-            + 1
-        )
+        rows = range(len(details["tokens"]) if isinstance(details, dict) else len(details))
+        found = {s for i in rows for s in self._row("sequence_ids", "sequence_ids", i)}
+        return len(found - {None}) or 1
 
-    def _row_details(self) -> dict[str, list] | None:
+    def _row_details(self) -> Any:
+        """`_core.Details` (or, after pickling, a dict of rows); None for one built by hand."""
         if callable(self._details):
             self._details = self._details()
         return self._details
@@ -100,7 +99,9 @@ class BatchEncoding(dict):
         details = self._row_details()
         if details is None:
             raise ValueError(f"{method}() is not available when using Python based tokenizers")
-        return list(details[key][batch_index])
+        if isinstance(details, dict):
+            return list(details[key][batch_index])
+        return getattr(details, key)(batch_index)
 
     def tokens(self, batch_index: int = 0) -> list[str]:
         """The tokens of row `batch_index`, special and pad tokens included."""

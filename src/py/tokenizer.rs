@@ -229,6 +229,45 @@ fn outputs<'py>(
     Ok(dict)
 }
 
+/// The tokens, word ids and sequence ids of encoded rows, kept in Rust and read a row at a time
+/// (`BatchEncoding.word_ids(i)`, ...).
+#[pyclass(name = "Details", module = "ferrotune._core", frozen)]
+pub struct PyDetails {
+    inner: Details,
+}
+
+impl PyDetails {
+    fn row<'a, T>(rows: &'a [Vec<T>], index: isize) -> PyResult<&'a [T]> {
+        // Negative indices count from the end, as in Python.
+        let at = if index < 0 { rows.len() as isize + index } else { index };
+        usize::try_from(at).ok().and_then(|i| rows.get(i)).map(Vec::as_slice).ok_or_else(|| {
+            pyo3::exceptions::PyIndexError::new_err(format!(
+                "batch_index {index} is out of range for {} rows",
+                rows.len()
+            ))
+        })
+    }
+}
+
+#[pymethods]
+impl PyDetails {
+    fn __len__(&self) -> usize {
+        self.inner.tokens.len()
+    }
+
+    fn tokens(&self, batch_index: isize) -> PyResult<Vec<String>> {
+        Ok(Self::row(&self.inner.tokens, batch_index)?.to_vec())
+    }
+
+    fn word_ids(&self, batch_index: isize) -> PyResult<Vec<Option<u32>>> {
+        Ok(Self::row(&self.inner.word_ids, batch_index)?.to_vec())
+    }
+
+    fn sequence_ids(&self, batch_index: isize) -> PyResult<Vec<Option<usize>>> {
+        Ok(Self::row(&self.inner.sequence_ids, batch_index)?.to_vec())
+    }
+}
+
 #[pymethods]
 impl PyTokenizer {
     /// Loads the tokenizer of a local folder; `overrides` (a JSON object) win over its files.
@@ -377,8 +416,8 @@ impl PyTokenizer {
     }
 
     /// `encode` through tokenizers' full pipeline, also for rows of words already split
-    /// (`is_split_into_words`); returns ({name: rows}, {"tokens", "word_ids", "sequence_ids":
-    /// rows}), the first with `special_tokens_mask`, `offset_mapping` and `length` as asked.
+    /// (`is_split_into_words`); returns ({name: rows}, the rows' `Details`), the first with
+    /// `special_tokens_mask`, `offset_mapping` and `length` as asked.
     #[pyo3(signature = (texts, pairs=None, *, is_split_into_words=false,
         add_special_tokens=true, padding=None, truncation=None, max_length=None,
         pad_to_multiple_of=None, padding_side=None, return_tensors=None,
@@ -403,7 +442,7 @@ impl PyTokenizer {
         return_special_tokens_mask: bool,
         return_offsets_mapping: bool,
         return_length: bool,
-    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+    ) -> PyResult<(Bound<'py, PyDict>, PyDetails)> {
         let request = request(
             add_special_tokens,
             padding,
@@ -444,11 +483,7 @@ impl PyTokenizer {
             };
             columns.set_item("length", lengths)?;
         }
-        let extra = PyDict::new(py);
-        extra.set_item("tokens", details.tokens)?;
-        extra.set_item("word_ids", details.word_ids)?;
-        extra.set_item("sequence_ids", details.sequence_ids)?;
-        Ok((columns, extra))
+        Ok((columns, PyDetails { inner: details }))
     }
 
     /// Encodes a text column (Arrow array or chunked array, or a list of str) in parallel into
@@ -567,5 +602,6 @@ impl PyTokenizer {
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
+    m.add_class::<PyDetails>()?;
     m.add("SPECIAL_TOKEN_NAMES", crate::tokenizer::SPECIAL_TOKEN_NAMES.to_vec())
 }
