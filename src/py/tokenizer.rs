@@ -237,7 +237,7 @@ pub struct PyDetails {
 }
 
 impl PyDetails {
-    fn row<'a, T>(rows: &'a [Vec<T>], index: isize) -> PyResult<&'a [T]> {
+    fn row<T>(rows: &[Vec<T>], index: isize) -> PyResult<&[T]> {
         // Negative indices count from the end, as in Python.
         let at = if index < 0 { rows.len() as isize + index } else { index };
         usize::try_from(at).ok().and_then(|i| rows.get(i)).map(Vec::as_slice).ok_or_else(|| {
