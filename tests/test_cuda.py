@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 DROPOUT_KEYS = {
     "distilbert": ("dropout", "attention_dropout"),
     "modernbert": ("attention_dropout", "mlp_dropout", "embedding_dropout", "classifier_dropout"),
+    "deberta-v2": ("hidden_dropout_prob", "attention_probs_dropout_prob", "pooler_dropout"),
 }
 
 

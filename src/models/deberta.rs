@@ -96,13 +96,18 @@ struct Conv {
 
 /// What every layer's attention reads, computed once per forward.
 struct Shared {
-    /// The relative embeddings after the encoder's LayerNorm, [2 · span, hidden].
+    /// The rows of the relative embeddings (after the encoder's LayerNorm) that the sequence
+    /// reaches, [reached, hidden]: every row of the [2 · span, hidden] table that some pair of
+    /// tokens reads, so that shorter sequences project and score fewer rows. The scores of a
+    /// row do not depend on the others, so the results are those of the whole table.
     rel_embeddings: Option<Tensor>,
-    /// Where each query and key pair reads the c2p and p2c scores, [seq, seq].
+    /// Where each query and key pair reads the c2p and p2c scores among those rows, [seq, seq].
     c2p_index: Tensor,
     p2c_index: Tensor,
-    /// True where a query may attend to a key, [batch, 1, seq, seq] (`get_attention_mask`).
-    keep: Option<Tensor>,
+    /// True where a query may not attend to a key, [batch, 1, seq, seq]: the complement of
+    /// `get_attention_mask`'s outer product of the 2-D mask, so a padded query attends to
+    /// nothing (its scores all the minimum, its probabilities uniform).
+    masked: Option<Tensor>,
 }
 
 /// DeBERTa-v2's layers, relative embeddings and convolution, under the model's `deberta.encoder`.
@@ -163,20 +168,28 @@ impl Stack {
         let span = s.attention_span();
         let relative =
             relative_positions(seq, s.position_buckets, s.max_relative_positions, device);
-        let keep = inputs.attention_mask.map(|mask| {
-            // [b, s] → [b, 1, 1, s] × [b, 1, s, 1]: a padded query attends to nothing.
+        let masked = inputs.attention_mask.map(|mask| {
+            // [b, s] → [b, 1, 1, s] × [b, 1, s, 1].
             let keys = mask.unsqueeze(1).unsqueeze(2);
             let queries = keys.squeeze_dim(-2).unsqueeze(-1);
-            (keys * queries).ne(0)
+            (keys * queries).eq(0)
         });
+        let c2p_index = (&relative + span).clamp(0, 2 * span - 1);
+        let p2c_index = (-&relative + span).clamp(0, 2 * span - 1);
+        // The relative positions are symmetric: both indices cover the same rows.
+        let first = c2p_index.min().int64_value(&[]);
+        let reached = c2p_index.max().int64_value(&[]) - first + 1;
         let shared = Shared {
-            rel_embeddings: self.rel_embeddings.as_ref().map(|table| match &self.rel_norm {
-                Some(norm) => norm.forward(table),
-                None => table.shallow_clone(),
+            rel_embeddings: self.rel_embeddings.as_ref().map(|table| {
+                let table = match &self.rel_norm {
+                    Some(norm) => norm.forward(table),
+                    None => table.shallow_clone(),
+                };
+                table.narrow(0, first, reached)
             }),
-            c2p_index: (&relative + span).clamp(0, 2 * span - 1),
-            p2c_index: (-&relative + span).clamp(0, 2 * span - 1),
-            keep,
+            c2p_index: c2p_index - first,
+            p2c_index: p2c_index - first,
+            masked,
         };
         let mut states = embedded.shallow_clone();
         for (index, layer) in self.layers.iter().enumerate() {
@@ -217,34 +230,44 @@ impl Stack {
         let scale = ((self.head_dim * s.scale_factor()) as f32).sqrt() as f64;
         // transformers divides the keys, then multiplies.
         let mut scores = q.matmul(&(k.transpose(-1, -2) / scale));
+        // The [b, h, s, s] terms are summed in place, in transformers' order
+        // (scores + (c2p / scale + p2c / scale)); none of these ops' backward reads its output.
         if let Some(rel) = &shared.rel_embeddings {
             let rel = dropout(rel, self.hidden_dropout, train);
             let index = |i: &Tensor| i.expand([b, h, seq, seq], false);
             let mut relative: Option<Tensor> = None;
             if s.c2p {
+                // Each query against the positions as keys, [b, h, s, rows], read at the
+                // relative position of each key.
                 let projection = layer.pos_key.as_ref().unwrap_or(&layer.key);
                 let pos_key = self.position_heads(projection, &rel);
                 let c2p = q.matmul(&pos_key.transpose(-1, -2));
-                let c2p = c2p.gather(-1, &index(&shared.c2p_index), false) / scale;
+                let mut c2p = c2p.gather(-1, &index(&shared.c2p_index), false);
+                let _ = c2p.g_div_scalar_(scale);
                 relative = Some(c2p);
             }
             if s.p2c {
+                // Each key against the positions as queries, read at the relative position of
+                // each query, then transposed to [query, key].
                 let projection = layer.pos_query.as_ref().unwrap_or(&layer.query);
                 let pos_query = self.position_heads(projection, &rel);
                 let p2c = k.matmul(&pos_query.transpose(-1, -2));
-                let p2c = p2c.gather(-1, &index(&shared.p2c_index), false).transpose(-1, -2);
-                let p2c = p2c / scale;
+                let mut p2c = p2c.gather(-1, &index(&shared.p2c_index), false).transpose(-1, -2);
+                let _ = p2c.g_div_scalar_(scale);
                 relative = Some(match relative {
-                    Some(c2p) => c2p + p2c,
+                    Some(mut c2p) => {
+                        let _ = c2p.g_add_(&p2c);
+                        c2p
+                    }
                     None => p2c,
                 });
             }
             if let Some(relative) = relative {
-                scores = scores + relative;
+                let _ = scores.g_add_(&relative);
             }
         }
-        if let Some(keep) = &shared.keep {
-            scores = scores.masked_fill(&keep.logical_not(), min_value(scores.kind()));
+        if let Some(masked) = &shared.masked {
+            let _ = scores.masked_fill_(masked, min_value(scores.kind()));
         }
         let probs = scores.softmax(-1, scores.kind());
         let context = dropout(&probs, self.attention_dropout, train).matmul(&v);

@@ -225,29 +225,39 @@ impl Embeddings {
         train: bool,
     ) -> Tensor {
         let device = words.device();
-        let mut embeddings = words;
-        if let Some(position) = &self.position {
-            let ids = match position_ids {
-                Some(ids) => ids.shallow_clone(),
-                None => Tensor::arange(seq, (Kind::Int64, device)).unsqueeze(0),
-            };
-            embeddings = embeddings + position.forward(&ids);
-        }
-        if let Some(token_type) = &self.token_type {
-            let ids = match token_type_ids {
-                Some(ids) => ids.shallow_clone(),
-                None => Tensor::zeros([batch, seq], (Kind::Int64, device)),
-            };
-            embeddings = embeddings + token_type.forward(&ids);
-        }
-        if let Some(project) = &self.project {
-            embeddings = project.forward(&embeddings);
-        }
-        let mut embeddings = self.layer_norm.forward(&embeddings);
-        if let Some(mask) = attention_mask {
-            let kind = embeddings.kind();
-            embeddings = embeddings * mask.unsqueeze(2).to_kind(kind);
-        }
+        // Out of place (not +=): autograd needs the tensors as they were.
+        let embeddings = match &self.position {
+            Some(position) => {
+                let ids = match position_ids {
+                    Some(ids) => ids.shallow_clone(),
+                    None => Tensor::arange(seq, (Kind::Int64, device)).unsqueeze(0),
+                };
+                words + position.forward(&ids)
+            }
+            None => words,
+        };
+        let embeddings = match &self.token_type {
+            Some(token_type) => {
+                let ids = match token_type_ids {
+                    Some(ids) => ids.shallow_clone(),
+                    None => Tensor::zeros([batch, seq], (Kind::Int64, device)),
+                };
+                embeddings + token_type.forward(&ids)
+            }
+            None => embeddings,
+        };
+        let embeddings = match &self.project {
+            Some(project) => project.forward(&embeddings),
+            None => embeddings,
+        };
+        let embeddings = self.layer_norm.forward(&embeddings);
+        let embeddings = match attention_mask {
+            Some(mask) => {
+                let kind = embeddings.kind();
+                embeddings * mask.unsqueeze(2).to_kind(kind)
+            }
+            None => embeddings,
+        };
         dropout(&embeddings, self.dropout, train)
     }
 

@@ -109,7 +109,7 @@ pub struct Mode {
 enum Layers {
     Post(Vec<Layer>),
     ModernBert(modernbert::Stack),
-    Deberta(deberta::Stack),
+    Deberta(Box<deberta::Stack>),
 }
 
 pub struct Encoder {
@@ -139,7 +139,9 @@ impl Encoder {
             .then(|| linear(&p / "embeddings_project", e, h, config));
         let layers = match (&config.modernbert, &config.deberta, config.arch) {
             (Some(modern), _, _) => Layers::ModernBert(modernbert::Stack::new(&p, config, modern)),
-            (None, Some(deberta), _) => Layers::Deberta(deberta::Stack::new(&p, config, deberta)),
+            (None, Some(deberta), _) => {
+                Layers::Deberta(Box::new(deberta::Stack::new(&p, config, deberta)))
+            }
             (None, None, arch) => {
                 let stack = match arch {
                     Arch::DistilBert => &p / "transformer" / "layer",
