@@ -303,6 +303,10 @@ def deberta_dir() -> Path:
     return random_model_dir(
         "deberta-v3-base",
         "deberta-v2",
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
         relative_attention=True,
         max_relative_positions=-1,
         position_buckets=256,
