@@ -24,6 +24,17 @@ OUT_PROJ_HEADS = ("roberta", "xlm-roberta", "electra")
 ROBERTA_POSITIONS = ("roberta", "xlm-roberta")
 NO_TOKEN_TYPES = ("distilbert", "modernbert")
 VOCAB = 99
+# DeBERTa-v3's attention settings; 4 buckets reaching to 8 positions, so that the rows of up to
+# 11 tokens read both the exact and the log-bucketed relative positions.
+DEBERTA_V3 = dict(
+    relative_attention=True,
+    pos_att_type=["p2c", "c2p"],
+    position_buckets=4,
+    max_relative_positions=8,
+    norm_rel_ebd="layer_norm",
+    share_att_key=True,
+    position_biased_input=False,
+)
 
 
 def tiny_config(model_type: str, **overrides):
@@ -51,8 +62,6 @@ def tiny_config(model_type: str, **overrides):
             classifier_dropout=0.1,
         )
     elif model_type == "deberta-v2":
-        # DeBERTa-v3's settings; 4 buckets reaching to 8 positions, so that the rows of up to 11
-        # tokens read both the exact and the log-bucketed relative positions.
         cfg = dict(
             hidden_size=32,
             num_attention_heads=4,
@@ -60,14 +69,8 @@ def tiny_config(model_type: str, **overrides):
             intermediate_size=37,
             max_position_embeddings=64,
             type_vocab_size=2,
-            relative_attention=True,
-            pos_att_type=["p2c", "c2p"],
-            position_buckets=4,
-            max_relative_positions=8,
-            norm_rel_ebd="layer_norm",
-            share_att_key=True,
-            position_biased_input=False,
             pooler_dropout=0.1,
+            **DEBERTA_V3,
         )
     else:
         cfg = dict(

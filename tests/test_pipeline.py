@@ -7,6 +7,7 @@ import ferrotune
 import pytest
 import torch
 import transformers
+from test_models import DEBERTA_V3
 
 TEXTS = [
     "Me encantó, llegó a tiempo",
@@ -52,15 +53,7 @@ def classifier_dir(request, tmp_path_factory, minilm_dir, roberta_dir):
                 sep_token_id=tokenizer.sep_token_id,
             )
         if request.param == "deberta-v2":  # DeBERTa-v3's settings, no token types
-            labels.update(
-                relative_attention=True,
-                pos_att_type=["p2c", "c2p"],
-                position_buckets=4,
-                max_relative_positions=8,
-                norm_rel_ebd="layer_norm",
-                share_att_key=True,
-                position_biased_input=False,
-            )
+            labels.update(DEBERTA_V3)
         config = transformers.AutoConfig.for_model(
             request.param,
             vocab_size=vocab,

@@ -13,6 +13,7 @@ import pytest
 import torch
 import transformers
 from ferrotune.demo import default_model
+from test_models import DEBERTA_V3
 
 VOCAB = 99
 
@@ -179,13 +180,7 @@ TINY_SHAPE = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, n
         lambda: transformers.DebertaV2Config(
             vocab_size=VOCAB,
             num_hidden_layers=2,
-            relative_attention=True,
-            pos_att_type=["p2c", "c2p"],
-            position_buckets=4,
-            max_relative_positions=8,
-            norm_rel_ebd="layer_norm",
-            share_att_key=True,
-            position_biased_input=False,
+            **DEBERTA_V3,
             hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0,
             **TINY_SHAPE,

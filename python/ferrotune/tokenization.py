@@ -126,22 +126,14 @@ class BatchEncoding(dict):
         self, batch_or_token_index: int, token_index: int | None = None
     ) -> int | None:
         """The word of a token: `token_to_word(token)` in row 0, or `token_to_word(row, token)`."""
-        batch, token = (
-            (0, batch_or_token_index)
-            if token_index is None
-            else (batch_or_token_index, token_index)
-        )
+        batch, token = _row_and_token(batch_or_token_index, token_index)
         return self.word_ids(batch)[token]
 
     def token_to_sequence(
         self, batch_or_token_index: int, token_index: int | None = None
     ) -> int | None:
         """The sequence (0 or 1) of a token, as `token_to_word` takes its indices."""
-        batch, token = (
-            (0, batch_or_token_index)
-            if token_index is None
-            else (batch_or_token_index, token_index)
-        )
+        batch, token = _row_and_token(batch_or_token_index, token_index)
         return self.sequence_ids(batch)[token]
 
     def convert_to_tensors(self, tensor_type: str | None = None) -> BatchEncoding:
@@ -176,6 +168,13 @@ class BatchEncoding(dict):
             if torch.is_tensor(value):
                 self[key] = value.to(device=device, non_blocking=non_blocking)
         return self
+
+
+def _row_and_token(batch_or_token_index: int, token_index: int | None) -> tuple[int, int]:
+    """transformers' (row, token) of `token_to_*(token)` (row 0) or `token_to_*(row, token)`."""
+    if token_index is None:
+        return 0, batch_or_token_index
+    return batch_or_token_index, token_index
 
 
 def _tensor_kind(return_tensors: Any) -> str | None:

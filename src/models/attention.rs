@@ -196,7 +196,8 @@ pub(crate) fn window_bias(
     (keep.ones_like() - keep) * min_value(kind)
 }
 
-fn min_value(kind: Kind) -> f64 {
+/// `torch.finfo(dtype).min`: the score of a masked position.
+pub(crate) fn min_value(kind: Kind) -> f64 {
     match kind {
         Kind::Half => -65504.0,
         Kind::BFloat16 => -3.3895313892515355e38,

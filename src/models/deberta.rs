@@ -7,7 +7,7 @@
 //! optional convolution (`ConvLayer`) follows the first layer. Its embeddings are in
 //! `embeddings.rs`, its head (`ContextPooler`) in `heads.rs`.
 
-use super::attention::{merge_heads, Pass};
+use super::attention::{merge_heads, min_value, Pass};
 use super::config::{Activation, ConvConfig, DebertaConfig, ModelConfig};
 use super::dropout::dropout;
 use super::encoder::activate;
@@ -320,16 +320,6 @@ impl Stack {
             (Some(mask), None) => output * mask.unsqueeze(2).to_kind(residual.kind()),
             _ => output,
         }
-    }
-}
-
-/// `torch.finfo(dtype).min`.
-fn min_value(kind: Kind) -> f64 {
-    match kind {
-        Kind::Half => -65504.0,
-        Kind::BFloat16 => -3.3895313892515355e38,
-        Kind::Double => f64::MIN,
-        _ => f32::MIN as f64,
     }
 }
 
