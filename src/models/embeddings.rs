@@ -180,16 +180,7 @@ impl Embeddings {
             );
         }
         // Out of place (not +=): autograd needs the tensors as they were.
-        let embeddings = match &self.token_type {
-            Some(token_type) => {
-                let ids = match token_type_ids {
-                    Some(ids) => ids.shallow_clone(),
-                    None => Tensor::zeros([batch, seq], (Kind::Int64, device)),
-                };
-                embeddings + token_type.forward(&ids)
-            }
-            None => embeddings,
-        };
+        let embeddings = self.add_token_types(embeddings, token_type_ids, batch, seq);
         let embeddings = match &self.position {
             Some(position) => {
                 let ids = match (position_ids, self.roberta_padding_idx) {
@@ -208,6 +199,27 @@ impl Embeddings {
             None => embeddings,
         };
         (dropout(&self.layer_norm.forward(&embeddings), self.dropout, train), lookup)
+    }
+
+    /// `embeddings` + the token-type embeddings (type 0 where no ids are given), when the model
+    /// has them; out of place (not +=): autograd needs the tensors as they were.
+    fn add_token_types(
+        &self,
+        embeddings: Tensor,
+        token_type_ids: Option<&Tensor>,
+        batch: i64,
+        seq: i64,
+    ) -> Tensor {
+        match &self.token_type {
+            Some(token_type) => {
+                let ids = match token_type_ids {
+                    Some(ids) => ids.shallow_clone(),
+                    None => Tensor::zeros([batch, seq], (Kind::Int64, embeddings.device())),
+                };
+                embeddings + token_type.forward(&ids)
+            }
+            None => embeddings,
+        }
     }
 
     /// `DebertaV2Embeddings.forward` after the word lookup: + positions (when
@@ -236,16 +248,7 @@ impl Embeddings {
             }
             None => words,
         };
-        let embeddings = match &self.token_type {
-            Some(token_type) => {
-                let ids = match token_type_ids {
-                    Some(ids) => ids.shallow_clone(),
-                    None => Tensor::zeros([batch, seq], (Kind::Int64, device)),
-                };
-                embeddings + token_type.forward(&ids)
-            }
-            None => embeddings,
-        };
+        let embeddings = self.add_token_types(embeddings, token_type_ids, batch, seq);
         let embeddings = match &self.project {
             Some(project) => project.forward(&embeddings),
             None => embeddings,
