@@ -3,7 +3,7 @@
 //! of examples sorted by length.
 
 use crate::error::{positive, Error, Result};
-use crate::models::{ProblemType, SequenceClassifier};
+use crate::models::{Model, ProblemType};
 use crate::ops::{Autocast, Half};
 use crate::rows::Rows;
 use crate::train::data::{Collator, Examples, PadSettings};
@@ -97,7 +97,7 @@ impl Batching {
 /// padding; each example's logits do not depend on its batch) and the results are put back in
 /// the data's order. `interrupt` runs before each batch; its error stops the loop (Ctrl+C).
 pub fn predict(
-    model: &Mutex<SequenceClassifier>,
+    model: &Mutex<Model>,
     data: &Examples,
     collator: &Collator,
     batching: Batching,
@@ -157,7 +157,7 @@ pub fn predict(
 /// The Trainer's evaluation of `data`: padded as `pad` says, in batches of `batch_size` (see
 /// `Batching::for_evaluation`).
 pub fn evaluate(
-    model: &Mutex<SequenceClassifier>,
+    model: &Mutex<Model>,
     data: &Examples,
     batch_size: usize,
     pad: PadSettings,
@@ -175,7 +175,7 @@ pub fn evaluate(
 /// The text-classification pipeline's logits for tokenized texts: `encoded` rows, with the
 /// tokenizer's pad id and whether it makes token type ids.
 pub fn classify(
-    model: &Mutex<SequenceClassifier>,
+    model: &Mutex<Model>,
     encoded: Rows,
     tokenizer: TokenizerInputs,
     batching: Option<usize>,

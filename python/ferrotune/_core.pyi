@@ -32,7 +32,7 @@ def set_parallelism(enabled: bool) -> None:
 
 SUPPORTED_MODEL_TYPES: list[str]
 # (model_type, transformers class name, base_model_prefix) of each supported architecture.
-MODEL_CLASSES: list[tuple[str, str, str]]
+MODEL_CLASSES: list[tuple[str, str, str, str]]  # (model_type, task, class name, prefix)
 # transformers' SPECIAL_TOKENS_ATTRIBUTES, in its order.
 SPECIAL_TOKEN_NAMES: list[str]
 # The names of transformers' `lr_scheduler_type`, `train_sampling_strategy` and
@@ -55,11 +55,13 @@ def complete_config(config_json: str) -> str:
     """A config (JSON) with its model type's defaults filled in; NotImplementedError lists the
     supported model types."""
 
-class SequenceClassifier:
+class Model:
     """An encoder with a classification head, in Rust (src/models/); the Python API is
     `ferrotune.modeling.PreTrainedModelForSequenceClassification`, which wraps it."""
 
-    def __init__(self, config_json: str, device: str = "cpu") -> None: ...
+    def __init__(
+        self, config_json: str, device: str = "cpu", task: str = "sequence-classification"
+    ) -> None: ...
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -144,7 +146,7 @@ class TrainingRun:
     """The training loop (src/train/run.rs): data, AdamW, schedule and position."""
 
     def __init__(
-        self, model: SequenceClassifier, examples: Examples, config: Mapping[str, Any]
+        self, model: Model, examples: Examples, config: Mapping[str, Any]
     ) -> None:
         """`config` has the keys of TrainingConfig (src/train/config.rs): batch_size,
         grad_accum, num_train_epochs, max_steps, drop_last, sampling, seed, learning_rate,
@@ -187,7 +189,7 @@ class TrainingRun:
     ) -> None: ...
 
 def predict(
-    model: SequenceClassifier,
+    model: Model,
     examples: Examples,
     batch_size: int,
     pad_token_id: int | None = None,
@@ -318,7 +320,7 @@ class Tokenizer:
         """Writes tokenizer_config.json and tokenizer.json; returns their paths."""
 
 def classify(
-    model: SequenceClassifier,
+    model: Model,
     tokenizer: Tokenizer,
     texts: Any,
     pairs: Any = None,

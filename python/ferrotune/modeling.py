@@ -1,5 +1,5 @@
 """`AutoModelForSequenceClassification` and the model classes: the transformers surface over the
-Rust model (`_core.SequenceClassifier`), whose weights are torch tensors shared with Python."""
+Rust model (`_core.Model`), whose weights are torch tensors shared with Python."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ class PreTrainedModelForSequenceClassification:
 
     def __init__(self, config: PretrainedConfig, *, device: str | torch.device = "cpu"):
         self.config = config
-        self._model = _core.SequenceClassifier(config.to_json_string(), str(torch.device(device)))
+        self._model = _core.Model(config.to_json_string(), str(torch.device(device)))
         self.training = False
 
     # -- calling ---------------------------------------------------------------------------
@@ -481,7 +481,9 @@ def _class_for(class_name: str, base_model_prefix: str) -> type:
 
 # model_type -> class, from the core's table of architectures.
 _CLASSES = {
-    model_type: _class_for(name, prefix) for model_type, name, prefix in _core.MODEL_CLASSES
+    model_type: _class_for(name, prefix)
+    for model_type, task, name, prefix in _core.MODEL_CLASSES
+    if task == "sequence-classification"
 }
 BertForSequenceClassification = _CLASSES["bert"]
 RobertaForSequenceClassification = _CLASSES["roberta"]

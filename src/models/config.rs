@@ -19,6 +19,47 @@ pub enum Arch {
     DebertaV2,
 }
 
+/// What the model is trained for: the head on top of the encoder, its output and its loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// One prediction per sequence: logits [batch, num_labels].
+    SequenceClassification,
+    /// One prediction per token (NER): logits [batch, length, num_labels].
+    TokenClassification,
+    /// The masked-language-model head: logits [batch, length, vocab_size].
+    MaskedLm,
+}
+
+impl Task {
+    pub const ALL: [Task; 3] =
+        [Task::SequenceClassification, Task::TokenClassification, Task::MaskedLm];
+
+    /// The name the bindings use ("sequence-classification", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::SequenceClassification => "sequence-classification",
+            Task::TokenClassification => "token-classification",
+            Task::MaskedLm => "masked-lm",
+        }
+    }
+
+    /// How transformers' class names end for this task.
+    pub fn class_suffix(self) -> &'static str {
+        match self {
+            Task::SequenceClassification => "ForSequenceClassification",
+            Task::TokenClassification => "ForTokenClassification",
+            Task::MaskedLm => "ForMaskedLM",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Task> {
+        Task::ALL.into_iter().find(|task| task.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Task::ALL.iter().map(|t| t.name()).collect();
+            Error::value(format!("task {name:?} is not one of {}", names.join(", ")))
+        })
+    }
+}
+
 /// The `model_type`s ferrotune runs, in `Arch::ALL`'s order.
 pub fn supported_model_types() -> Vec<&'static str> {
     Arch::ALL.iter().map(|arch| arch.model_type()).collect()
@@ -69,17 +110,23 @@ impl Arch {
         }
     }
 
-    /// The transformers class this model corresponds to (for reports and `architectures`).
-    pub fn class_name(self) -> &'static str {
+    /// The transformers model name this architecture's classes start with ("XLMRoberta").
+    pub fn class_stem(self) -> &'static str {
         match self {
-            Arch::Bert => "BertForSequenceClassification",
-            Arch::Roberta => "RobertaForSequenceClassification",
-            Arch::XlmRoberta => "XLMRobertaForSequenceClassification",
-            Arch::DistilBert => "DistilBertForSequenceClassification",
-            Arch::Electra => "ElectraForSequenceClassification",
-            Arch::ModernBert => "ModernBertForSequenceClassification",
-            Arch::DebertaV2 => "DebertaV2ForSequenceClassification",
+            Arch::Bert => "Bert",
+            Arch::Roberta => "Roberta",
+            Arch::XlmRoberta => "XLMRoberta",
+            Arch::DistilBert => "DistilBert",
+            Arch::Electra => "Electra",
+            Arch::ModernBert => "ModernBert",
+            Arch::DebertaV2 => "DebertaV2",
         }
+    }
+
+    /// The transformers class of this architecture with the head of `task`, e.g.
+    /// `BertForTokenClassification` (for reports and `architectures`).
+    pub fn class_name(self, task: Task) -> String {
+        format!("{}{}", self.class_stem(), task.class_suffix())
     }
 
     fn defaults(self) -> Value {

@@ -14,7 +14,7 @@ mod modernbert;
 pub mod weights;
 
 pub use attention::AttentionImpl;
-pub use config::{supported_model_types, Arch, ModelConfig};
+pub use config::{supported_model_types, Arch, ModelConfig, Task};
 pub use embeddings::WordLookup;
 pub use loss::ProblemType;
 pub use weights::LoadReport;
@@ -41,23 +41,24 @@ pub struct Output {
     pub problem_type: Option<ProblemType>,
 }
 
-/// An encoder with its classification head; variables named as in transformers' state dict.
-pub struct SequenceClassifier {
+/// An encoder with the head of its task; variables named as in transformers' state dict.
+pub struct Model {
     pub config: ModelConfig,
+    pub task: Task,
     pub vs: nn::VarStore,
     encoder: Encoder,
     head: Head,
 }
 
-impl SequenceClassifier {
+impl Model {
     /// A model with freshly initialized weights (transformers' `_init_weights`), drawn from
     /// libtorch's default generator (so `torch.manual_seed` makes it reproducible).
-    pub fn new(config: ModelConfig, device: Device) -> SequenceClassifier {
+    pub fn new(config: ModelConfig, task: Task, device: Device) -> Model {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let encoder = Encoder::new(&root / config.arch.prefix(), &config);
         let head = Head::new(&root, &config);
-        SequenceClassifier { config, vs, encoder, head }
+        Model { config, task, vs, encoder, head }
     }
 
     /// The longest sequence the model takes (max_position_embeddings, less RoBERTa's offset).
@@ -247,7 +248,7 @@ mod tests {
         }))
         .unwrap();
         tch::manual_seed(0);
-        let model = SequenceClassifier::new(config, Device::Cpu);
+        let model = Model::new(config, Task::SequenceClassification, Device::Cpu);
         let ids = Tensor::from_slice(&[0i64, 5, 7, 5, 2, 1, 1, 0, 9, 9, 9, 2]).view([2, 6]);
         let mask = ids.ne(1).to_kind(Kind::Int64);
         let labels = Tensor::from_slice(&[0i64, 1]);

@@ -1,12 +1,10 @@
-//! Bindings of `models::SequenceClassifier` as `ferrotune._core.SequenceClassifier`. The Python
+//! Bindings of `models::Model` as `ferrotune._core.Model`. The Python
 //! class in `python/ferrotune/modeling.py` gives it the transformers surface.
 
 use super::errors::guard;
 use super::tensor::PyTensor;
 use crate::error::{Error, Result};
-use crate::models::{
-    AttentionImpl, Batch, LoadReport, ModelConfig, ProblemType, SequenceClassifier,
-};
+use crate::models::{AttentionImpl, Batch, LoadReport, Model, ModelConfig, ProblemType, Task};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -76,34 +74,35 @@ fn wrap_all(named: Vec<(String, Tensor)>) -> Vec<(String, PyTensor)> {
 }
 
 /// A classification model whose weights live in Rust (tch) and are torch tensors to Python.
-#[pyclass(name = "SequenceClassifier", module = "ferrotune._core", frozen)]
-pub struct PySequenceClassifier {
-    inner: Mutex<SequenceClassifier>,
+#[pyclass(name = "Model", module = "ferrotune._core", frozen)]
+pub struct PyModel {
+    inner: Mutex<Model>,
 }
 
-impl PySequenceClassifier {
-    pub(crate) fn model(&self) -> &Mutex<SequenceClassifier> {
+impl PyModel {
+    pub(crate) fn model(&self) -> &Mutex<Model> {
         &self.inner
     }
 
-    fn lock(&self) -> MutexGuard<'_, SequenceClassifier> {
+    fn lock(&self) -> MutexGuard<'_, Model> {
         // A panic while holding the lock (caught by `guard`) leaves the model usable.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 #[pymethods]
-impl PySequenceClassifier {
+impl PyModel {
     /// A model with freshly initialized weights from a config (a JSON string).
     #[new]
-    #[pyo3(signature = (config_json, device="cpu"))]
-    fn new(py: Python<'_>, config_json: &str, device: &str) -> PyResult<Self> {
+    #[pyo3(signature = (config_json, device="cpu", task="sequence-classification"))]
+    fn new(py: Python<'_>, config_json: &str, device: &str, task: &str) -> PyResult<Self> {
+        let task = Task::parse(task)?;
         let value: serde_json::Value = serde_json::from_str(config_json)
             .map_err(|e| Error::value(format!("config is not valid JSON: {e}")))?;
         let config = ModelConfig::from_json(&value)?;
         let device = parse_device(device)?;
-        let model = py.detach(|| guard(|| Ok(SequenceClassifier::new(config, device))))?;
-        Ok(PySequenceClassifier { inner: Mutex::new(model) })
+        let model = py.detach(|| guard(|| Ok(Model::new(config, task, device))))?;
+        Ok(PyModel { inner: Mutex::new(model) })
     }
 
     /// Logits and, with labels, the loss: `(loss | None, logits, problem_type | None)`.
@@ -230,8 +229,9 @@ impl PySequenceClassifier {
 
     /// transformers' class name for this architecture, e.g. BertForSequenceClassification.
     #[getter]
-    fn class_name(&self) -> &'static str {
-        self.lock().config.arch.class_name()
+    fn class_name(&self) -> String {
+        let model = self.lock();
+        model.config.arch.class_name(model.task)
     }
 
     /// The tokenized columns `forward` takes (`token_type_ids` only where the model has them).
@@ -250,13 +250,17 @@ fn complete_config(config_json: &str) -> PyResult<String> {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PySequenceClassifier>()?;
+    m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(complete_config, m)?)?;
     m.add("SUPPORTED_MODEL_TYPES", crate::models::supported_model_types())?;
-    // (model_type, transformers class, base_model_prefix) of each supported architecture.
+    // (model_type, task, transformers class, base_model_prefix) of each supported architecture
+    // and task.
     let classes: Vec<_> = crate::models::Arch::ALL
         .iter()
-        .map(|arch| (arch.model_type(), arch.class_name(), arch.prefix()))
+        .flat_map(|arch| {
+            Task::ALL
+                .map(|task| (arch.model_type(), task.name(), arch.class_name(task), arch.prefix()))
+        })
         .collect();
     m.add("MODEL_CLASSES", classes)?;
     Ok(())

@@ -3,7 +3,7 @@
 //! input order, all without the GIL.
 
 use super::errors::{guard, Signals};
-use super::model::PySequenceClassifier;
+use super::model::PyModel;
 use super::tensor::PyTensor;
 use super::tokenizer::{request, PyTokenizer, Texts};
 use crate::inference;
@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 #[allow(clippy::too_many_arguments)]
 fn classify(
     py: Python<'_>,
-    model: Py<PySequenceClassifier>,
+    model: Py<PyModel>,
     tokenizer: PyRef<'_, PyTokenizer>,
     texts: &Bound<'_, PyAny>,
     pairs: Option<&Bound<'_, PyAny>>,

@@ -4,7 +4,7 @@
 
 use super::errors::{guard, Signals};
 use super::json;
-use super::model::PySequenceClassifier;
+use super::model::PyModel;
 use super::tensor::PyTensor;
 use crate::error::Error;
 use crate::inference;
@@ -101,7 +101,7 @@ fn guard_py<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 #[allow(clippy::too_many_arguments)]
 fn predict(
     py: Python<'_>,
-    model: Py<PySequenceClassifier>,
+    model: Py<PyModel>,
     examples: &PyExamples,
     batch_size: usize,
     pad_token_id: Option<i64>,
@@ -189,7 +189,7 @@ impl Hooks for PyHooks {
 /// One training run: data, optimizer, schedule and position.
 #[pyclass(name = "TrainingRun", module = "ferrotune._core", frozen)]
 pub struct PyTrainingRun {
-    model: Py<PySequenceClassifier>,
+    model: Py<PyModel>,
     run: Mutex<Run>,
 }
 
@@ -205,7 +205,7 @@ impl PyTrainingRun {
     /// over `examples`.
     #[new]
     fn new(
-        model: Py<PySequenceClassifier>,
+        model: Py<PyModel>,
         examples: &PyExamples,
         config: &Bound<'_, PyDict>,
     ) -> PyResult<Self> {

@@ -10,7 +10,7 @@ use super::plan::{shard_batches, Plan, Sampling, Shard};
 use super::scaler::LossScaler;
 use super::schedule::{self, Schedule, ScheduleKind};
 use crate::error::{Error, Result};
-use crate::models::{ProblemType, SequenceClassifier};
+use crate::models::{Model, ProblemType};
 use crate::ops::{self, Autocast, Half};
 use crate::parallel::Threads;
 use std::sync::{Mutex, MutexGuard};
@@ -125,7 +125,7 @@ pub struct Run {
 impl Run {
     /// A run of `config` over `data` for `model`, at step 0.
     pub fn new(
-        model: &Mutex<SequenceClassifier>,
+        model: &Mutex<Model>,
         data: std::sync::Arc<Examples>,
         config: &TrainingConfig,
     ) -> Result<Run> {
@@ -264,7 +264,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Runs `f` on the run while holding the model too (the optimizer updates its weights).
 fn exclusive<T>(
-    model: &Mutex<SequenceClassifier>,
+    model: &Mutex<Model>,
     run: &Mutex<Run>,
     f: impl FnOnce(&mut Run) -> Result<T>,
 ) -> Result<T> {
@@ -274,11 +274,7 @@ fn exclusive<T>(
 }
 
 /// Forward and backward of one micro-batch; returns its (mean) loss.
-fn micro_step(
-    model: &Mutex<SequenceClassifier>,
-    run: &mut Run,
-    batch: &TensorBatch,
-) -> Result<f32> {
+fn micro_step(model: &Mutex<Model>, run: &mut Run, batch: &TensorBatch) -> Result<f32> {
     let model = lock(model);
     let (output, word_lookup) = {
         let _autocast =
@@ -299,7 +295,7 @@ fn micro_step(
 
 /// The training loop from `run.global_step` (0, or a resumed checkpoint's) to the plan's end.
 pub fn train<H: Hooks>(
-    model: &Mutex<SequenceClassifier>,
+    model: &Mutex<Model>,
     run: &Mutex<Run>,
     hooks: &mut H,
 ) -> std::result::Result<Summary, H::Error> {
@@ -452,7 +448,7 @@ fn log_save_evaluate<H: Hooks>(
 /// DistributedDataParallel's gradient synchronization at the end of an accumulation window:
 /// the gradients, flattened into one bucket, averaged over the processes, copied back.
 fn average_gradients<H: Hooks>(
-    model: &Mutex<SequenceClassifier>,
+    model: &Mutex<Model>,
     run: &Mutex<Run>,
     hooks: &mut H,
 ) -> std::result::Result<(), H::Error> {
