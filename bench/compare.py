@@ -96,12 +96,15 @@ def trainer(
     epochs=1.0,
     eval_data=None,
     out="/tmp/ferrotune-bench",
+    auto="AutoModelForSequenceClassification",
+    num_labels=2,
+    collator=None,
 ):
     import torch
 
     module = lib(library)
     torch.manual_seed(0)
-    model = module.AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    model = getattr(module, auto).from_pretrained(model_dir, num_labels=num_labels)
     args = module.TrainingArguments(
         output_dir=f"{out}-{library}",
         num_train_epochs=epochs,
@@ -121,6 +124,8 @@ def trainer(
         seed=42,
     )
     kwargs = {"processing_class": tokenizer}
+    if collator is not None:
+        kwargs["data_collator"] = getattr(module, collator[0])(tokenizer, **collator[1])
     return module.Trainer(
         model=model, args=args, train_dataset=data, eval_dataset=eval_data, **kwargs
     )
@@ -165,6 +170,75 @@ def train_speed(library: str, t) -> dict:
         parameters = t.model.num_parameters(exclude_embeddings=True)
         result["flops"] = 6 * parameters * tokens / out.metrics["train_runtime"]
     return result
+
+
+NER_TAGS = ["O", "B-MENTION", "I-MENTION", "B-TAG", "I-TAG", "B-URL"]
+
+
+def ner_dataset(library: str, texts):
+    """The tweets as words with a tag each (mentions, hashtags and links as entities: what the
+    words cost, not what is learnt, is measured), tokenized with `is_split_into_words` and
+    labelled on each word's first token, -100 elsewhere, as transformers' NER guide does."""
+    import datasets
+
+    tokenizer = lib(library).AutoTokenizer.from_pretrained(MINILM)
+    words = [t.split() or ["."] for t in texts]
+
+    def tag(i: int, word: str) -> int:
+        kind = {"@": 1, "#": 3}.get(word[0], 5 if word.startswith("http") else 0)
+        return kind + 1 if kind in (1, 3) and i % 7 == 6 else kind
+
+    tags = [[tag(i, w) for i, w in enumerate(row)] for row in words]
+    encoded = tokenizer(words, is_split_into_words=True, truncation=True)
+    labels = []
+    for row, row_tags in enumerate(tags):
+        previous, row_labels = None, []
+        for word in encoded.word_ids(row):
+            row_labels.append(-100 if word is None or word == previous else row_tags[word])
+            previous = word
+        labels.append(row_labels)
+    columns = {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    return datasets.Dataset.from_dict({**columns, "labels": labels}), tokenizer
+
+
+def work_ner(library: str, quick: bool) -> dict:
+    """Token classification (MiniLM, batch 16) with DataCollatorForTokenClassification."""
+    steps = 12 if quick else 40
+    texts, _ = tweets(16 * steps)
+    data, tokenizer = ner_dataset(library, texts)
+    t = trainer(
+        library,
+        MINILM,
+        data,
+        tokenizer,
+        steps=steps,
+        auto="AutoModelForTokenClassification",
+        num_labels=len(NER_TAGS),
+        collator=("DataCollatorForTokenClassification", {}),
+    )
+    return train_speed(library, t)
+
+
+def work_mlm(library: str, quick: bool) -> dict:
+    """Masked-LM training on the tweets (MiniLM with a fresh head, batch 16, 15% masked)."""
+    import datasets
+
+    steps = 12 if quick else 40
+    texts, _ = tweets(16 * steps)
+    tokenizer = lib(library).AutoTokenizer.from_pretrained(MINILM)
+    data = datasets.Dataset.from_dict({"text": texts}).map(
+        lambda b: tokenizer(b["text"], truncation=True), batched=True, remove_columns=["text"]
+    )
+    t = trainer(
+        library,
+        MINILM,
+        data,
+        tokenizer,
+        steps=steps,
+        auto="AutoModelForMaskedLM",
+        collator=("DataCollatorForLanguageModeling", {"mlm_probability": 0.15}),
+    )
+    return train_speed(library, t)
 
 
 def work_train_fp32(library, quick):
@@ -424,6 +498,8 @@ MEASUREMENTS = {
         work_train_fp16,
     ),
     "train_small": ("training, fp32 (2 layers, hidden 128, batch 16)", work_train_small),
+    "ner": ("token-classification training, fp32 (MiniLM, batch 16)", work_ner),
+    "mlm": ("masked-LM training, fp32 (MiniLM, batch 16)", work_mlm),
     "eval": ("evaluation, fp32 (MiniLM, batch 16)", work_eval),
     "pipeline_default": ("pipeline, default batching", work_pipeline_default),
     "pipeline_batch32": ("pipeline, batch_size=32", work_pipeline_batch32),
