@@ -17,6 +17,10 @@ _core = _native.load(_torch.__version__)
 
 from . import evaluate  # noqa: E402
 from .configuration import AutoConfig, PretrainedConfig  # noqa: E402
+from .data_collator import (  # noqa: E402
+    DataCollatorForLanguageModeling,
+    DataCollatorForTokenClassification,
+)
 from .modeling import (  # noqa: E402
     AutoModelForSequenceClassification,
     BertForSequenceClassification,
@@ -58,6 +62,8 @@ __all__ = [
     "AutoTokenizer",
     "BatchEncoding",
     "BertForSequenceClassification",
+    "DataCollatorForLanguageModeling",
+    "DataCollatorForTokenClassification",
     "DebertaV2ForSequenceClassification",
     "DefaultFlowCallback",
     "DistilBertForSequenceClassification",
