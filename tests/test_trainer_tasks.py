@@ -91,6 +91,12 @@ def token_accuracy(eval_pred):
     return {"accuracy": float((predictions.argmax(-1)[kept] == labels[kept]).mean())}
 
 
+def masked_accuracy(eval_pred):
+    predictions, labels = eval_pred  # predictions: argmax ids (preprocess_logits_for_metrics)
+    kept = labels != -100
+    return {"accuracy": float((predictions[kept] == labels[kept]).mean())}
+
+
 def run_both(
     lib_collator, model_dir, hf_class, ft_class, tokenizer_dir, train, evaluation, out, **kw
 ):
@@ -159,8 +165,8 @@ def test_masked_lm_trains_as_transformers(mlm_dir, tiny_tokenizer_dir, tmp_path,
         evaluation,
         tmp_path,
         collator_options={"mlm_probability": 0.3},
-        compute_metrics=token_accuracy,
-        preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1)[..., None].float(),
+        compute_metrics=masked_accuracy,
+        preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
         **overrides,
     )
     compare_logs(hf.state.log_history, ft.state.log_history)
