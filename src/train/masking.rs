@@ -140,7 +140,7 @@ mod tests {
     fn specials_and_padding_are_never_masked_and_rates_are_as_asked() {
         tch::manual_seed(0);
         let lm = settings();
-        let mut ids = Tensor::randint_low(5, 50, [400, 64], (Kind::Int64, Device::Cpu));
+        let ids = Tensor::randint_low(5, 50, [400, 64], (Kind::Int64, Device::Cpu));
         let _ = ids.narrow(1, 0, 1).fill_(2); // [CLS]
         let _ = ids.narrow(1, 60, 4).fill_(0); // padding
         let special = lm.special_tokens(&ids).unwrap();
