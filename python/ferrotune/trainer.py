@@ -34,7 +34,13 @@ from .checkpoints import (
 )
 from .data import examples as to_examples
 from .data_collator import labeling as collator_labeling
-from .modeling import SAFE_WEIGHTS_NAME, PreTrainedModelForSequenceClassification
+from .modeling import (
+    SAFE_WEIGHTS_NAME,
+    PreTrainedModel,
+    PreTrainedModelForMaskedLM,
+    PreTrainedModelForSequenceClassification,
+    PreTrainedModelForTokenClassification,
+)
 from .trainer_callback import (
     CallbackHandler,
     DefaultFlowCallback,
@@ -194,17 +200,30 @@ class Trainer:
         )
 
     # -- setup -----------------------------------------------------------------------------------
-    def _adopt(self, model: Any) -> PreTrainedModelForSequenceClassification:
-        """A ferrotune model on the arguments' device; a transformers model is copied in and
-        receives the trained weights back at the end of train()."""
-        if not isinstance(model, PreTrainedModelForSequenceClassification):
+    def _adopt(self, model: Any) -> PreTrainedModel:
+        """A ferrotune model on the arguments' device; a transformers model is copied in (the
+        head of its class's task, from the core's table of class names) and receives the
+        trained weights back at the end of train()."""
+        if not isinstance(model, PreTrainedModel):
             if not (hasattr(model, "state_dict") and hasattr(model, "config")):
                 raise TypeError(
-                    f"model must be a ferrotune or transformers sequence-"
-                    f"classification model, got {type(model).__name__}"
+                    f"model must be a ferrotune or transformers model, got {type(model).__name__}"
                 )
             self._hf_model = model
-            model = PreTrainedModelForSequenceClassification.from_transformers(model)
+            name = type(model).__name__
+            task = next(
+                (t for _, t, n, _ in _core.MODEL_CLASSES if n == name), "sequence-classification"
+            )
+            base = next(
+                b
+                for b in (
+                    PreTrainedModelForSequenceClassification,
+                    PreTrainedModelForTokenClassification,
+                    PreTrainedModelForMaskedLM,
+                )
+                if b.task == task
+            )
+            model = base.from_transformers(model)
         return model.to(self.args.device)
 
     def _make_output_dir(self) -> None:
