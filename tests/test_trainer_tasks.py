@@ -103,7 +103,7 @@ def run_both(
     collator_options = kw.pop("collator_options", {})
     compute_metrics = kw.pop("compute_metrics", None)
     preprocess = kw.pop("preprocess_logits_for_metrics", None)
-    out = []
+    trainers = []
     for lib, model_class in ((transformers, hf_class), (ferrotune, ft_class)):
         tokenizer = lib.AutoTokenizer.from_pretrained(tokenizer_dir)
         torch.manual_seed(0)
@@ -117,8 +117,8 @@ def run_both(
             preprocess_logits_for_metrics=preprocess,
         )
         trainer.train()
-        out.append(trainer)
-    return out
+        trainers.append(trainer)
+    return trainers
 
 
 @pytest.mark.parametrize(
