@@ -3,10 +3,10 @@
 //! of examples sorted by length.
 
 use crate::error::{positive, Error, Result};
-use crate::models::{Model, ProblemType};
+use crate::models::{Model, ProblemType, Task};
 use crate::ops::{Autocast, Half};
 use crate::rows::Rows;
-use crate::train::data::{Collator, Examples, PadSettings};
+use crate::train::data::{Collator, Examples, Labeling, PadSettings};
 use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
@@ -23,7 +23,8 @@ pub struct Settings {
 
 /// Logits, labels and the sample-weighted mean loss of an evaluation set.
 pub struct Predictions {
-    /// [examples, num_labels], float32, on the CPU, in the data's order.
+    /// [examples, num_labels] or, per token, [examples, length, num_labels] (float32, on the
+    /// CPU, in the data's order), or what `preprocess` made of them.
     pub logits: Tensor,
     pub labels: Option<Tensor>,
     pub loss: Option<f64>,
@@ -93,9 +94,17 @@ impl Batching {
     }
 }
 
-/// transformers' `evaluation_loop`: batches are formed from examples sorted by length (less
-/// padding; each example's logits do not depend on its batch) and the results are put back in
-/// the data's order. `interrupt` runs before each batch; its error stops the loop (Ctrl+C).
+/// What runs on each batch's logits (and labels) before they are kept:
+/// `preprocess_logits_for_metrics`.
+pub type Preprocess<'a> = &'a dyn Fn(Tensor, Option<&Tensor>) -> Result<Tensor>;
+
+/// transformers' `evaluation_loop`. One prediction per sequence: batches are formed from
+/// examples sorted by length (less padding; each example's logits do not depend on its batch)
+/// and the results are put back in the data's order. Per-token predictions (token
+/// classification, masked language modeling) and masks drawn by the collator depend on the
+/// batch: the batches are then transformers' (the data's order, `batch_size` examples). Batches
+/// of different widths are concatenated padded with -100, as `nested_concat`.
+/// `interrupt` runs before each batch; its error stops the loop (Ctrl+C).
 pub fn predict(
     model: &Mutex<Model>,
     data: &Examples,
@@ -103,20 +112,25 @@ pub fn predict(
     batching: Batching,
     settings: Settings,
     interrupt: &dyn Fn() -> Result<()>,
+    preprocess: Option<Preprocess<'_>>,
 ) -> Result<Predictions> {
     if let Batching::Examples(n) = batching {
         positive("batch_size", n)?;
     }
     let lengths = data.lengths();
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     let model = model.lock().unwrap_or_else(|p| p.into_inner());
+    let in_order = model.task != Task::SequenceClassification || collator.makes_labels();
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    if !in_order {
+        order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    }
     let _no_grad = tch::no_grad_guard();
     let _autocast = settings.half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
     // As a DataLoader iterator does at its start.
     let _ = Tensor::empty([], (Kind::Int64, tch::Device::Cpu)).random_();
     let threads = crate::parallel::Threads::enter();
     let mut logits = Vec::new();
+    let mut labels = Vec::new();
     let mut losses: Vec<(f64, usize)> = Vec::new();
     for chunk in batching.split(&order, &lengths) {
         interrupt()?;
@@ -126,21 +140,27 @@ pub fn predict(
         if let Some(loss) = out.loss {
             losses.push((loss.to_kind(Kind::Double).double_value(&[]), chunk.len()));
         }
-        logits.push(out.logits.to_kind(Kind::Float).to_device(tch::Device::Cpu));
+        let out_logits = match preprocess {
+            Some(f) => f(out.logits, batch.labels.as_ref())?,
+            None => out.logits,
+        };
+        let cpu = |t: Tensor| {
+            match t.kind() {
+                Kind::Half | Kind::BFloat16 | Kind::Double => t.to_kind(Kind::Float),
+                _ => t,
+            }
+            .to_device(tch::Device::Cpu)
+        };
+        logits.push(cpu(out_logits));
+        labels.extend(batch.labels.map(cpu));
     }
     if logits.is_empty() {
         return Err(Error::value("there is nothing to predict (no examples)"));
     }
-    let sorted = Tensor::cat(&logits, 0);
-    let position: Vec<i64> = {
-        let mut inverse = vec![0i64; order.len()];
-        for (pos, &i) in order.iter().enumerate() {
-            inverse[i] = pos as i64;
-        }
-        inverse
-    };
-    let logits = sorted.index_select(0, &Tensor::from_slice(&position));
-    let labels = data.labels.as_ref().map(|labels| labels.to_tensor());
+    let position = Tensor::from_slice(&inverse(&order));
+    let restore = |t: Tensor| if in_order { t } else { t.index_select(0, &position) };
+    let logits = restore(concat_padded(&logits)?);
+    let labels = (!labels.is_empty()).then(|| concat_padded(&labels)).transpose()?.map(restore);
     let loss = (!losses.is_empty()).then(|| {
         let kept: Vec<&(f64, usize)> =
             if settings.nan_inf_filter && losses.iter().any(|(l, _)| l.is_finite()) {
@@ -154,22 +174,64 @@ pub fn predict(
     Ok(Predictions { logits, labels, loss })
 }
 
-/// The Trainer's evaluation of `data`: padded as `pad` says, in batches of `batch_size` (see
-/// `Batching::for_evaluation`).
+/// Where each example went in `order`.
+fn inverse(order: &[usize]) -> Vec<i64> {
+    let mut inverse = vec![0i64; order.len()];
+    for (pos, &i) in order.iter().enumerate() {
+        inverse[i] = pos as i64;
+    }
+    inverse
+}
+
+/// The batches' tensors one after the other along the first dimension, the second dimension
+/// padded with -100 to the widest (transformers' `torch_pad_and_concatenate`).
+pub fn concat_padded(parts: &[Tensor]) -> Result<Tensor> {
+    let first = parts.first().ok_or_else(|| Error::value("nothing to concatenate"))?;
+    if first.dim() < 2 {
+        return Ok(Tensor::f_cat(parts, 0)?);
+    }
+    let width = parts.iter().map(|t| t.size()[1]).max().unwrap_or(0);
+    let padded: Vec<Tensor> = parts
+        .iter()
+        .map(|t| {
+            let mut shape = t.size();
+            if shape[1] == width {
+                return Ok(t.shallow_clone());
+            }
+            shape[1] = width;
+            let out = Tensor::f_full(shape.as_slice(), -100, (t.kind(), t.device()))?;
+            out.narrow(1, 0, t.size()[1]).f_copy_(t)?;
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    Ok(Tensor::f_cat(&padded, 0)?)
+}
+
+/// The Trainer's evaluation of `data`: padded as `pad` says and labeled as `labeling` says, in
+/// batches of `batch_size` (see `Batching::for_evaluation`).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     model: &Mutex<Model>,
     data: &Examples,
     batch_size: usize,
     pad: PadSettings,
+    labeling: Labeling,
     settings: Settings,
     interrupt: &dyn Fn() -> Result<()>,
+    preprocess: Option<Preprocess<'_>>,
 ) -> Result<Predictions> {
-    let (cuda, config_pad) = {
+    let (cuda, config_pad, per_sequence) = {
         let m = model.lock().unwrap_or_else(|p| p.into_inner());
-        (m.device().is_cuda(), m.config.pad_token_id)
+        (m.device().is_cuda(), m.config.pad_token_id, m.task == Task::SequenceClassification)
     };
-    let batching = Batching::for_evaluation(batch_size, cuda)?;
-    predict(model, data, &Collator::new(pad, config_pad)?, batching, settings, interrupt)
+    let collator = Collator::new(pad, config_pad)?.with_labeling(labeling)?;
+    let batching = if per_sequence && !collator.makes_labels() {
+        Batching::for_evaluation(batch_size, cuda)?
+    } else {
+        positive("per_device_eval_batch_size", batch_size)?;
+        Batching::Examples(batch_size)
+    };
+    predict(model, data, &collator, batching, settings, interrupt, preprocess)
 }
 
 /// The text-classification pipeline's logits for tokenized texts: `encoded` rows, with the
@@ -203,11 +265,11 @@ pub fn classify(
     if !(tokenizer.token_type_ids && has_types) {
         rows.token_type_ids = None;
     }
-    let examples = Examples { rows, labels: None };
+    let examples = Examples { rows, labels: None, special_tokens_mask: None };
     let pad = PadSettings { pad_token_id: tokenizer.pad_token_id, ..PadSettings::default() };
     let collator = Collator::new(pad, config_pad)?;
     let settings = Settings { half: bf16.then_some(Half::BFloat16), ..Settings::default() };
-    Ok(predict(model, &examples, &collator, batching, settings, interrupt)?.logits)
+    Ok(predict(model, &examples, &collator, batching, settings, interrupt, None)?.logits)
 }
 
 /// What the pipeline needs to know of its tokenizer.

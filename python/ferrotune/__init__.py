@@ -17,6 +17,10 @@ _core = _native.load(_torch.__version__)
 
 from . import evaluate  # noqa: E402
 from .configuration import AutoConfig, PretrainedConfig  # noqa: E402
+from .data_collator import (  # noqa: E402
+    DataCollatorForLanguageModeling,
+    DataCollatorForTokenClassification,
+)
 from .modeling import (  # noqa: E402
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
@@ -83,6 +87,8 @@ __all__ = [
     "BertForMaskedLM",
     "BertForSequenceClassification",
     "BertForTokenClassification",
+    "DataCollatorForLanguageModeling",
+    "DataCollatorForTokenClassification",
     "DebertaV2ForMaskedLM",
     "DebertaV2ForSequenceClassification",
     "DebertaV2ForTokenClassification",

@@ -51,6 +51,10 @@ def check_columns(columns: list[str], what: str) -> None:
     """Raises ValueError when a table with `columns` (`what`: "train set", ...) has no
     `input_ids` column."""
 
+def check_labeling(labeling: dict[str, Any]) -> None:
+    """ValueError for bad collator settings (`Labeling`, src/train/data.rs), with transformers'
+    messages."""
+
 def complete_config(config_json: str) -> str:
     """A config (JSON) with its model type's defaults filled in; NotImplementedError lists the
     supported model types."""
@@ -134,8 +138,25 @@ class Details:
 class Examples:
     """Tokenized examples held in Rust (src/train/data.rs), read from an Arrow table."""
 
-    def __init__(self, table: Any, label_column: str | None = None) -> None: ...
+    def __init__(
+        self,
+        table: Any,
+        label_column: str | None = None,
+        per_token_labels: bool = False,
+        special_tokens_mask: bool = False,
+    ) -> None:
+        """With `per_token_labels` the labels are one class id per token (a list column as long
+        as input_ids); with `special_tokens_mask` that column is read where the table has it."""
     def __len__(self) -> int: ...
+    def collate(
+        self,
+        pad_token_id: int | None = None,
+        pad_left: bool = False,
+        pad_to_multiple_of: int | None = None,
+        labeling: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """All the examples as one batch, as a data collator makes it (`labeling`: the keys of
+        `Labeling`, src/train/data.rs): input_ids, attention_mask, token_type_ids, labels."""
     def shard(self, index: int, count: int) -> Examples:
         """The rows index, index + count, ... (one process's part of an evaluation set)."""
     def check_labels(self, num_labels: int) -> None:
@@ -201,8 +222,11 @@ def predict(
     problem_type: str | None = None,
     nan_inf_filter: bool = True,
     fp16: bool = False,
+    labeling: dict[str, Any] | None = None,
+    preprocess: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
-    """The evaluation loop: (logits, labels, sample-weighted mean loss)."""
+    """The evaluation loop: (logits, labels, sample-weighted mean loss); per-token logits and
+    labels are padded across batches with -100; `preprocess(logits, labels)` runs per batch."""
 
 class Tokenizer:
     """A Hugging Face tokenizer in Rust (src/tokenizer/): loading, parallel encoding, decoding.

@@ -72,20 +72,32 @@ def examples(
     model_inputs: list[str],
     remove_unused_columns: bool = True,
     require_labels: bool = False,
+    per_token_labels: bool = False,
+    labels_from_collator: bool = False,
 ) -> _core.Examples:
-    """The Rust-side examples of `dataset`: its `model_inputs` columns and its labels; raises
-    before any training on bad data."""
+    """The Rust-side examples of `dataset`: its `model_inputs` columns and its labels (one per
+    token with `per_token_labels`; none when the collator makes them, for language modeling,
+    which then reads a `special_tokens_mask` column kept by `remove_unused_columns=False`);
+    raises before any training on bad data."""
     columns = column_names(dataset)
     if not columns or (hasattr(dataset, "__len__") and len(dataset) == 0):
         raise ValueError(f"the {description} set is empty")
-    label = label_column(columns, label_names)
+    label = None if labels_from_collator else label_column(columns, label_names)
+    require_labels = require_labels and not labels_from_collator
     if require_labels and label is None:
         raise ValueError(
             f"the {description} set has no label column: looked for "
             f"{', '.join(list(label_names or []) + list(LABEL_COLUMNS))} among its columns "
             f"{', '.join(columns)}"
         )
-    keep = [c for c in model_inputs if c in columns] + ([label] if label else [])
+    special = (
+        labels_from_collator and not remove_unused_columns and "special_tokens_mask" in columns
+    )
+    keep = (
+        [c for c in model_inputs if c in columns]
+        + ([label] if label else [])
+        + (["special_tokens_mask"] if special else [])
+    )
     _core.check_columns(list(columns), f"{description} set")
     ignored = [c for c in columns if c not in keep]
     if ignored and remove_unused_columns:
@@ -95,4 +107,9 @@ def examples(
             f"{', '.join(ignored)} are not expected by `{model_class}.forward`,  you can safely "
             f"ignore this message."
         )
-    return _core.Examples(to_arrow(dataset, keep), label)
+    return _core.Examples(
+        to_arrow(dataset, keep),
+        label,
+        per_token_labels=per_token_labels,
+        special_tokens_mask=special,
+    )

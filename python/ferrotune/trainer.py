@@ -33,7 +33,14 @@ from .checkpoints import (
     get_last_checkpoint,
 )
 from .data import examples as to_examples
-from .modeling import SAFE_WEIGHTS_NAME, PreTrainedModelForSequenceClassification
+from .data_collator import labeling as collator_labeling
+from .modeling import (
+    SAFE_WEIGHTS_NAME,
+    PreTrainedModel,
+    PreTrainedModelForMaskedLM,
+    PreTrainedModelForSequenceClassification,
+    PreTrainedModelForTokenClassification,
+)
 from .trainer_callback import (
     CallbackHandler,
     DefaultFlowCallback,
@@ -130,14 +137,25 @@ class Trainer:
             self._pad_to_multiple_of = pad_to
             if not hasattr(data_collator, "tokenizer"):
                 raise NotImplementedError(
-                    "only DataCollatorWithPadding-like collators are supported (ferrotune pads "
-                    "each batch to its longest example in Rust)"
+                    "only the collators DataCollatorWithPadding, "
+                    "DataCollatorForTokenClassification and DataCollatorForLanguageModeling (or "
+                    "collators with their attributes) are supported: ferrotune collates each "
+                    "batch in Rust"
+                )
+            if hasattr(data_collator, "mlm") and getattr(data_collator, "seed", None) is not None:
+                raise NotImplementedError(
+                    "the Trainer does not support DataCollatorForLanguageModeling(seed=...) yet; "
+                    "leave seed=None: the masks then follow TrainingArguments.seed"
                 )
             processing_class = (
                 processing_class if processing_class is not None else data_collator.tokenizer
             )
         else:
             self._pad_to_multiple_of = None
+        # What the collator does besides padding (src/train/data.rs, Labeling).
+        self._labeling = collator_labeling(data_collator) if data_collator is not None else {}
+        if self._labeling:
+            _core.check_labeling(self._labeling)
         self.model_init = model_init
         self._hf_model = None
         self.model = self._adopt(model) if model is not None else None
@@ -182,17 +200,30 @@ class Trainer:
         )
 
     # -- setup -----------------------------------------------------------------------------------
-    def _adopt(self, model: Any) -> PreTrainedModelForSequenceClassification:
-        """A ferrotune model on the arguments' device; a transformers model is copied in and
-        receives the trained weights back at the end of train()."""
-        if not isinstance(model, PreTrainedModelForSequenceClassification):
+    def _adopt(self, model: Any) -> PreTrainedModel:
+        """A ferrotune model on the arguments' device; a transformers model is copied in (the
+        head of its class's task, from the core's table of class names) and receives the
+        trained weights back at the end of train()."""
+        if not isinstance(model, PreTrainedModel):
             if not (hasattr(model, "state_dict") and hasattr(model, "config")):
                 raise TypeError(
-                    f"model must be a ferrotune or transformers sequence-"
-                    f"classification model, got {type(model).__name__}"
+                    f"model must be a ferrotune or transformers model, got {type(model).__name__}"
                 )
             self._hf_model = model
-            model = PreTrainedModelForSequenceClassification.from_transformers(model)
+            name = type(model).__name__
+            task = next(
+                (t for _, t, n, _ in _core.MODEL_CLASSES if n == name), "sequence-classification"
+            )
+            base = next(
+                b
+                for b in (
+                    PreTrainedModelForSequenceClassification,
+                    PreTrainedModelForTokenClassification,
+                    PreTrainedModelForMaskedLM,
+                )
+                if b.task == task
+            )
+            model = base.from_transformers(model)
         return model.to(self.args.device)
 
     def _make_output_dir(self) -> None:
@@ -239,6 +270,8 @@ class Trainer:
             model_inputs=self.model._model.input_names,
             remove_unused_columns=self.args.remove_unused_columns,
             require_labels=require_labels,
+            per_token_labels=getattr(self.model._model, "task", None) == "token-classification",
+            labels_from_collator="language_modeling" in self._labeling,
         )
         if data.has_labels:
             data.check_labels(self.model.num_labels)
@@ -299,6 +332,7 @@ class Trainer:
                 "problem_type": model.config.problem_type,
                 "process_index": self._processes.index,
                 "num_processes": self._processes.count,
+                "labeling": self._labeling,
                 **self._pad(),
             },
         )
@@ -510,10 +544,10 @@ class Trainer:
             fp16=self._fp16(),
             problem_type=self.model.config.problem_type,
             nan_inf_filter=self.args.logging_nan_inf_filter,
+            labeling=self._labeling,
+            preprocess=self.preprocess_logits_for_metrics,
             **self._pad(),
         )
-        if self.preprocess_logits_for_metrics is not None:
-            logits = self.preprocess_logits_for_metrics(logits, labels)
         predictions = logits.numpy()
         label_ids = labels.numpy() if labels is not None else None
         if processes.count > 1:

@@ -11,7 +11,7 @@ use crate::inference;
 use crate::models::ProblemType;
 use crate::ops::Half;
 use crate::train::config::TrainingConfig;
-use crate::train::data::{Examples, PadSettings};
+use crate::train::data::{Collator, Columns, Examples, Labeling, PadSettings};
 use crate::train::run::{self, Control, Event, Hooks, Position, Run, UpdateStats};
 use crate::train::scaler::{self, LossScaler};
 use pyo3::prelude::*;
@@ -31,13 +31,21 @@ pub struct PyExamples {
 impl PyExamples {
     /// Reads a table with an Arrow C stream (pyarrow.Table, ...): `input_ids` and optional
     /// `attention_mask`, `token_type_ids`, and the labels from `label_column`.
+    /// With `per_token_labels`, the labels are a list column with one class id per token; with
+    /// `special_tokens_mask`, that column is read where the table has it.
     #[new]
-    #[pyo3(signature = (table, label_column=None))]
-    fn new(py: Python<'_>, table: PyTable, label_column: Option<String>) -> PyResult<Self> {
+    #[pyo3(signature = (table, label_column=None, per_token_labels=false, special_tokens_mask=false))]
+    fn new(
+        py: Python<'_>,
+        table: PyTable,
+        label_column: Option<String>,
+        per_token_labels: bool,
+        special_tokens_mask: bool,
+    ) -> PyResult<Self> {
         let (batches, _schema) = table.into_inner();
-        let examples = py.detach(|| {
-            guard(|| Examples::from_record_batches(&batches, label_column.as_deref()))
-        })?;
+        let columns =
+            Columns { labels: label_column.as_deref(), per_token_labels, special_tokens_mask };
+        let examples = py.detach(|| guard(|| Examples::read(&batches, columns)))?;
         Ok(PyExamples { inner: Arc::new(examples) })
     }
 
@@ -59,6 +67,32 @@ impl PyExamples {
         Ok(self.inner.check_labels(num_labels)?)
     }
 
+    /// All the examples as one batch, as a data collator makes it (`labeling`: a mapping with
+    /// the keys of `Labeling`, src/train/data.rs): (input_ids, attention_mask, token_type_ids or
+    /// None, labels or None), int64 tensors.
+    #[pyo3(signature = (pad_token_id=None, pad_left=false, pad_to_multiple_of=None, labeling=None))]
+    #[allow(clippy::type_complexity)]
+    fn collate(
+        &self,
+        py: Python<'_>,
+        pad_token_id: Option<i64>,
+        pad_left: bool,
+        pad_to_multiple_of: Option<usize>,
+        labeling: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<(PyTensor, PyTensor, Option<PyTensor>, Option<PyTensor>)> {
+        let pad = PadSettings { pad_token_id, pad_left, pad_to_multiple_of };
+        let collator = Collator::new(pad, None)?.with_labeling(labeling_from(labeling)?)?;
+        let data = self.inner.clone();
+        let indices: Vec<usize> = (0..data.len()).collect();
+        let batch = py.detach(|| guard(|| collator.collate(&data, &indices, tch::Device::Cpu)))?;
+        Ok((
+            PyTensor(batch.input_ids),
+            PyTensor(batch.attention_mask),
+            batch.token_type_ids.map(PyTensor),
+            batch.labels.map(PyTensor),
+        ))
+    }
+
     #[getter]
     fn has_labels(&self) -> bool {
         self.inner.labels.is_some()
@@ -78,6 +112,23 @@ impl PyExamples {
     }
 }
 
+/// The collator's `Labeling` from a mapping with its keys (None: padding only).
+fn labeling_from(value: Option<&Bound<'_, PyDict>>) -> PyResult<Labeling> {
+    let Some(value) = value else {
+        return Ok(Labeling::default());
+    };
+    serde_json::from_value(json::from_python(value.as_any())?)
+        .map_err(|e| Error::value(format!("collator settings: {e}")).into())
+}
+
+/// Raises ValueError when a collator's settings (a mapping with the keys of `Labeling`) are
+/// bad, as transformers' collators do when they are made.
+#[pyfunction]
+fn check_labeling(labeling: &Bound<'_, PyDict>) -> PyResult<()> {
+    Collator::new(PadSettings::default(), None)?.with_labeling(labeling_from(Some(labeling))?)?;
+    Ok(())
+}
+
 /// Raises ValueError when a table with `columns` (`what`: "train set", ...) is not tokenized.
 #[pyfunction]
 fn check_columns(columns: Vec<String>, what: &str) -> PyResult<()> {
@@ -95,9 +146,11 @@ fn guard_py<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     }
 }
 
-/// The evaluation loop: (logits [N, num_labels] float32, labels or None, mean loss or None).
+/// The evaluation loop: (logits [N, num_labels] or [N, length, num_labels] float32, labels or
+/// None, mean loss or None). `labeling`: the collator's labels (see `collate`);
+/// `preprocess(logits, labels)` runs on each batch's logits (preprocess_logits_for_metrics).
 #[pyfunction]
-#[pyo3(signature = (model, examples, batch_size, pad_token_id=None, pad_left=false, pad_to_multiple_of=None, bf16=false, problem_type=None, nan_inf_filter=true, fp16=false))]
+#[pyo3(signature = (model, examples, batch_size, pad_token_id=None, pad_left=false, pad_to_multiple_of=None, bf16=false, problem_type=None, nan_inf_filter=true, fp16=false, labeling=None, preprocess=None))]
 #[allow(clippy::too_many_arguments)]
 fn predict(
     py: Python<'_>,
@@ -111,7 +164,10 @@ fn predict(
     problem_type: Option<&str>,
     nan_inf_filter: bool,
     fp16: bool,
+    labeling: Option<&Bound<'_, PyDict>>,
+    preprocess: Option<Py<PyAny>>,
 ) -> PyResult<(PyTensor, Option<PyTensor>, Option<f64>)> {
+    let labeling = labeling_from(labeling)?;
     let settings = inference::Settings {
         half: Half::from_flags(bf16, fp16)?,
         problem_type: problem_type.map(ProblemType::parse).transpose()?,
@@ -120,12 +176,39 @@ fn predict(
     let pad = PadSettings { pad_token_id, pad_left, pad_to_multiple_of };
     let data = examples.inner.clone();
     let signals = Signals::default();
-    let out = signals.raised(py.detach(|| {
+    // The hook's Python error, kept to be raised as it is.
+    let hook_error: Mutex<Option<PyErr>> = Mutex::new(None);
+    let hook = |logits: Tensor, labels: Option<&Tensor>| -> crate::Result<Tensor> {
+        let f = preprocess.as_ref().expect("only given with a hook");
+        Python::attach(|py| {
+            let labels = labels.map(|l| PyTensor(l.shallow_clone()));
+            f.bind(py).call1((PyTensor(logits), labels))?.extract::<PyTensor>().map(|t| t.0)
+        })
+        .map_err(|e| {
+            *hook_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            Error::Other("preprocess_logits_for_metrics failed".into())
+        })
+    };
+    let out = py.detach(|| {
         guard(|| {
             let model = model.get().model();
-            inference::evaluate(model, &data, batch_size, pad, settings, &|| signals.check())
+            let preprocess = preprocess.is_some().then_some(&hook as inference::Preprocess<'_>);
+            inference::evaluate(
+                model,
+                &data,
+                batch_size,
+                pad,
+                labeling,
+                settings,
+                &|| signals.check(),
+                preprocess,
+            )
         })
-    }))?;
+    });
+    if let Some(e) = hook_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let out = signals.raised(out)?;
     Ok((PyTensor(out.logits), out.labels.map(PyTensor), out.loss))
 }
 
@@ -370,6 +453,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(warmup_steps, m)?)?;
     m.add_function(wrap_pyfunction!(check_mixed_precision, m)?)?;
     m.add_function(wrap_pyfunction!(check_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(check_labeling, m)?)?;
     m.add("SCHEDULER_TYPES", crate::train::schedule::ScheduleKind::names())?;
     m.add("SAMPLING_STRATEGIES", crate::train::plan::Sampling::NAMES.to_vec())?;
     m.add("PROBLEM_TYPES", ProblemType::names())?;

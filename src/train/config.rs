@@ -3,7 +3,7 @@
 //! deserialize into this type (`_core.TrainingRun(model, examples, config)`). Every rule that
 //! turns it into a run (sampling, schedule, warmup, precision) is in `Run::new`.
 
-use super::data::PadSettings;
+use super::data::{Labeling, PadSettings};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 
@@ -55,6 +55,9 @@ pub struct TrainingConfig {
     pub pad_left: bool,
     #[serde(default)]
     pub pad_to_multiple_of: Option<usize>,
+    /// The data collator's labels: per-token label padding, language modeling.
+    #[serde(default)]
+    pub labeling: Labeling,
 }
 
 fn yes() -> bool {

@@ -2,6 +2,7 @@
 //! flat Rust buffers (`rows::Rows`), and batches padded to their longest example (transformers'
 //! `DataCollatorWithPadding`), built as tensors without Python.
 
+use super::masking::{LanguageModeling, IGNORED};
 use crate::error::{Error, Result};
 use crate::rows::{PadTo, Rows, Side};
 use arrow_array::cast::AsArray;
@@ -11,6 +12,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
+use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 /// Labels of every example, by problem type.
@@ -21,6 +23,9 @@ pub enum Labels {
     /// One value per label per example: regression (width = num_labels, often 1) or
     /// multi-label classification (0/1 per label).
     Values { values: Vec<f32>, width: usize },
+    /// One class index per token (token classification), -100 where the loss ignores it:
+    /// example `i` is `ids[offsets[i]..offsets[i + 1]]`, as long as its input_ids.
+    Tokens { ids: Vec<i64>, offsets: Vec<usize> },
 }
 
 impl Labels {
@@ -28,6 +33,7 @@ impl Labels {
         match self {
             Labels::Classes(c) => c.len(),
             Labels::Values { values, width } => values.len() / (*width).max(1),
+            Labels::Tokens { offsets, .. } => offsets.len() - 1,
         }
     }
 
@@ -46,20 +52,58 @@ impl Labels {
                     .collect(),
                 width: *width,
             },
+            Labels::Tokens { ids, offsets } => {
+                let (ids, offsets) = select_flat(ids, offsets, rows);
+                Labels::Tokens { ids, offsets }
+            }
         }
     }
 
     /// As the model takes them: class ids [n] (int64), values [n] (width 1) or [n, width]
-    /// (float32).
-    pub fn to_tensor(&self) -> Tensor {
+    /// (float32); per-token labels padded to `width` with `pad` on the `side` of padding,
+    /// [n, width] (int64).
+    pub fn to_tensor(&self, width: usize, side: Side, pad: i64) -> Tensor {
         match self {
             Labels::Classes(c) => Tensor::from_slice(c),
             Labels::Values { values, width: 1 } => Tensor::from_slice(values),
             Labels::Values { values, width } => {
                 Tensor::from_slice(values).view([-1, *width as i64])
             }
+            Labels::Tokens { ids, offsets } => {
+                Tensor::from_slice(&pad_flat(ids, offsets, width, side, pad))
+                    .view([-1, width as i64])
+            }
         }
     }
+}
+
+/// Rows `rows` of a flat column whose row `i` is `values[offsets[i]..offsets[i + 1]]`, with
+/// their offsets.
+fn select_flat<T: Copy>(values: &[T], offsets: &[usize], rows: &[usize]) -> (Vec<T>, Vec<usize>) {
+    let mut out = Vec::with_capacity(rows.iter().map(|&i| offsets[i + 1] - offsets[i]).sum());
+    let mut out_offsets = Vec::with_capacity(rows.len() + 1);
+    out_offsets.push(0);
+    for &i in rows {
+        out.extend_from_slice(&values[offsets[i]..offsets[i + 1]]);
+        out_offsets.push(out.len());
+    }
+    (out, out_offsets)
+}
+
+/// The rows of a flat column padded with `fill` to `width` on `side`: [rows × width].
+fn pad_flat<T: Copy>(values: &[T], offsets: &[usize], width: usize, side: Side, fill: T) -> Vec<T> {
+    let mut out = Vec::with_capacity((offsets.len() - 1) * width);
+    for w in offsets.windows(2) {
+        let missing = width.saturating_sub(w[1] - w[0]);
+        if side == Side::Left {
+            out.extend(std::iter::repeat_n(fill, missing));
+        }
+        out.extend_from_slice(&values[w[0]..w[1]]);
+        if side == Side::Right {
+            out.extend(std::iter::repeat_n(fill, missing));
+        }
+    }
+    out
 }
 
 /// Tokenized examples with optional labels.
@@ -68,6 +112,21 @@ pub struct Examples {
     /// The attention mask is all ones where the data has none.
     pub rows: Rows,
     pub labels: Option<Labels>,
+    /// The tokenizer's `special_tokens_mask` (1: special), in the layout of `rows`, where the
+    /// data has one and it was asked for (language modeling never masks those tokens).
+    pub special_tokens_mask: Option<Vec<i8>>,
+}
+
+/// Which columns of a table make the examples, besides `input_ids`, `attention_mask` and
+/// `token_type_ids`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns<'a> {
+    /// The label column, if any.
+    pub labels: Option<&'a str>,
+    /// One label per token (token classification): a list column as long as `input_ids`.
+    pub per_token_labels: bool,
+    /// Read `special_tokens_mask` where the table has it.
+    pub special_tokens_mask: bool,
 }
 
 fn integers(column: &str, array: &dyn Array, row_base: usize) -> Result<Vec<i64>> {
@@ -205,13 +264,19 @@ impl Examples {
         batches: &[RecordBatch],
         label_column: Option<&str>,
     ) -> Result<Examples> {
+        Examples::read(batches, Columns { labels: label_column, ..Columns::default() })
+    }
+
+    /// Reads the tokenized columns of `batches` and those `columns` asks for.
+    pub fn read(batches: &[RecordBatch], columns: Columns<'_>) -> Result<Examples> {
+        let label_column = columns.labels;
         let schema = batches
             .first()
             .map(|b| b.schema())
             .ok_or_else(|| Error::value("the dataset is empty (no rows)"))?;
         let has = |name: &str| schema.column_with_name(name).is_some();
-        let columns: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        check_columns(&columns, "dataset")?;
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        check_columns(&names, "dataset")?;
         if let Some(label) = label_column {
             if !has(label) {
                 return Err(Error::value(format!("the dataset has no label column {label:?}")));
@@ -219,6 +284,9 @@ impl Examples {
         }
         let has_mask = has("attention_mask");
         let mut rows = Rows::empty(has("token_type_ids"));
+        let mut special_tokens_mask =
+            (columns.special_tokens_mask && has("special_tokens_mask")).then(Vec::new);
+        let mut token_labels = Vec::new();
         let mut classes = Vec::new();
         let mut values = Vec::new();
         let mut width = 0usize;
@@ -249,7 +317,23 @@ impl Examples {
                     append_list("token_type_ids", column("token_type_ids")?, row_base, types)?;
                 check_lengths("token_type_ids", &lengths, &ids, row_base)?;
             }
-            if let Some(name) = label_column {
+            if let Some(special) = special_tokens_mask.as_mut() {
+                let mask = column("special_tokens_mask")?;
+                let lengths = append_list("special_tokens_mask", mask, row_base, special)?;
+                check_lengths("special_tokens_mask", &lengths, &ids, row_base)?;
+            }
+            if let (Some(name), true) = (label_column, columns.per_token_labels) {
+                let labels = column(name)?;
+                if matches!(labels.data_type(), DataType::List(t) | DataType::LargeList(t) if t.data_type().is_floating())
+                {
+                    return Err(Error::type_error(format!(
+                        "{name} holds floats; token classification needs integer class ids per \
+                         token (-100 for tokens the loss ignores)"
+                    )));
+                }
+                let lengths = append_list(name, labels, row_base, &mut token_labels)?;
+                check_lengths(name, &lengths, &ids, row_base)?;
+            } else if let Some(name) = label_column {
                 let labels = column(name)?;
                 match labels.data_type() {
                     DataType::Float16 | DataType::Float32 | DataType::Float64 => {
@@ -292,10 +376,13 @@ impl Examples {
         }
         let labels = match label_column {
             None => None,
+            Some(_) if columns.per_token_labels => {
+                Some(Labels::Tokens { ids: token_labels, offsets: rows.offsets.clone() })
+            }
             Some(_) if !values.is_empty() => Some(Labels::Values { values, width }),
             Some(_) => Some(Labels::Classes(classes)),
         };
-        Ok(Examples { rows, labels })
+        Ok(Examples { rows, labels, special_tokens_mask })
     }
 
     pub fn len(&self) -> usize {
@@ -322,6 +409,20 @@ impl Examples {
                     ))),
                     None => Ok(()),
                 }
+            }
+            Some(Labels::Tokens { ids, offsets }) => {
+                let Some(i) =
+                    ids.iter().position(|&c| c != IGNORED && !(0..num_labels).contains(&c))
+                else {
+                    return Ok(());
+                };
+                let row = offsets.partition_point(|&o| o <= i) - 1;
+                Err(Error::value(format!(
+                    "label {} at row {row} (token {}) is outside [0, {num_labels}) (the model has \
+                     num_labels={num_labels}; -100 marks tokens the loss ignores)",
+                    ids[i],
+                    i - offsets[row]
+                )))
             }
             Some(Labels::Values { values, width }) => {
                 if let Some(i) = values.iter().position(|v| !v.is_finite()) {
@@ -358,6 +459,10 @@ impl Examples {
         Examples {
             rows: self.rows.select(rows),
             labels: self.labels.as_ref().map(|labels| labels.select(rows)),
+            special_tokens_mask: self
+                .special_tokens_mask
+                .as_ref()
+                .map(|mask| select_flat(mask, &self.rows.offsets, rows).0),
         }
     }
 }
@@ -383,11 +488,14 @@ impl TensorBatch {
     }
 }
 
-/// transformers' DataCollatorWithPadding: pads to the longest example of the batch (rounded
-/// up to `pad_to_multiple_of`), on the right or the left.
+/// transformers' data collators: `DataCollatorWithPadding` pads to the longest example of the
+/// batch (rounded up to `pad_to_multiple_of`), on the right or the left;
+/// `DataCollatorForTokenClassification` pads per-token labels likewise with
+/// `label_pad_token_id`; `DataCollatorForLanguageModeling` makes the labels from the inputs.
 #[derive(Debug, Clone)]
 pub struct Collator {
     pad: PadTo,
+    labeling: Labeling,
 }
 
 /// How a batch is padded, as the tokenizer says (`pad_token_id`, `padding_side`) and the data
@@ -398,6 +506,32 @@ pub struct PadSettings {
     pub pad_token_id: Option<i64>,
     pub pad_left: bool,
     pub pad_to_multiple_of: Option<usize>,
+}
+
+/// What a collator does besides padding to the longest example: the settings of
+/// `DataCollatorForTokenClassification` and `DataCollatorForLanguageModeling`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labeling {
+    /// `padding="max_length"`: every row padded to this length (none is truncated).
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    /// The id per-token labels are padded with.
+    #[serde(default = "ignored")]
+    pub label_pad_token_id: i64,
+    /// Labels made from the inputs (masked or causal language modeling).
+    #[serde(default)]
+    pub language_modeling: Option<LanguageModeling>,
+}
+
+fn ignored() -> i64 {
+    IGNORED
+}
+
+impl Default for Labeling {
+    fn default() -> Labeling {
+        Labeling { max_length: None, label_pad_token_id: IGNORED, language_modeling: None }
+    }
 }
 
 impl Collator {
@@ -413,9 +547,28 @@ impl Collator {
                     Error::value(format!("pad_token_id {pad_id} is outside the range of token ids"))
                 })?,
             },
+            labeling: Labeling::default(),
         })
     }
 
+    /// This collator with `labeling`'s settings (checked).
+    pub fn with_labeling(mut self, labeling: Labeling) -> Result<Collator> {
+        if let Some(lm) = &labeling.language_modeling {
+            lm.check()?;
+        }
+        self.pad.length = labeling.max_length;
+        self.labeling = labeling;
+        Ok(self)
+    }
+
+    /// Whether batches draw random numbers (masked language modeling) and labels come from
+    /// the collator rather than the data.
+    pub fn makes_labels(&self) -> bool {
+        self.labeling.language_modeling.is_some()
+    }
+
+    /// The batch of the examples `indices` of `data`, on `device`. Masked language modeling
+    /// draws from torch's default generator.
     pub fn collate(
         &self,
         data: &Examples,
@@ -423,13 +576,54 @@ impl Collator {
         device: Device,
     ) -> Result<TensorBatch> {
         let rows = data.rows.select(indices).pad(&self.pad)?;
-        let shape = [indices.len() as i64, rows.longest() as i64];
-        let tensor = |t: Tensor| t.to_kind(Kind::Int64).view(shape).to_device(device);
+        let Some(width) = rows.width() else {
+            let row = rows.lengths().iter().position(|&n| n > self.pad.length.unwrap_or(0));
+            return Err(Error::value(format!(
+                "example {} has {} tokens, more than max_length={}; truncate the examples when \
+                 tokenizing (truncation=True, max_length=...)",
+                indices[row.unwrap_or(0)],
+                rows.longest(),
+                self.pad.length.unwrap_or(0)
+            )));
+        };
+        let shape = [indices.len() as i64, width as i64];
+        let tensor = |t: Tensor| t.to_kind(Kind::Int64).view(shape);
+        let mut input_ids = tensor(Tensor::from_slice(&rows.input_ids));
+        let labels = match (&self.labeling.language_modeling, &data.labels) {
+            (Some(lm), _) => {
+                let special = match &data.special_tokens_mask {
+                    Some(mask) => {
+                        let (mask, offsets) = select_flat(mask, &data.rows.offsets, indices);
+                        tensor(Tensor::from_slice(&pad_flat(
+                            &mask,
+                            &offsets,
+                            width,
+                            self.pad.side,
+                            1,
+                        )))
+                        .to_kind(Kind::Bool)
+                    }
+                    None => lm.special_tokens(&input_ids)?,
+                };
+                let (inputs, labels) = lm.inputs_and_labels(&input_ids, &special)?;
+                input_ids = inputs;
+                Some(labels)
+            }
+            (None, Some(labels)) => Some(labels.select(indices).to_tensor(
+                width,
+                self.pad.side,
+                self.labeling.label_pad_token_id,
+            )),
+            (None, None) => None,
+        };
         Ok(TensorBatch {
-            input_ids: tensor(Tensor::from_slice(&rows.input_ids)),
-            attention_mask: tensor(Tensor::from_slice(&rows.attention_mask)),
-            token_type_ids: rows.token_type_ids.as_deref().map(|t| tensor(Tensor::from_slice(t))),
-            labels: data.labels.as_ref().map(|l| l.select(indices).to_tensor().to_device(device)),
+            input_ids: input_ids.to_device(device),
+            attention_mask: tensor(Tensor::from_slice(&rows.attention_mask)).to_device(device),
+            token_type_ids: rows
+                .token_type_ids
+                .as_deref()
+                .map(|t| tensor(Tensor::from_slice(t)).to_device(device)),
+            labels: labels.map(|l| l.to_device(device)),
         })
     }
 }
@@ -439,6 +633,7 @@ pub fn label_kind(labels: &Labels) -> Kind {
     match labels {
         Labels::Classes(_) => Kind::Int64,
         Labels::Values { .. } => Kind::Float,
+        Labels::Tokens { .. } => Kind::Int64,
     }
 }
 
@@ -539,6 +734,65 @@ mod tests {
             (picked.rows.input_ids, picked.labels),
             (vec![7, 7], Some(Labels::Classes(vec![1, 1])))
         );
+    }
+
+    #[test]
+    fn per_token_labels_are_padded_on_the_padding_side_and_checked_by_row() {
+        let ids = list_column(&[&[101, 7, 102], &[101, 102]]);
+        let labels = list_column(&[&[-100, 3, -100], &[-100, -100]]);
+        let b =
+            RecordBatch::try_from_iter([("input_ids", ids.clone()), ("labels", labels)]).unwrap();
+        let columns =
+            Columns { labels: Some("labels"), per_token_labels: true, ..Columns::default() };
+        let data = Examples::read(&[b], columns).unwrap();
+        data.check_labels(4).unwrap();
+        assert_eq!(
+            data.check_labels(3).unwrap_err().to_string(),
+            "label 3 at row 0 (token 1) is outside [0, 3) (the model has num_labels=3; -100 \
+             marks tokens the loss ignores)"
+        );
+        let pad = PadSettings { pad_left: true, ..PadSettings::default() };
+        let labeling = Labeling { label_pad_token_id: -1, ..Labeling::default() };
+        let collator = Collator::new(pad, None).unwrap().with_labeling(labeling).unwrap();
+        let t = collator.collate(&data, &[1, 0], Device::Cpu).unwrap();
+        assert_eq!(
+            Vec::<i64>::try_from(t.labels.unwrap().view([-1])).unwrap(),
+            [-1, -100, -100, -100, 3, -100]
+        );
+        let short = list_column(&[&[0, 0, 0], &[0]]);
+        let b = RecordBatch::try_from_iter([("input_ids", ids), ("labels", short)]).unwrap();
+        assert_eq!(
+            Examples::read(&[b], columns).unwrap_err().to_string(),
+            "labels at row 1 has 1 values but input_ids has 2"
+        );
+    }
+
+    #[test]
+    fn language_modeling_masks_neither_special_tokens_nor_padding() {
+        let ids = list_column(&[&[2, 7, 8, 3], &[2, 9]]);
+        let special = list_column(&[&[1, 0, 1, 1], &[1, 0]]);
+        let b = RecordBatch::try_from_iter([("input_ids", ids), ("special_tokens_mask", special)])
+            .unwrap();
+        let columns = Columns { special_tokens_mask: true, ..Columns::default() };
+        let data = Examples::read(&[b], columns).unwrap();
+        let lm = LanguageModeling {
+            mlm: true,
+            mlm_probability: 1.0,
+            mask_replace_prob: 1.0,
+            random_replace_prob: 0.0,
+            mask_token_id: Some(4),
+            vocab_size: 10,
+            special_ids: vec![0, 2, 3, 4],
+            pad_token_id: Some(0),
+        };
+        let labeling = Labeling { language_modeling: Some(lm), ..Labeling::default() };
+        let collator =
+            Collator::new(PadSettings::default(), None).unwrap().with_labeling(labeling).unwrap();
+        let t = collator.collate(&data, &[0, 1], Device::Cpu).unwrap();
+        let flat = |t: Tensor| Vec::<i64>::try_from(t.view([-1])).unwrap();
+        // Every token that may be masked is (probability 1); the mask says 8 is special.
+        assert_eq!(flat(t.input_ids), [2, 4, 8, 3, 2, 4, 0, 0]);
+        assert_eq!(flat(t.labels.unwrap()), [-100, 7, -100, -100, -100, 9, -100, -100]);
     }
 
     #[test]

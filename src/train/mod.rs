@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod data;
+pub mod masking;
 pub mod metrics;
 pub mod optim;
 pub mod plan;

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::models::{Model, ProblemType};
 use crate::ops::{self, Autocast, Half};
 use crate::parallel::Threads;
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
 use tch::{Kind, Tensor};
@@ -172,7 +173,8 @@ impl Run {
         );
         Ok(Run {
             data,
-            collator: Collator::new(config.padding(), m.config.pad_token_id)?,
+            collator: Collator::new(config.padding(), m.config.pad_token_id)?
+                .with_labeling(config.labeling.clone())?,
             batch_size: config.batch_size,
             drop_last: config.drop_last,
             sampling,
@@ -331,13 +333,31 @@ pub fn train<H: Hooks>(
         let g = plan.grad_accum;
         let total = epoch_batches.len();
         let mut next = std::mem::take(&mut skip_batches);
+        let mut collated = next;
+        let mut ready = VecDeque::new();
         while next < total && !epoch_stop && !stop {
             let window_end = (next / g * g + g).min(total);
+            // transformers takes a window's batches before its first forward pass, and
+            // accelerate's DataLoaderShard collates one batch ahead of the one it yields: the
+            // batches up to `window_end` (included) are collated, and masked for language
+            // modeling, before the window's forward passes draw their dropout.
+            {
+                let r = lock(run);
+                let device = lock(model).device();
+                while collated < total.min(window_end + 1) {
+                    ready.push_back(r.collator.collate(
+                        &r.data,
+                        &epoch_batches[collated],
+                        device,
+                    )?);
+                    collated += 1;
+                }
+            }
             hooks.event(Event::StepBegin, position(run))?;
-            for (i, ids) in epoch_batches.iter().enumerate().take(window_end).skip(next) {
+            for i in next..window_end {
                 threads.adapt();
                 let mut r = lock(run);
-                let batch = r.collator.collate(&r.data, ids, lock(model).device())?;
+                let batch = ready.pop_front().ok_or_else(|| Error::Other("no batch".into()))?;
                 let loss = micro_step(model, &mut r, &batch)?;
                 losses.add(loss, r.settings.nan_inf_filter, r.global_step);
                 r.total_flos += 6.0 * batch.input_ids.numel() as f64 * r.flos_parameters;
