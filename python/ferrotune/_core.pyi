@@ -145,9 +145,7 @@ class Examples:
 class TrainingRun:
     """The training loop (src/train/run.rs): data, AdamW, schedule and position."""
 
-    def __init__(
-        self, model: Model, examples: Examples, config: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, model: Model, examples: Examples, config: Mapping[str, Any]) -> None:
         """`config` has the keys of TrainingConfig (src/train/config.rs): batch_size,
         grad_accum, num_train_epochs, max_steps, drop_last, sampling, seed, learning_rate,
         lr_scheduler_type, warmup_steps, weight_decay, adam_beta1, adam_beta2, adam_epsilon,

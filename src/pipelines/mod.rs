@@ -12,7 +12,7 @@ use crate::inference::{Batching, TokenizerInputs};
 use crate::models::{Model, Task};
 use crate::ops::{Autocast, Half};
 use crate::rows::Rows;
-use crate::tokenizer::{Request, Sequence, Tokenizer, Truncation};
+use crate::tokenizer::{Details, Request, Sequence, Tokenizer, Truncation};
 use crate::train::data::{Collator, Examples, PadSettings};
 use std::sync::Mutex;
 use tch::{Kind, Tensor};
@@ -117,6 +117,14 @@ fn check_task(model: &Mutex<Model>, task: Task, pipeline: &str) -> Result<()> {
     Ok(())
 }
 
+/// The texts as the token-classification pipeline tokenizes them (`truncation=True`: a no-op
+/// without a `model_max_length`), with the offsets and special-tokens masks.
+pub fn encode_for_tokens(tokenizer: &Tokenizer, texts: &[&str]) -> Result<(Rows, Details)> {
+    let request = Request { truncation: Some(Truncation::LongestFirst), ..Request::default() };
+    let sequences: Vec<Sequence> = texts.iter().map(|t| Sequence::Text(t)).collect();
+    tokenizer.encode_details(&sequences, None, &tokenizer.plan(&request)?)
+}
+
 /// The entities of each text (`TokenClassificationPipeline`), and whether transformers would
 /// have warned that the tokenizer has no real words.
 pub fn token_classification(
@@ -128,20 +136,39 @@ pub fn token_classification(
     interrupt: &dyn Fn() -> Result<()>,
 ) -> Result<(Vec<Vec<ner::Entity>>, bool)> {
     check_task(model, Task::TokenClassification, "token-classification")?;
-    // `truncation = model_max_length > 0`: always on, and a no-op without a limit.
-    let plan = tokenizer
-        .plan(&Request { truncation: Some(Truncation::LongestFirst), ..Request::default() })?;
-    let sequences: Vec<Sequence> = texts.iter().map(|t| Sequence::Text(t)).collect();
-    let (rows, details) = tokenizer.encode_details(&sequences, None, &plan)?;
-    let ids: Vec<Vec<u32>> = (0..rows.len())
-        .map(|i| rows.input_ids[rows.row(i)].iter().map(|&id| id as u32).collect())
-        .collect();
+    let (rows, details) = encode_for_tokens(tokenizer, texts)?;
+    let ids = row_ids(&rows);
     let mut logits: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
     forward_rows(model, rows, tokenizer_inputs(tokenizer), run, interrupt, &mut |i, row| {
-        let row = row.to_kind(Kind::Float).to_device(tch::Device::Cpu).contiguous();
-        logits[i] = Vec::try_from(row.view([-1]))?;
+        logits[i] = float_values(&row)?;
         Ok(())
     })?;
+    entities_of(tokenizer, texts, &ids, &details, &logits, settings)
+}
+
+/// The values of a tensor of any kind and device as float32, in row-major order.
+pub fn float_values(tensor: &Tensor) -> Result<Vec<f32>> {
+    let flat = tensor.to_kind(Kind::Float).to_device(tch::Device::Cpu).contiguous().view([-1]);
+    Ok(Vec::try_from(flat)?)
+}
+
+/// The ids of each row.
+fn row_ids(rows: &Rows) -> Vec<Vec<u32>> {
+    (0..rows.len())
+        .map(|i| rows.input_ids[rows.row(i)].iter().map(|&id| id as u32).collect())
+        .collect()
+}
+
+/// The entities of each encoded text from its tokens' logits ([tokens × labels] each), in
+/// parallel; and whether a text's words came from the fallback heuristic.
+pub fn entities_of(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    ids: &[Vec<u32>],
+    details: &Details,
+    logits: &[Vec<f32>],
+    settings: &ner::Settings,
+) -> Result<(Vec<Vec<ner::Entity>>, bool)> {
     let prefix = tokenizer.continuing_subword_prefix().is_some_and(|p| !p.is_empty());
     let id_to_token = |id: u32| tokenizer.id_to_token(id).unwrap_or_default();
     let tokens_to_string = |tokens: &[String]| tokenizer.convert_tokens_to_string(tokens);
@@ -160,6 +187,7 @@ pub fn token_classification(
             special: &details.special_tokens_mask[i],
         };
         ner::entities(&encoded, &logits[i], settings, &vocab)
+            .map_err(|e| Error::value(format!("input {i}: {e}")))
     });
     let mut entities = Vec::with_capacity(results.len());
     let mut warned = false;
@@ -169,6 +197,26 @@ pub fn token_classification(
         warned |= heuristic;
     }
     Ok((entities, warned))
+}
+
+/// `entities_of` for logits computed elsewhere (another model's, [tokens × labels] per text,
+/// row-major): the texts are tokenized as `token_classification` tokenizes them.
+pub fn entities_from_logits(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    logits: &[Vec<f32>],
+    settings: &ner::Settings,
+) -> Result<(Vec<Vec<ner::Entity>>, bool)> {
+    if logits.len() != texts.len() {
+        return Err(Error::value(format!(
+            "{} logits tensors for {} texts",
+            logits.len(),
+            texts.len()
+        )));
+    }
+    let (rows, details) = encode_for_tokens(tokenizer, texts)?;
+    let ids = row_ids(&rows);
+    entities_of(tokenizer, texts, &ids, &details, logits, settings)
 }
 
 /// What `fill_mask` is asked for.

@@ -79,6 +79,15 @@ fn token_classification<'py>(
             pipelines::token_classification(model, core, &strs, &settings, run, &|| signals.check())
         })
     }))?;
+    Ok((entity_dicts(py, entities)?, heuristic))
+}
+
+/// The entities as transformers' dicts: "entity" and "index" for tokens, "entity_group" for
+/// groups; scores as floats.
+fn entity_dicts<'py>(
+    py: Python<'py>,
+    entities: Vec<Vec<ner::Entity>>,
+) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(py);
     for found in entities {
         let row = PyList::empty(py);
@@ -102,7 +111,34 @@ fn token_classification<'py>(
         }
         out.append(row)?;
     }
-    Ok((out, heuristic))
+    Ok(out)
+}
+
+/// `token_classification`'s results from logits computed elsewhere: one tensor [tokens, labels]
+/// per text, for the texts tokenized as the pipeline tokenizes them.
+#[pyfunction]
+#[pyo3(signature = (tokenizer, texts, logits, labels, aggregation_strategy="none", ignore_labels=vec!["O".to_string()]))]
+fn token_entities<'py>(
+    py: Python<'py>,
+    tokenizer: PyRef<'_, PyTokenizer>,
+    texts: &Bound<'py, PyAny>,
+    logits: Vec<PyTensor>,
+    labels: Vec<String>,
+    aggregation_strategy: &str,
+    ignore_labels: Vec<String>,
+) -> PyResult<(Bound<'py, PyList>, bool)> {
+    let aggregation = ner::Aggregation::parse(aggregation_strategy)?;
+    let texts = Texts::from_column(texts, "text")?;
+    let strs = texts.strs()?;
+    let settings = ner::Settings { labels, aggregation, ignore_labels };
+    let logits = logits
+        .iter()
+        .map(|t| pipelines::float_values(&t.0))
+        .collect::<crate::Result<Vec<Vec<f32>>>>()?;
+    let core = &tokenizer.inner;
+    let (entities, heuristic) =
+        py.detach(|| guard(|| pipelines::entities_from_logits(core, &strs, &logits, &settings)))?;
+    Ok((entity_dicts(py, entities)?, heuristic))
 }
 
 /// The ids of `targets` (`FillMaskPipeline.get_target_ids`), sorted, and the warnings to log.
@@ -174,6 +210,7 @@ fn fill_mask<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(classify, m)?)?;
     m.add_function(wrap_pyfunction!(token_classification, m)?)?;
+    m.add_function(wrap_pyfunction!(token_entities, m)?)?;
     m.add_function(wrap_pyfunction!(fill_mask_targets, m)?)?;
     m.add_function(wrap_pyfunction!(fill_mask, m)?)
 }
