@@ -29,7 +29,12 @@ from .modeling import (  # noqa: E402
     SequenceClassifierOutput,
     XLMRobertaForSequenceClassification,
 )
-from .pipelines import TextClassificationPipeline, pipeline  # noqa: E402
+from .pipelines import (  # noqa: E402
+    FillMaskPipeline,
+    TextClassificationPipeline,
+    TokenClassificationPipeline,
+    pipeline,
+)
 from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast  # noqa: E402
 from .trainer import (  # noqa: E402
     EvalPrediction,
@@ -75,6 +80,8 @@ __all__ = [
     "RobertaForSequenceClassification",
     "SequenceClassifierOutput",
     "TextClassificationPipeline",
+    "TokenClassificationPipeline",
+    "FillMaskPipeline",
     "TrainOutput",
     "Trainer",
     "TrainerCallback",
