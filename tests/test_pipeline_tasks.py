@@ -83,6 +83,26 @@ def test_postprocessing_of_the_same_logits_equals_transformers(tokenizers_pair, 
     assert any(expected), "the tiny model should find some entities"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["none", "first", "average"])
+def test_postprocessing_of_tweets_equals_transformers(tokenizers_pair, tweets, strategy):
+    theirs, ours = tokenizers_pair
+    texts = tweets.text.tolist()[:80]
+    model = tiny_token_classifier(len(theirs))
+    reference = transformers.pipeline(
+        "ner", model=model, tokenizer=theirs, aggregation_strategy=strategy
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = reference(texts)
+    with torch.no_grad():
+        logits = [
+            model(**theirs(text, truncation=True, return_tensors="pt")).logits[0] for text in texts
+        ]
+    got, _ = _core.token_entities(ours._core, texts, logits, LABELS, strategy)
+    assert [plain(e) for e in expected] == got
+
+
 def test_ignore_labels_and_labels_without_a_prefix(tokenizers_pair):
     theirs, ours = tokenizers_pair
     model = tiny_token_classifier(len(theirs))
