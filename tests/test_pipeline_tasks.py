@@ -298,3 +298,12 @@ def test_fill_mask_errors_name_the_input(mlm_dir):
         ours(f"a {mask}", top_k=10**7)
     with pytest.raises(ValueError, match="top_k"):
         ours(f"a {mask}", top_k=-1)
+
+
+def test_a_model_of_another_task_is_refused(tiny_bert_dir, minilm_dir):
+    classifier = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
+    tokenizer = ferrotune.AutoTokenizer.from_pretrained(minilm_dir)
+    with pytest.raises(ValueError, match="needs a token-classification model, got a sequence"):
+        _core.token_classification(classifier._model, tokenizer._core, ["a"], ["A", "B"])
+    with pytest.raises(ValueError, match="needs a masked-lm model, got a sequence"):
+        _core.fill_mask(classifier._model, tokenizer._core, ["a [MASK]"])
