@@ -98,6 +98,10 @@ class Model:
     @property
     def class_name(self) -> str: ...
     @property
+    def task(self) -> str: ...
+    @property
+    def tied(self) -> list[tuple[str, str]]: ...
+    @property
     def input_names(self) -> list[str]:
         """The tokenized columns `forward` takes (`token_type_ids` only where the model has
         token type embeddings)."""

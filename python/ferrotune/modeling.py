@@ -1,5 +1,6 @@
-"""`AutoModelForSequenceClassification` and the model classes: the transformers surface over the
-Rust model (`_core.Model`), whose weights are torch tensors shared with Python."""
+"""`AutoModelForSequenceClassification`, `AutoModelForTokenClassification`,
+`AutoModelForMaskedLM` and the model classes: the transformers surface over the Rust model
+(`_core.Model`), whose weights are torch tensors shared with Python."""
 
 from __future__ import annotations
 
@@ -61,6 +62,14 @@ class SequenceClassifierOutput(ModelOutput):
         super().__init__(
             loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions
         )
+
+
+class TokenClassifierOutput(SequenceClassifierOutput):
+    """`loss` (with labels) and `logits` [batch, length, num_labels], as in transformers."""
+
+
+class MaskedLMOutput(SequenceClassifierOutput):
+    """`loss` (with labels) and `logits` [batch, length, vocab_size], as in transformers."""
 
 
 def _group_keys(keys: list[str]) -> list[str]:
@@ -179,8 +188,8 @@ def _read_torch_bin(path: Path) -> list[tuple[str, torch.Tensor]]:
     return [(k, v) for k, v in state.items() if isinstance(v, torch.Tensor)]
 
 
-class PreTrainedModelForSequenceClassification:
-    """An encoder with a sequence-classification head, run by ferrotune's Rust core.
+class PreTrainedModel:
+    """An encoder with the head of its task, run by ferrotune's Rust core.
 
     Behaves as the transformers class of the same name: call it with the tokenizer's output
     (`model(**batch)`), switch `train()` / `eval()`, move it with `.to(...)`, save it with
@@ -188,10 +197,18 @@ class PreTrainedModelForSequenceClassification:
     """
 
     base_model_prefix = ""
+    # The core's name of the task, and what calling the model returns.
+    task = ""
+    output_class: type = SequenceClassifierOutput
 
     def __init__(self, config: PretrainedConfig, *, device: str | torch.device = "cpu"):
+        if not self.task:
+            raise TypeError(
+                "PreTrainedModel has no head; use AutoModelForSequenceClassification, "
+                "AutoModelForTokenClassification or AutoModelForMaskedLM"
+            )
         self.config = config
-        self._model = _core.Model(config.to_json_string(), str(torch.device(device)))
+        self._model = _core.Model(config.to_json_string(), str(torch.device(device)), self.task)
         self.training = False
 
     # -- calling ---------------------------------------------------------------------------
@@ -205,7 +222,7 @@ class PreTrainedModelForSequenceClassification:
         inputs_embeds: Any = None,
         return_dict: bool | None = None,
         **kwargs: Any,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> ModelOutput | tuple:
         if inputs_embeds is not None:
             raise NotImplementedError("inputs_embeds is not supported; pass input_ids")
         if input_ids is None:
@@ -214,23 +231,26 @@ class PreTrainedModelForSequenceClassification:
             None if t is None else torch.as_tensor(t)
             for t in (input_ids, attention_mask, token_type_ids, position_ids, labels)
         ]
+        sequence = self.task == "sequence-classification"
         loss, logits, problem_type = self._model.forward(
-            *tensors, problem_type=self.config.problem_type, train=self.training
+            *tensors,
+            problem_type=self.config.problem_type if sequence else None,
+            train=self.training,
         )
         if problem_type is not None and self.config.problem_type is None:
             self.config.problem_type = problem_type  # inferred from the labels, as transformers
         if return_dict is False:
             return (logits,) if loss is None else (loss, logits)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return self.output_class(loss=loss, logits=logits)
 
     forward = __call__
 
     # -- modes, devices, dtypes -------------------------------------------------------------
-    def train(self, mode: bool = True) -> PreTrainedModelForSequenceClassification:
+    def train(self, mode: bool = True) -> PreTrainedModel:
         self.training = bool(mode)
         return self
 
-    def eval(self) -> PreTrainedModelForSequenceClassification:
+    def eval(self) -> PreTrainedModel:
         return self.train(False)
 
     @property
@@ -241,7 +261,7 @@ class PreTrainedModelForSequenceClassification:
     def dtype(self) -> torch.dtype:
         return getattr(torch, self._model.dtype)
 
-    def to(self, *args: Any, **kwargs: Any) -> PreTrainedModelForSequenceClassification:
+    def to(self, *args: Any, **kwargs: Any) -> PreTrainedModel:
         """`.to(device)`, `.to(dtype)` or both, as nn.Module.to."""
         device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
         if kwargs:
@@ -268,19 +288,19 @@ class PreTrainedModelForSequenceClassification:
             self._model.set_dtype(str(dtype))
         return self
 
-    def cpu(self) -> PreTrainedModelForSequenceClassification:
+    def cpu(self) -> PreTrainedModel:
         return self.to("cpu")
 
-    def cuda(self, device: int | None = None) -> PreTrainedModelForSequenceClassification:
+    def cuda(self, device: int | None = None) -> PreTrainedModel:
         return self.to(torch.device("cuda", device) if device is not None else "cuda")
 
-    def float(self) -> PreTrainedModelForSequenceClassification:
+    def float(self) -> PreTrainedModel:
         return self.to(torch.float32)
 
-    def half(self) -> PreTrainedModelForSequenceClassification:
+    def half(self) -> PreTrainedModel:
         return self.to(torch.float16)
 
-    def bfloat16(self) -> PreTrainedModelForSequenceClassification:
+    def bfloat16(self) -> PreTrainedModel:
         return self.to(torch.bfloat16)
 
     # -- parameters ---------------------------------------------------------------------------
@@ -291,7 +311,12 @@ class PreTrainedModelForSequenceClassification:
         return (t for _, t in self._model.named_parameters())
 
     def state_dict(self) -> OrderedDict[str, torch.Tensor]:
-        return OrderedDict(self._model.state_dict())
+        """Every weight by name, the tied ones (a masked-LM decoder's) under both names, as in
+        transformers."""
+        state = OrderedDict(self._model.state_dict())
+        for tied, variable in self._model.tied:
+            state[tied] = state[variable]
+        return state
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True) -> dict:
         """Copies `state_dict` into the model; with `strict`, missing or unexpected keys raise
@@ -354,8 +379,9 @@ class PreTrainedModelForSequenceClassification:
         cls, config: PretrainedConfig, attn_implementation: str | None = None, **kwargs: Any
     ):
         """A model with fresh weights; `attn_implementation` as `attention_implementation`."""
-        model_class = _CLASSES[config.model_type]  # the config has validated model_type
-        if cls is not PreTrainedModelForSequenceClassification and not issubclass(model_class, cls):
+        # The config has validated model_type.
+        model_class = _CLASSES[config.model_type, cls.task or "sequence-classification"]
+        if not issubclass(model_class, cls):
             raise ValueError(f"{cls.__name__} cannot be built from a {config.model_type!r} config")
         model = model_class(config, **kwargs)
         if attn_implementation is not None:
@@ -466,56 +492,104 @@ class PreTrainedModelForSequenceClassification:
         )
 
 
-def _class_for(class_name: str, base_model_prefix: str) -> type:
-    """The class transformers names `class_name`, with its `base_model_prefix`."""
-    return type(
-        class_name,
-        (PreTrainedModelForSequenceClassification,),
+class PreTrainedModelForSequenceClassification(PreTrainedModel):
+    """An encoder with a sequence-classification head: logits [batch, num_labels]."""
+
+    task = "sequence-classification"
+    output_class = SequenceClassifierOutput
+
+
+class PreTrainedModelForTokenClassification(PreTrainedModel):
+    """An encoder with a token-classification head (NER): logits [batch, length, num_labels]."""
+
+    task = "token-classification"
+    output_class = TokenClassifierOutput
+
+
+class PreTrainedModelForMaskedLM(PreTrainedModel):
+    """An encoder with its masked-language-model head: logits [batch, length, vocab_size]."""
+
+    task = "masked-lm"
+    output_class = MaskedLMOutput
+
+
+_BASES = {
+    base.task: base
+    for base in (
+        PreTrainedModelForSequenceClassification,
+        PreTrainedModelForTokenClassification,
+        PreTrainedModelForMaskedLM,
+    )
+}
+
+# (model_type, task) -> the transformers class of that name, from the core's table.
+_CLASSES = {
+    (model_type, task): type(
+        name,
+        (_BASES[task],),
         {
-            "base_model_prefix": base_model_prefix,
+            "base_model_prefix": prefix,
             "__module__": __name__,
-            "__doc__": f"transformers' {class_name}, run by ferrotune.",
+            "__doc__": f"transformers' {name}, run by ferrotune.",
         },
     )
-
-
-# model_type -> class, from the core's table of architectures.
-_CLASSES = {
-    model_type: _class_for(name, prefix)
     for model_type, task, name, prefix in _core.MODEL_CLASSES
-    if task == "sequence-classification"
 }
-BertForSequenceClassification = _CLASSES["bert"]
-RobertaForSequenceClassification = _CLASSES["roberta"]
-XLMRobertaForSequenceClassification = _CLASSES["xlm-roberta"]
-DistilBertForSequenceClassification = _CLASSES["distilbert"]
-ElectraForSequenceClassification = _CLASSES["electra"]
-ModernBertForSequenceClassification = _CLASSES["modernbert"]
-DebertaV2ForSequenceClassification = _CLASSES["deberta-v2"]
+BertForSequenceClassification = _CLASSES["bert", "sequence-classification"]
+RobertaForSequenceClassification = _CLASSES["roberta", "sequence-classification"]
+XLMRobertaForSequenceClassification = _CLASSES["xlm-roberta", "sequence-classification"]
+DistilBertForSequenceClassification = _CLASSES["distilbert", "sequence-classification"]
+ElectraForSequenceClassification = _CLASSES["electra", "sequence-classification"]
+ModernBertForSequenceClassification = _CLASSES["modernbert", "sequence-classification"]
+DebertaV2ForSequenceClassification = _CLASSES["deberta-v2", "sequence-classification"]
+BertForTokenClassification = _CLASSES["bert", "token-classification"]
+RobertaForTokenClassification = _CLASSES["roberta", "token-classification"]
+XLMRobertaForTokenClassification = _CLASSES["xlm-roberta", "token-classification"]
+DistilBertForTokenClassification = _CLASSES["distilbert", "token-classification"]
+ElectraForTokenClassification = _CLASSES["electra", "token-classification"]
+ModernBertForTokenClassification = _CLASSES["modernbert", "token-classification"]
+DebertaV2ForTokenClassification = _CLASSES["deberta-v2", "token-classification"]
+BertForMaskedLM = _CLASSES["bert", "masked-lm"]
+RobertaForMaskedLM = _CLASSES["roberta", "masked-lm"]
+XLMRobertaForMaskedLM = _CLASSES["xlm-roberta", "masked-lm"]
+DistilBertForMaskedLM = _CLASSES["distilbert", "masked-lm"]
+ElectraForMaskedLM = _CLASSES["electra", "masked-lm"]
+ModernBertForMaskedLM = _CLASSES["modernbert", "masked-lm"]
+DebertaV2ForMaskedLM = _CLASSES["deberta-v2", "masked-lm"]
 
 
-class AutoModelForSequenceClassification:
-    """`AutoModelForSequenceClassification.from_pretrained(path_or_id, num_labels=...)` picks
-    the class for the config's model_type, as in transformers."""
+class _AutoModel:
+    """`AutoModelFor<Task>.from_pretrained(path_or_id, ...)` picks the class for the config's
+    model_type, as in transformers."""
+
+    _base: type[PreTrainedModel] = PreTrainedModel
 
     def __init__(self) -> None:
+        name = type(self).__name__
         raise OSError(
-            "AutoModelForSequenceClassification is not instantiated directly; use "
-            "AutoModelForSequenceClassification.from_pretrained(path_or_id)"
+            f"{name} is not instantiated directly; use {name}.from_pretrained(path_or_id)"
         )
 
-    @staticmethod
-    def from_pretrained(pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
         if hasattr(pretrained_model_name_or_path, "state_dict") and hasattr(
             pretrained_model_name_or_path, "config"
         ):
-            return PreTrainedModelForSequenceClassification.from_transformers(
-                pretrained_model_name_or_path, **kwargs
-            )
-        return PreTrainedModelForSequenceClassification.from_pretrained(
-            pretrained_model_name_or_path, *args, **kwargs
-        )
+            return cls._base.from_transformers(pretrained_model_name_or_path, **kwargs)
+        return cls._base.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
-    @staticmethod
-    def from_config(config: PretrainedConfig, **kwargs: Any):
-        return PreTrainedModelForSequenceClassification.from_config(config, **kwargs)
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, **kwargs: Any):
+        return cls._base.from_config(config, **kwargs)
+
+
+class AutoModelForSequenceClassification(_AutoModel):
+    _base = PreTrainedModelForSequenceClassification
+
+
+class AutoModelForTokenClassification(_AutoModel):
+    _base = PreTrainedModelForTokenClassification
+
+
+class AutoModelForMaskedLM(_AutoModel):
+    _base = PreTrainedModelForMaskedLM

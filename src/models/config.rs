@@ -191,6 +191,7 @@ impl Arch {
                 "layer_norm_eps": 1e-7, "relative_attention": false,
                 "max_relative_positions": -1, "pad_token_id": 0, "position_biased_input": true,
                 "pos_att_type": null, "pooler_dropout": 0.0, "pooler_hidden_act": "gelu",
+                "legacy": true,
             }),
         }
     }
@@ -247,6 +248,8 @@ pub struct ModelConfig {
     pub pad_token_id: Option<i64>,
     pub initializer_range: f64,
     pub num_labels: i64,
+    /// The masked-LM decoder's weight is the word embedding table (transformers' default).
+    pub tie_word_embeddings: bool,
     pub sinusoidal_positions: bool,
     /// What only ModernBERT has.
     pub modernbert: Option<ModernBertConfig>,
@@ -277,6 +280,8 @@ pub struct DebertaConfig {
     pub position_biased_input: bool,
     pub pooler_activation: Activation,
     pub pooler_dropout: f64,
+    /// The masked-LM head: `cls.predictions` (legacy, the default) or `lm_predictions.lm_head`.
+    pub legacy: bool,
     /// The convolution after the first layer (`conv_kernel_size` > 0).
     pub conv: Option<ConvConfig>,
 }
@@ -331,6 +336,12 @@ pub struct ModernBertConfig {
     pub mlp_bias: bool,
     pub classifier_bias: bool,
     pub classifier_activation: Activation,
+    /// The masked-LM decoder's bias.
+    pub decoder_bias: bool,
+    /// The masked-LM head computes logits only where the labels are not
+    /// `sparse_pred_ignore_index` (when labels are given).
+    pub sparse_prediction: bool,
+    pub sparse_pred_ignore_index: i64,
     pub pooling: Pooling,
     pub embedding_dropout: f64,
     pub mlp_dropout: f64,
@@ -421,6 +432,21 @@ impl Fields<'_> {
         self.get(key)?.as_bool().ok_or_else(|| {
             Error::value(format!("config {key:?} must be true or false, got {}", self.0[key]))
         })
+    }
+
+    fn int(&self, key: &str) -> Result<i64> {
+        let value = self.get(key)?;
+        value
+            .as_i64()
+            .ok_or_else(|| Error::value(format!("config {key:?} must be an integer, got {value}")))
+    }
+
+    /// `tie_word_embeddings`, true unless the config says otherwise (PretrainedConfig's default).
+    fn tie_word_embeddings(&self) -> Result<bool> {
+        match self.0.get("tie_word_embeddings") {
+            None | Some(Value::Null) => Ok(true),
+            Some(_) => self.boolean("tie_word_embeddings"),
+        }
     }
 
     fn optional_int(&self, key: &str) -> Result<Option<i64>> {
@@ -521,6 +547,9 @@ impl Fields<'_> {
             mlp_bias: self.boolean("mlp_bias")?,
             classifier_bias: self.boolean("classifier_bias")?,
             classifier_activation: Activation::parse(self.string("classifier_activation")?)?,
+            decoder_bias: self.boolean("decoder_bias")?,
+            sparse_prediction: self.boolean("sparse_prediction")?,
+            sparse_pred_ignore_index: self.int("sparse_pred_ignore_index")?,
             pooling,
             embedding_dropout: self.probability("embedding_dropout")?,
             mlp_dropout: self.probability("mlp_dropout")?,
@@ -651,6 +680,7 @@ impl Fields<'_> {
             position_biased_input: self.boolean("position_biased_input")?,
             pooler_activation: Activation::parse(self.string("pooler_hidden_act")?)?,
             pooler_dropout: self.probability("pooler_dropout")?,
+            legacy: self.boolean("legacy")?,
             conv,
         })
     }
@@ -691,6 +721,7 @@ impl ModelConfig {
                 pad_token_id,
                 initializer_range: f.positive_float("initializer_range")?,
                 num_labels: f.num_labels()?,
+                tie_word_embeddings: f.tie_word_embeddings()?,
                 sinusoidal_positions: f.get("sinusoidal_pos_embds")?.as_bool().unwrap_or(false),
                 modernbert: None,
                 deberta: None,
@@ -716,6 +747,7 @@ impl ModelConfig {
                     pad_token_id,
                     initializer_range: f.positive_float("initializer_range")?,
                     num_labels: f.num_labels()?,
+                    tie_word_embeddings: f.tie_word_embeddings()?,
                     sinusoidal_positions: false,
                     modernbert: Some(f.modernbert(num_layers)?),
                     deberta: None,
@@ -750,6 +782,7 @@ impl ModelConfig {
                     pad_token_id,
                     initializer_range: f.positive_float("initializer_range")?,
                     num_labels: f.num_labels()?,
+                    tie_word_embeddings: f.tie_word_embeddings()?,
                     sinusoidal_positions: false,
                     modernbert: None,
                     deberta: Some(f.deberta(hidden_size, max_positions)?),
@@ -789,6 +822,7 @@ impl ModelConfig {
                     pad_token_id,
                     initializer_range: f.positive_float("initializer_range")?,
                     num_labels: f.num_labels()?,
+                    tie_word_embeddings: f.tie_word_embeddings()?,
                     sinusoidal_positions: false,
                     modernbert: None,
                     deberta: None,

@@ -103,6 +103,10 @@ impl Layer {
 pub struct Mode {
     pub train: bool,
     pub defer_word_gradient: bool,
+    /// Skip the padding in the token-wise layers (see `Packing`); the padded positions' hidden
+    /// states are then zeros instead of transformers' values, which only a head reading every
+    /// position would see.
+    pub pack: bool,
 }
 
 /// The layers after the embeddings.
@@ -256,7 +260,7 @@ impl Encoder {
             None => embedded,
         };
         let bias = inputs.attention_mask.map(|m| mask_bias(m, embedded.kind()));
-        let packing = inputs.attention_mask.and_then(Packing::of);
+        let packing = inputs.attention_mask.filter(|_| mode.pack).and_then(Packing::of);
         let pass = Pass {
             packing: packing.as_ref(),
             bias: bias.as_ref(),
@@ -322,6 +326,13 @@ impl Packing {
         x.reshape([-1]).index_select(0, &self.index)
     }
 
+    /// Where the attended flat positions `flat` are in the packed layout.
+    fn rows_of(&self, flat: &Tensor) -> Tensor {
+        let rows = Tensor::full([self.batch * self.seq], -1, (Kind::Int64, self.index.device()));
+        let packed = Tensor::arange(self.index.size()[0], (Kind::Int64, self.index.device()));
+        rows.index_copy(0, &self.index, &packed).index_select(0, flat)
+    }
+
     /// [tokens, hidden] → [batch, seq, hidden], zeros at the padding. Each element is written
     /// once (zeros only where the padding is), in place of a fresh tensor: at long, padded
     /// inputs, zero-filling and copying the whole layout cost more than the attention.
@@ -347,6 +358,25 @@ impl Hidden {
         match &self.packing {
             Some(p) => self.states.index_select(0, &p.first),
             None => self.states.select(1, 0),
+        }
+    }
+
+    /// Every position's hidden state, [batch, seq, hidden] (zeros at the padding when packed).
+    pub fn all_tokens(&self) -> Tensor {
+        match &self.packing {
+            Some(p) => p.unpack(&self.states),
+            None => self.states.shallow_clone(),
+        }
+    }
+
+    /// The hidden states at the flat [batch × seq] positions `flat`, [positions, hidden]; when
+    /// packed, the positions must be attended ones.
+    pub fn at_positions(&self, flat: &Tensor) -> Tensor {
+        match &self.packing {
+            Some(p) => self.states.index_select(0, &p.rows_of(flat)),
+            None => {
+                self.states.reshape([-1, *self.states.size().last().unwrap()]).index_select(0, flat)
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use super::modernbert::Stds;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-pub(crate) enum Head {
+pub(crate) enum SequenceHead {
     Bert {
         pooler: nn::Linear,
         classifier: nn::Linear,
@@ -46,30 +46,30 @@ pub(crate) enum Head {
     },
 }
 
-impl Head {
+impl SequenceHead {
     /// Creates the head's variables under the model root `root` (encoder prefix for the pooler).
-    pub fn new(root: &nn::Path, config: &ModelConfig) -> Head {
+    pub fn new(root: &nn::Path, config: &ModelConfig) -> SequenceHead {
         let (h, n) = (config.hidden_size, config.num_labels);
         match config.arch {
-            Arch::Bert => Head::Bert {
+            Arch::Bert => SequenceHead::Bert {
                 pooler: linear(root / "bert" / "pooler" / "dense", h, h, config),
                 classifier: linear(root / "classifier", h, n, config),
             },
-            Arch::Roberta | Arch::XlmRoberta => Head::Roberta {
+            Arch::Roberta | Arch::XlmRoberta => SequenceHead::Roberta {
                 dense: linear(root / "classifier" / "dense", h, h, config),
                 out_proj: linear(root / "classifier" / "out_proj", h, n, config),
             },
-            Arch::Electra => Head::Electra {
+            Arch::Electra => SequenceHead::Electra {
                 dense: linear(root / "classifier" / "dense", h, h, config),
                 out_proj: linear(root / "classifier" / "out_proj", h, n, config),
             },
-            Arch::DistilBert => Head::DistilBert {
+            Arch::DistilBert => SequenceHead::DistilBert {
                 pre_classifier: linear(root / "pre_classifier", h, h, config),
                 classifier: linear(root / "classifier", h, n, config),
             },
             Arch::DebertaV2 => {
                 let deberta = config.deberta.as_ref().expect("read with DeBERTa's settings");
-                Head::Deberta {
+                SequenceHead::Deberta {
                     pooler: linear(root / "pooler" / "dense", h, h, config),
                     activation: deberta.pooler_activation,
                     pooler_dropout: deberta.pooler_dropout,
@@ -83,7 +83,7 @@ impl Head {
                 // The classifier's std is hidden_size ** -0.5 ("final_out").
                 let final_out = (h as f64).powf(-0.5);
                 let eps = config.layer_norm_eps;
-                Head::ModernBert {
+                SequenceHead::ModernBert {
                     pooling: modern.pooling,
                     dense: linear_trunc(root / "head" / "dense", h, h, bias, std.output, cutoff),
                     activation: modern.classifier_activation,
@@ -105,30 +105,30 @@ impl Head {
     ) -> Tensor {
         let first = || hidden.first_tokens();
         match self {
-            Head::Bert { pooler, classifier } => {
+            SequenceHead::Bert { pooler, classifier } => {
                 let pooled = pooler.forward(&first()).tanh();
                 classifier.forward(&dropout(&pooled, p, train))
             }
-            Head::Roberta { dense, out_proj } => {
+            SequenceHead::Roberta { dense, out_proj } => {
                 let x = dense.forward(&dropout(&first(), p, train)).tanh();
                 out_proj.forward(&dropout(&x, p, train))
             }
-            Head::Electra { dense, out_proj } => {
+            SequenceHead::Electra { dense, out_proj } => {
                 // get_activation("gelu"): the exact (erf) GELU.
                 let x = dense.forward(&dropout(&first(), p, train)).gelu("none");
                 out_proj.forward(&dropout(&x, p, train))
             }
-            Head::DistilBert { pre_classifier, classifier } => {
+            SequenceHead::DistilBert { pre_classifier, classifier } => {
                 let x = pre_classifier.forward(&first()).relu();
                 classifier.forward(&dropout(&x, p, train))
             }
-            Head::Deberta { pooler, activation, pooler_dropout, classifier } => {
+            SequenceHead::Deberta { pooler, activation, pooler_dropout, classifier } => {
                 // ContextPooler: dropout, dense, activation; then dropout (cls_dropout).
                 let context = dropout(&first(), *pooler_dropout, train);
                 let pooled = activate(*activation, &pooler.forward(&context));
                 classifier.forward(&dropout(&pooled, p, train))
             }
-            Head::ModernBert { pooling, dense, activation, norm, classifier } => {
+            SequenceHead::ModernBert { pooling, dense, activation, norm, classifier } => {
                 let pooled = match pooling {
                     Pooling::Cls => first(),
                     Pooling::Mean => hidden.mean(attention_mask),

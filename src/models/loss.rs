@@ -105,6 +105,44 @@ pub fn check_labels(problem: ProblemType, logits_shape: &[i64], labels: &Tensor)
     Ok(())
 }
 
+/// Checks per-token labels (token classification, masked LM) against input_ids of `shape`
+/// [batch, seq]: integers, one per token, each IGNORE_INDEX or in [0, width) (`what`: the name
+/// of the width, num_labels or vocab_size). Returns them flattened, as int64.
+pub fn check_token_labels(
+    labels: &Tensor,
+    shape: &[i64],
+    width: i64,
+    what: &str,
+) -> Result<Tensor> {
+    if !is_integer(labels.kind()) {
+        return Err(Error::type_error(format!(
+            "token labels must be integers (class ids, -100 where ignored), got {:?}",
+            labels.kind()
+        )));
+    }
+    let tokens: i64 = shape.iter().product();
+    if labels.numel() as i64 != tokens {
+        return Err(Error::value(format!(
+            "expected one label per token, labels of shape {shape:?}, got labels of shape {:?}",
+            labels.size()
+        )));
+    }
+    let flat = labels.reshape([-1]).to_kind(Kind::Int64);
+    let bad = flat.ne(IGNORE_INDEX).logical_and(&flat.lt(0).logical_or(&flat.ge(width)));
+    if bad.any().int64_value(&[]) != 0 {
+        let at = bad.nonzero().int64_value(&[0, 0]);
+        let seq = shape.last().copied().unwrap_or(1).max(1);
+        return Err(Error::value(format!(
+            "label {} at row {}, token {} is outside [0, {width}) ({what}={width}; -100 marks \
+             tokens without a label)",
+            flat.int64_value(&[at]),
+            at / seq,
+            at % seq
+        )));
+    }
+    Ok(flat)
+}
+
 /// The mean loss of `logits` against checked `labels`.
 pub fn loss(problem: ProblemType, logits: &Tensor, labels: &Tensor) -> Tensor {
     let num_labels = logits.size()[1];

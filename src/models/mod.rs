@@ -1,5 +1,6 @@
-//! Encoders with sequence-classification heads on tch: BERT, RoBERTa, XLM-RoBERTa, DistilBERT,
-//! ELECTRA, ModernBERT, DeBERTa-v2.
+//! Encoders with the heads of their tasks on tch (sequence classification, token
+//! classification, masked LM): BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ModernBERT,
+//! DeBERTa-v2.
 
 pub mod attention;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod heads;
 mod init;
 pub mod loss;
 mod modernbert;
+mod token_heads;
 pub mod weights;
 
 pub use attention::AttentionImpl;
@@ -21,9 +23,10 @@ pub use weights::LoadReport;
 
 use crate::error::{Error, Result};
 use encoder::{Encoder, Mode};
-use heads::Head;
+use heads::SequenceHead;
 use std::collections::HashMap;
 use tch::{nn, Device, Kind, Tensor};
+use token_heads::{LmHead, TokenHead};
 
 /// The inputs of one forward pass; the optional ones as transformers defaults them.
 pub struct Batch<'a> {
@@ -34,7 +37,8 @@ pub struct Batch<'a> {
     pub labels: Option<&'a Tensor>,
 }
 
-/// `SequenceClassifierOutput` (loss, logits), with the problem type the loss used.
+/// `SequenceClassifierOutput`, `TokenClassifierOutput` or `MaskedLMOutput` (loss, logits), with
+/// the problem type a sequence classifier's loss used.
 pub struct Output {
     pub loss: Option<Tensor>,
     pub logits: Tensor,
@@ -50,14 +54,34 @@ pub struct Model {
     head: Head,
 }
 
+enum Head {
+    Sequence(SequenceHead),
+    Token(TokenHead),
+    MaskedLm(LmHead),
+}
+
 impl Model {
     /// A model with freshly initialized weights (transformers' `_init_weights`), drawn from
     /// libtorch's default generator (so `torch.manual_seed` makes it reproducible).
     pub fn new(config: ModelConfig, task: Task, device: Device) -> Model {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let encoder = Encoder::new(&root / config.arch.prefix(), &config);
-        let head = Head::new(&root, &config);
+        let prefix = config.arch.prefix();
+        let encoder = Encoder::new(&root / prefix, &config);
+        let head = match task {
+            Task::SequenceClassification => Head::Sequence(SequenceHead::new(&root, &config)),
+            Task::TokenClassification => Head::Token(TokenHead::new(&root, &config)),
+            Task::MaskedLm => {
+                let words = encoder.word_embeddings();
+                let name = vs
+                    .variables()
+                    .into_iter()
+                    .find(|(_, t)| t.data_ptr() == words.data_ptr())
+                    .map(|(name, _)| name)
+                    .expect("the word embeddings are a variable");
+                Head::MaskedLm(LmHead::new(&root, &config, words, &name))
+            }
+        };
         Model { config, task, vs, encoder, head }
     }
 
@@ -109,8 +133,40 @@ impl Model {
         defer_word_gradient: bool,
     ) -> Result<(Output, Option<WordLookup>)> {
         self.encoder.check_inputs(batch)?;
+        let device = self.vs.device();
+        let on_device = |t: &Tensor| t.to_device(device);
         let Batch { input_ids, attention_mask, token_type_ids, position_ids, labels } = *batch;
-        let logits_shape = [input_ids.size()[0], self.config.num_labels];
+        let (input_ids, attention_mask, token_type_ids, position_ids) = (
+            on_device(input_ids),
+            attention_mask.map(on_device),
+            token_type_ids.map(on_device),
+            position_ids.map(on_device),
+        );
+        let inputs = Batch {
+            input_ids: &input_ids,
+            attention_mask: attention_mask.as_ref(),
+            token_type_ids: token_type_ids.as_ref(),
+            position_ids: position_ids.as_ref(),
+            labels: None,
+        };
+        let mode = Mode { train, defer_word_gradient, pack: true };
+        match &self.head {
+            Head::Sequence(head) => {
+                self.classify_sequences(head, &inputs, labels, problem_type, mode)
+            }
+            Head::Token(_) | Head::MaskedLm(_) => self.predict_tokens(&inputs, labels, mode),
+        }
+    }
+
+    fn classify_sequences(
+        &self,
+        head: &SequenceHead,
+        inputs: &Batch,
+        labels: Option<&Tensor>,
+        problem_type: Option<ProblemType>,
+        mode: Mode,
+    ) -> Result<(Output, Option<WordLookup>)> {
+        let logits_shape = [inputs.input_ids.size()[0], self.config.num_labels];
         // DeBERTa-v2 without a problem type computes its own loss and leaves the type unset.
         let deberta_loss = match (labels, problem_type, self.config.arch) {
             (Some(l), None, Arch::DebertaV2) => {
@@ -129,28 +185,14 @@ impl Model {
         if let (Some(labels), Some(problem)) = (labels, problem_type) {
             loss::check_labels(problem, &logits_shape, labels)?;
         }
-        let device = self.vs.device();
-        let on_device = |t: &Tensor| t.to_device(device);
-        let (input_ids, attention_mask, token_type_ids, position_ids) = (
-            on_device(input_ids),
-            attention_mask.map(on_device),
-            token_type_ids.map(on_device),
-            position_ids.map(on_device),
-        );
-        let inputs = Batch {
-            input_ids: &input_ids,
-            attention_mask: attention_mask.as_ref(),
-            token_type_ids: token_type_ids.as_ref(),
-            position_ids: position_ids.as_ref(),
-            labels: None,
-        };
-        let hidden = self.encoder.forward(&inputs, Mode { train, defer_word_gradient });
-        let logits = self.head.forward(
+        let hidden = self.encoder.forward(inputs, mode);
+        let logits = head.forward(
             &hidden,
             inputs.attention_mask,
             self.config.classifier_dropout,
-            train,
+            mode.train,
         );
+        let device = self.vs.device();
         let loss = match (labels, problem_type, deberta_loss) {
             (Some(labels), Some(problem), _) => {
                 Some(loss::loss(problem, &logits, &labels.to_device(device)))
@@ -159,6 +201,96 @@ impl Model {
             _ => None,
         };
         Ok((Output { loss, logits, problem_type }, hidden.word_lookup))
+    }
+
+    /// Token classification and masked LM: logits [batch, seq, width] and the cross-entropy
+    /// over the labelled tokens. The training loop reads only the loss, so there the head runs
+    /// on the labelled tokens alone (for masked LM, 15% of them) and the padding is skipped;
+    /// ModernBERT's `sparse_prediction` returns those logits, [labelled tokens, vocab_size].
+    fn predict_tokens(
+        &self,
+        inputs: &Batch,
+        labels: Option<&Tensor>,
+        mode: Mode,
+    ) -> Result<(Output, Option<WordLookup>)> {
+        let (width, what) = match &self.head {
+            Head::MaskedLm(_) => (self.config.vocab_size, "vocab_size"),
+            _ => (self.config.num_labels, "num_labels"),
+        };
+        let labels = labels
+            .map(|l| loss::check_token_labels(l, &inputs.input_ids.size(), width, what))
+            .transpose()?
+            .map(|l| l.to_device(self.vs.device()));
+        let sparse = self.config.modernbert.as_ref().filter(|m| m.sparse_prediction);
+        let ignore = match (&self.head, sparse) {
+            (Head::MaskedLm(_), Some(modern)) => Some(modern.sparse_pred_ignore_index),
+            _ => mode.defer_word_gradient.then_some(loss::IGNORE_INDEX),
+        };
+        let selected = match (&labels, ignore) {
+            (Some(l), Some(ignore)) => Some(l.ne(ignore).nonzero().squeeze_dim(1)),
+            _ => None,
+        };
+        // Skipping the padding needs every selected token to be attended; with every position
+        // read, the padding's states are computed as transformers computes them.
+        let pack = match (&selected, inputs.attention_mask) {
+            (Some(s), Some(mask)) => {
+                mask.reshape([-1]).index_select(0, s).ne(0).all().int64_value(&[]) != 0
+            }
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let hidden = self.encoder.forward(inputs, Mode { pack, ..mode });
+        let states = match &selected {
+            Some(s) => hidden.at_positions(s),
+            None => hidden.all_tokens(),
+        };
+        let logits = match &self.head {
+            Head::Token(head) => head.forward(&states, mode.train),
+            Head::MaskedLm(head) => head.forward(&states),
+            Head::Sequence(_) => unreachable!("sequence heads are not token heads"),
+        };
+        let loss = labels.map(|labels| {
+            let targets = match &selected {
+                Some(s) => labels.index_select(0, s),
+                None => labels,
+            };
+            let flat = logits.reshape([-1, width]);
+            // ModernBertForMaskedLM's `loss_function` computes in float32.
+            let flat = match (&self.head, self.config.arch) {
+                (Head::MaskedLm(_), Arch::ModernBert) => flat.to_kind(Kind::Float),
+                _ => flat,
+            };
+            flat.cross_entropy_loss::<Tensor>(
+                &targets,
+                None,
+                tch::Reduction::Mean,
+                loss::IGNORE_INDEX,
+                0.0,
+            )
+        });
+        Ok((Output { loss, logits, problem_type: None }, hidden.word_lookup))
+    }
+
+    fn key_rules(&self) -> weights::KeyRules<'_> {
+        // DeBERTa-v2's `_keys_to_ignore_on_load_unexpected`: position embeddings of a checkpoint
+        // whose model does not add them (`position_biased_input` false), and, for masked LM,
+        // the replaced-token-detection head of DeBERTa-v3's checkpoints.
+        let ignored: &[&str] = match (self.config.arch, self.task) {
+            (Arch::DebertaV2, Task::MaskedLm) => &["position_embeddings", "mask_predictions."],
+            (Arch::DebertaV2, _) => &["position_embeddings"],
+            _ => &[],
+        };
+        weights::KeyRules { prefix: self.config.arch.prefix(), tied: self.tied(), ignored }
+    }
+
+    /// (transformers' name, variable) of the weights tied to another variable: the masked-LM
+    /// decoder's weight (the word embeddings) and bias. They load into that variable and are
+    /// not saved.
+    pub fn tied(&self) -> &[(String, String)] {
+        match &self.head {
+            Head::MaskedLm(head) => &head.tied,
+            _ => &[],
+        }
     }
 
     /// Every variable by its transformers state-dict name, sorted (shallow: same storage).
@@ -179,12 +311,7 @@ impl Model {
         ignore_mismatched_sizes: bool,
     ) -> Result<LoadReport> {
         let variables: HashMap<String, Tensor> = self.vs.variables();
-        weights::load_into(
-            &variables,
-            self.config.arch.prefix(),
-            checkpoint,
-            ignore_mismatched_sizes,
-        )
+        weights::load_into(&variables, self.key_rules(), checkpoint, ignore_mismatched_sizes)
     }
 
     /// Loads safetensors files (one, or the shards of an index) into the variables.
@@ -195,7 +322,7 @@ impl Model {
     ) -> Result<LoadReport> {
         weights::load_safetensors(
             &self.vs.variables(),
-            self.config.arch.prefix(),
+            self.key_rules(),
             paths,
             ignore_mismatched_sizes,
         )
@@ -233,6 +360,46 @@ impl Model {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The training loop's token-task loss (the head run on the labelled tokens only, the
+    /// padding skipped) equals the public forward's (every position), and so do its gradients.
+    #[test]
+    fn training_loss_of_the_labelled_tokens_is_the_full_loss() {
+        let config = ModelConfig::from_json(&json!({
+            "model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 50,
+            "max_position_embeddings": 40, "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0, "num_labels": 5
+        }))
+        .unwrap();
+        let ids = Tensor::from_slice(&[2i64, 5, 7, 5, 3, 0, 0, 2, 9, 9, 9, 3]).view([2, 6]);
+        let mask = ids.ne(0).to_kind(Kind::Int64);
+        for (task, labels) in [
+            (Task::TokenClassification, [-100i64, 1, 4, 0, -100, -100, -100, 2, 2, 3, -100, -100]),
+            (
+                Task::MaskedLm,
+                [-100i64, -100, 49, -100, -100, -100, -100, 8, -100, -100, -100, -100],
+            ),
+        ] {
+            tch::manual_seed(0);
+            let model = Model::new(config.clone(), task, Device::Cpu);
+            let labels = Tensor::from_slice(&labels).view([2, 6]);
+            let batch = Batch {
+                input_ids: &ids,
+                attention_mask: Some(&mask),
+                token_type_ids: None,
+                position_ids: None,
+                labels: Some(&labels),
+            };
+            let full = model.forward(&batch, None, true).unwrap();
+            assert_eq!(full.logits.size()[..2], [2, 6]);
+            let (sparse, _) = model.forward_for_training(&batch, None).unwrap();
+            let selected = labels.ne(-100).sum(Kind::Int64).int64_value(&[]);
+            assert_eq!(sparse.logits.size()[0], selected, "{task:?}");
+            let (a, b) = (full.loss.unwrap(), sparse.loss.unwrap());
+            assert!((a.double_value(&[]) - b.double_value(&[])).abs() < 1e-6, "{task:?}");
+        }
+    }
 
     /// The training loop's word-embedding gradient (looked up outside autograd, accumulated by
     /// `WordLookup`) equals autograd's, bit for bit, with padding and over two micro-batches

@@ -56,12 +56,24 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
     })
 }
 
+/// How checkpoint keys map to a model's variables besides by name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyRules<'a> {
+    /// The model's `base_model_prefix`, which a bare encoder's checkpoint lacks.
+    pub prefix: &'a str,
+    /// (key, variable) of tied weights: the key loads into that variable.
+    pub tied: &'a [(String, String)],
+    /// Substrings of checkpoint keys the model ignores when it has no variable for them
+    /// (`_keys_to_ignore_on_load_unexpected`).
+    pub ignored: &'a [&'a str],
+}
+
 /// Loads safetensors files (one, or the shards of an index) into `variables` (see
 /// `load_into`). Each checkpoint tensor is a view of its mapped file, copied once into its
 /// variable: no copy of the whole checkpoint is made first (90 MB less at the peak for MiniLM).
 pub fn load_safetensors(
     variables: &HashMap<String, Tensor>,
-    prefix: &str,
+    rules: KeyRules,
     paths: &[PathBuf],
     ignore_mismatched_sizes: bool,
 ) -> Result<LoadReport> {
@@ -72,7 +84,7 @@ pub fn load_safetensors(
     }
     // The views point into `maps`: load_into only reads them, and drops them all (its report
     // holds names and shapes, no tensor) before the maps are unmapped at the end of this scope.
-    load_into(variables, prefix, views, ignore_mismatched_sizes)
+    load_into(variables, rules, views, ignore_mismatched_sizes)
 }
 
 fn map(path: &Path) -> Result<memmap2::Mmap> {
@@ -187,11 +199,11 @@ fn is_buffer(key: &str) -> bool {
 /// transformers' key rules. A shape mismatch is an error unless `ignore_mismatched_sizes`.
 pub fn load_into(
     variables: &HashMap<String, Tensor>,
-    prefix: &str,
+    rules: KeyRules,
     checkpoint: Vec<(String, Tensor)>,
     ignore_mismatched_sizes: bool,
 ) -> Result<LoadReport> {
-    let with_prefix = format!("{prefix}.");
+    let with_prefix = format!("{}.", rules.prefix);
     // A checkpoint of the bare encoder (BertModel) has no prefix: its encoder keys get the
     // model's, while head keys (`classifier.*`) match as they are.
     let bare_encoder = !checkpoint.iter().any(|(k, _)| modern_name(k).starts_with(&with_prefix));
@@ -200,6 +212,9 @@ pub fn load_into(
     let mut plan = Vec::new();
     for (key, tensor) in checkpoint {
         let mut name = modern_name(&key);
+        if let Some((_, variable)) = rules.tied.iter().find(|(tied, _)| *tied == name) {
+            name = variable.clone();
+        }
         if bare_encoder && !variables.contains_key(&name) {
             name = format!("{with_prefix}{name}");
         }
@@ -207,9 +222,7 @@ pub fn load_into(
             continue;
         }
         let Some(variable) = variables.get(&name) else {
-            // DeBERTa-v2's `_keys_to_ignore_on_load_unexpected`: position embeddings of a
-            // checkpoint whose model does not add them (`position_biased_input` false).
-            if !(prefix == "deberta" && name.contains("position_embeddings")) {
+            if !rules.ignored.iter().any(|pattern| name.contains(pattern)) {
                 report.unexpected.push(key);
             }
             continue;
@@ -236,6 +249,14 @@ pub fn load_into(
         Ok(())
     })?;
     report.missing = variables.keys().filter(|k| !matched.contains(*k)).cloned().collect();
+    // A tied weight whose variable is missing is missing too, as transformers reports it.
+    let tied_missing: Vec<String> = rules
+        .tied
+        .iter()
+        .filter(|(_, variable)| report.missing.contains(variable))
+        .map(|(tied, _)| tied.clone())
+        .collect();
+    report.missing.extend(tied_missing);
     report.missing.sort();
     report.unexpected.sort();
     report.mismatched.sort();
@@ -269,7 +290,13 @@ mod tests {
             ("embeddings.position_ids".to_string(), Tensor::arange(4, (Kind::Int64, Device::Cpu))),
             ("cls.predictions.bias".to_string(), Tensor::zeros([10], (Kind::Float, Device::Cpu))),
         ];
-        let report = load_into(&variables, "bert", checkpoint, false).unwrap();
+        let report = load_into(
+            &variables,
+            KeyRules { prefix: "bert", ..Default::default() },
+            checkpoint,
+            false,
+        )
+        .unwrap();
         assert_eq!(report.missing, vec!["classifier.weight"]);
         assert_eq!(report.unexpected, vec!["cls.predictions.bias"]);
         assert!(report.mismatched.is_empty());
@@ -286,13 +313,25 @@ mod tests {
                 Tensor::ones([3, 4], (Kind::Float, Device::Cpu)),
             )]
         };
-        let err = load_into(&variables, "bert", checkpoint(), false).unwrap_err();
+        let err = load_into(
+            &variables,
+            KeyRules { prefix: "bert", ..Default::default() },
+            checkpoint(),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "the checkpoint's \"classifier.weight\" has shape [3, 4] but the model expects [2, 4]; \
              pass ignore_mismatched_sizes=True to re-initialize it instead"
         );
-        let report = load_into(&variables, "bert", checkpoint(), true).unwrap();
+        let report = load_into(
+            &variables,
+            KeyRules { prefix: "bert", ..Default::default() },
+            checkpoint(),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             report.mismatched,
             vec![("classifier.weight".to_string(), vec![3, 4], vec![2, 4])]
@@ -315,7 +354,13 @@ mod tests {
             ("m.b".to_string(), Tensor::zeros([2], (Kind::BFloat16, Device::Cpu))),
         ]
         .into();
-        let report = load_safetensors(&variables, "m", std::slice::from_ref(&path), false).unwrap();
+        let report = load_safetensors(
+            &variables,
+            KeyRules { prefix: "m", ..Default::default() },
+            std::slice::from_ref(&path),
+            false,
+        )
+        .unwrap();
         assert!(variables["m.a"].equal(&a.t_copy()));
         assert!(variables["m.b"].equal(&b));
         assert!(report.unexpected.is_empty() && report.missing.is_empty());
@@ -330,8 +375,13 @@ mod tests {
         drop(back);
 
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
-        let err =
-            load_safetensors(&variables, "m", std::slice::from_ref(&path), false).unwrap_err();
+        let err = load_safetensors(
+            &variables,
+            KeyRules { prefix: "m", ..Default::default() },
+            std::slice::from_ref(&path),
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Value(_)));
         assert!(
             err.to_string()

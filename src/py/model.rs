@@ -227,6 +227,18 @@ impl PyModel {
         self.lock().config.num_labels
     }
 
+    /// "sequence-classification", "token-classification" or "masked-lm".
+    #[getter]
+    fn task(&self) -> &'static str {
+        self.lock().task.name()
+    }
+
+    /// (transformers' name, variable name) of each tied weight (a masked-LM decoder's).
+    #[getter]
+    fn tied(&self) -> Vec<(String, String)> {
+        self.lock().tied().to_vec()
+    }
+
     /// transformers' class name for this architecture, e.g. BertForSequenceClassification.
     #[getter]
     fn class_name(&self) -> String {
