@@ -28,13 +28,13 @@ SUPPORTED_TASKS = (
     "token-classification",
     "fill-mask",
 )
-# The model class each task loads (ferrotune.modeling's name).
+# The head of each task's models: ferrotune.modeling's AutoModelFor<head>, PreTrainedModelFor<head>.
 TASK_MODELS = {
-    "sentiment-analysis": "AutoModelForSequenceClassification",
-    "text-classification": "AutoModelForSequenceClassification",
-    "ner": "AutoModelForTokenClassification",
-    "token-classification": "AutoModelForTokenClassification",
-    "fill-mask": "AutoModelForMaskedLM",
+    "sentiment-analysis": "SequenceClassification",
+    "text-classification": "SequenceClassification",
+    "ner": "TokenClassification",
+    "token-classification": "TokenClassification",
+    "fill-mask": "MaskedLM",
 }
 logger = logging.getLogger(__name__)
 FUNCTIONS = ("softmax", "sigmoid", "none")
@@ -312,13 +312,14 @@ def _check_batch_size(batch_size: Any) -> int | None:
 def _load_model(model: Any, device: Any, dtype: Any, task: str = "text-classification") -> Any:
     from . import modeling
 
-    auto = getattr(modeling, TASK_MODELS[task])
-    if isinstance(model, PreTrainedModelForSequenceClassification) or hasattr(model, "_model"):
+    head = TASK_MODELS[task]
+    base = getattr(modeling, f"PreTrainedModelFor{head}")
+    if isinstance(model, modeling.PreTrainedModel):
         loaded = model
     elif isinstance(model, (str, os.PathLike)):
-        loaded = auto.from_pretrained(model)
+        loaded = getattr(modeling, f"AutoModelFor{head}").from_pretrained(model)
     elif hasattr(model, "state_dict") and hasattr(model, "config"):
-        loaded = _from_transformers(model, task)
+        loaded = base.from_transformers(model)
     else:
         raise TypeError(
             f"model must be a path, a hub id or a model for {task}, got {type(model).__name__}"
@@ -332,17 +333,6 @@ def _load_model(model: Any, device: Any, dtype: Any, task: str = "text-classific
     if dtype is not None and dtype != "auto":
         loaded.to(dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype)))
     return loaded
-
-
-def _from_transformers(model: Any, task: str) -> Any:
-    """A ferrotune model with the weights of a transformers model of the task."""
-    if TASK_MODELS[task] == "AutoModelForSequenceClassification":
-        return PreTrainedModelForSequenceClassification.from_transformers(model)
-    with tempfile.TemporaryDirectory() as folder:
-        model.save_pretrained(folder)
-        from . import modeling
-
-        return getattr(modeling, TASK_MODELS[task]).from_pretrained(folder)
 
 
 def _load_tokenizer(tokenizer: Any, model: Any) -> PreTrainedTokenizerFast:
@@ -396,7 +386,7 @@ def pipeline(
     _check_batch_size(batch_size)
     loaded = _load_model(model, device, dtype if dtype is not None else torch_dtype, task)
     loaded_tokenizer = _load_tokenizer(tokenizer, model)
-    if TASK_MODELS[task] == "AutoModelForSequenceClassification":
+    if TASK_MODELS[task] == "SequenceClassification":
         return TextClassificationPipeline(
             loaded, loaded_tokenizer, batch_size=batch_size, task=task, **kwargs
         )
