@@ -7,6 +7,7 @@ pub mod inference;
 pub mod models;
 pub mod ops;
 pub mod parallel;
+pub mod pipelines;
 mod py;
 pub mod rows;
 pub mod tokenizer;

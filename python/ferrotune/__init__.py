@@ -54,7 +54,12 @@ from .modeling import (  # noqa: E402
     XLMRobertaForSequenceClassification,
     XLMRobertaForTokenClassification,
 )
-from .pipelines import TextClassificationPipeline, pipeline  # noqa: E402
+from .pipelines import (  # noqa: E402
+    FillMaskPipeline,
+    TextClassificationPipeline,
+    TokenClassificationPipeline,
+    pipeline,
+)
 from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast  # noqa: E402
 from .trainer import (  # noqa: E402
     EvalPrediction,
@@ -120,6 +125,8 @@ __all__ = [
     "RobertaForTokenClassification",
     "SequenceClassifierOutput",
     "TextClassificationPipeline",
+    "TokenClassificationPipeline",
+    "FillMaskPipeline",
     "TokenClassifierOutput",
     "TrainOutput",
     "Trainer",

@@ -358,3 +358,44 @@ def classify(
     """Logits [texts, num_labels] of `pipeline("text-classification")`: parallel tokenization,
     batches of similar lengths (a token budget when batch_size is None), input order kept.
     ValueError names an input longer than the model takes without truncation."""
+
+def token_classification(
+    model: Model,
+    tokenizer: Tokenizer,
+    texts: Any,
+    labels: list[str],
+    aggregation_strategy: str = "none",
+    ignore_labels: list[str] = ["O"],
+    batch_size: int | None = None,
+    bf16: bool = False,
+) -> tuple[list[list[dict[str, Any]]], bool]:
+    """`pipeline("ner")`: the entities of each text as transformers' dicts, and whether the
+    tokenizer's words came from the fallback heuristic (transformers warns then)."""
+
+def token_entities(
+    tokenizer: Tokenizer,
+    texts: Any,
+    logits: list[torch.Tensor],
+    labels: list[str],
+    aggregation_strategy: str = "none",
+    ignore_labels: list[str] = ["O"],
+) -> tuple[list[list[dict[str, Any]]], bool]:
+    """`token_classification`'s results from logits computed elsewhere ([tokens, labels] per
+    text, for the texts tokenized as the pipeline tokenizes them)."""
+
+def fill_mask_targets(tokenizer: Tokenizer, targets: list[str]) -> tuple[list[int], list[str]]:
+    """`FillMaskPipeline.get_target_ids`: sorted ids of the targets, and the warnings to log."""
+
+def fill_mask(
+    model: Model,
+    tokenizer: Tokenizer,
+    texts: Any,
+    top_k: int = 5,
+    targets: list[int] | None = None,
+    truncation: bool | str | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    bf16: bool = False,
+) -> list[list[list[dict[str, Any]]]]:
+    """`pipeline("fill-mask")`: per text, per mask, the top_k candidates as transformers' dicts
+    (score, token, token_str, sequence). ValueError names an input without a mask token."""

@@ -1,12 +1,15 @@
-"""`pipeline("sentiment-analysis")` / `pipeline("text-classification")`: transformers'
-`TextClassificationPipeline` outputs, computed by one native call per input list (parallel
-tokenization, length-sorted batches, no autograd, results in input order)."""
+"""`pipeline("sentiment-analysis")` / `pipeline("text-classification")`, `pipeline("ner")` /
+`pipeline("token-classification")` and `pipeline("fill-mask")`: transformers' outputs, computed
+by one native call per input list (parallel tokenization, length-sorted batches, no autograd,
+results in input order)."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,7 +21,22 @@ from .hub import ignore_remote_code
 from .modeling import PreTrainedModelForSequenceClassification
 from .tokenization import AutoTokenizer, PreTrainedTokenizerFast
 
-SUPPORTED_TASKS = ("sentiment-analysis", "text-classification")
+SUPPORTED_TASKS = (
+    "sentiment-analysis",
+    "text-classification",
+    "ner",
+    "token-classification",
+    "fill-mask",
+)
+# The head of each task's models: ferrotune.modeling's AutoModelFor<head>, PreTrainedModelFor<head>.
+TASK_MODELS = {
+    "sentiment-analysis": "SequenceClassification",
+    "text-classification": "SequenceClassification",
+    "ner": "TokenClassification",
+    "token-classification": "TokenClassification",
+    "fill-mask": "MaskedLM",
+}
+logger = logging.getLogger(__name__)
 FUNCTIONS = ("softmax", "sigmoid", "none")
 # Inputs of a generator are classified this many at a time.
 STREAM_CHUNK = 4096
@@ -159,6 +177,130 @@ class TextClassificationPipeline:
             yield from run(chunk)
 
 
+def _texts(inputs: Any, what: str) -> tuple[list, bool]:
+    """(texts, single) of a string or a list of strings."""
+    if isinstance(inputs, str):
+        return [inputs], True
+    if isinstance(inputs, (list, tuple)) and len(inputs) > 0:
+        for i, item in enumerate(inputs):
+            if not isinstance(item, str):
+                raise TypeError(
+                    f"{what} input {i} has type {type(item).__name__}, expected str: {item!r:.80}"
+                )
+        return list(inputs), False
+    raise ValueError(
+        f"At least one input is required (a string or a list of strings), got {inputs!r:.80}"
+    )
+
+
+class _TaskPipeline:
+    """What the token-classification and fill-mask pipelines share: the model, the tokenizer,
+    the arguments given at construction (which each call's arguments override)."""
+
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerFast, task: str, **defaults: Any):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.task = task
+        self._defaults = defaults
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def _run(self, kwargs: dict) -> dict:
+        """The forward-pass arguments: `batch_size` and bfloat16 autocast."""
+        return {
+            "batch_size": _check_batch_size(kwargs.pop("batch_size", None)),
+            "bf16": self.model.dtype == torch.bfloat16,
+        }
+
+
+class TokenClassificationPipeline(_TaskPipeline):
+    """`pipeline("ner")`: the entities of texts, as transformers' TokenClassificationPipeline
+    gives them (`aggregation_strategy` "none", "simple", "first", "average" or "max";
+    `ignore_labels`, default ["O"])."""
+
+    def __call__(self, inputs: Any, **kwargs: Any) -> list:
+        kwargs = {**self._defaults, **kwargs}
+        strategy = kwargs.pop("aggregation_strategy", None)
+        strategy = "none" if strategy is None else str(getattr(strategy, "value", strategy))
+        ignore_labels = kwargs.pop("ignore_labels", None)
+        ignore_labels = ["O"] if ignore_labels is None else list(ignore_labels)
+        for name in ("stride", "offset_mapping"):
+            if kwargs.pop(name, None) is not None:
+                raise NotImplementedError(
+                    f"ferrotune's token-classification pipeline has no {name}"
+                )
+        if kwargs.pop("is_split_into_words", False):
+            raise NotImplementedError(
+                "ferrotune's token-classification pipeline takes texts, not is_split_into_words"
+            )
+        run = self._run(kwargs)
+        if kwargs:
+            raise TypeError(f"unsupported arguments for the pipeline: {', '.join(sorted(kwargs))}")
+        texts, single = _texts(inputs, "token-classification")
+        config = self.model.config
+        labels = [config.id2label[i] for i in range(len(config.id2label))]
+        results, heuristic = _core.token_classification(
+            self.model._model,
+            self.tokenizer._core,
+            texts,
+            labels,
+            aggregation_strategy=strategy,
+            ignore_labels=ignore_labels,
+            **run,
+        )
+        if heuristic:
+            message = "Tokenizer does not support real words, using fallback heuristic"
+            warnings.warn(message, UserWarning, stacklevel=2)
+        for entities in results:
+            for entity in entities:  # transformers' scores are numpy float32
+                entity["score"] = np.float32(entity["score"])
+        return results[0] if single else results
+
+
+class FillMaskPipeline(_TaskPipeline):
+    """`pipeline("fill-mask")`: the `top_k` most likely tokens for each mask of texts (only
+    among `targets` when given), as transformers' FillMaskPipeline gives them."""
+
+    def __call__(self, inputs: Any, **kwargs: Any) -> list:
+        kwargs = {**self._defaults, **kwargs}
+        top_k = kwargs.pop("top_k", None)
+        top_k = 5 if top_k is None else top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
+        targets = kwargs.pop("targets", None)
+        tokenizer_kwargs = dict(kwargs.pop("tokenizer_kwargs", None) or {})
+        run = self._run(kwargs)
+        if kwargs:
+            raise TypeError(f"unsupported arguments for the pipeline: {', '.join(sorted(kwargs))}")
+        truncation = tokenizer_kwargs.pop("truncation", None)
+        max_length = tokenizer_kwargs.pop("max_length", None)
+        tokenizer_kwargs.pop("padding", None)  # batches are padded as needed
+        if tokenizer_kwargs:
+            raise TypeError(f"unsupported tokenizer_kwargs: {', '.join(sorted(tokenizer_kwargs))}")
+        target_ids = None
+        if targets is not None:
+            targets = [targets] if isinstance(targets, str) else list(targets)
+            target_ids, messages = _core.fill_mask_targets(self.tokenizer._core, targets)
+            for message in messages:
+                logger.warning(message)
+        texts, single = _texts(inputs, "fill-mask")
+        results = _core.fill_mask(
+            self.model._model,
+            self.tokenizer._core,
+            texts,
+            top_k=top_k,
+            targets=target_ids,
+            truncation=truncation,
+            max_length=max_length,
+            **run,
+        )
+        # One mask: its candidates; several: a list per mask (transformers' `postprocess`).
+        outputs = [masks[0] if len(masks) == 1 else masks for masks in results]
+        return outputs[0] if single or len(outputs) == 1 else outputs
+
+
 def _check_batch_size(batch_size: Any) -> int | None:
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -167,19 +309,20 @@ def _check_batch_size(batch_size: Any) -> int | None:
     return batch_size
 
 
-def _load_model(model: Any, device: Any, dtype: Any) -> PreTrainedModelForSequenceClassification:
-    from .modeling import AutoModelForSequenceClassification
+def _load_model(model: Any, device: Any, dtype: Any, task: str = "text-classification") -> Any:
+    from . import modeling
 
-    if isinstance(model, PreTrainedModelForSequenceClassification):
+    head = TASK_MODELS[task]
+    base = getattr(modeling, f"PreTrainedModelFor{head}")
+    if isinstance(model, modeling.PreTrainedModel):
         loaded = model
     elif isinstance(model, (str, os.PathLike)):
-        loaded = AutoModelForSequenceClassification.from_pretrained(model)
+        loaded = getattr(modeling, f"AutoModelFor{head}").from_pretrained(model)
     elif hasattr(model, "state_dict") and hasattr(model, "config"):
-        loaded = PreTrainedModelForSequenceClassification.from_transformers(model)
+        loaded = base.from_transformers(model)
     else:
         raise TypeError(
-            f"model must be a path, a hub id or a sequence-classification model, "
-            f"got {type(model).__name__}"
+            f"model must be a path, a hub id or a model for {task}, got {type(model).__name__}"
         )
     if device is not None:
         if isinstance(device, int):
@@ -222,8 +365,9 @@ def pipeline(
     dtype: Any = None,
     torch_dtype: Any = None,
     **kwargs: Any,
-) -> TextClassificationPipeline:
-    """`pipeline("sentiment-analysis", model=path_or_model, tokenizer=...)`, as transformers';
+) -> Any:
+    """`pipeline("sentiment-analysis" | "ner" | "fill-mask", model=path_or_model, tokenizer=...)`,
+    as transformers';
     `batch_size` None lets ferrotune batch by length. Extra keyword arguments (e.g.
     `truncation=True`) apply to every call."""
     ignore_remote_code(kwargs.pop("trust_remote_code", False))
@@ -240,7 +384,16 @@ def pipeline(
             "folder, a hub id or a model object>"
         )
     _check_batch_size(batch_size)
-    loaded = _load_model(model, device, dtype if dtype is not None else torch_dtype)
-    return TextClassificationPipeline(
-        loaded, _load_tokenizer(tokenizer, model), batch_size=batch_size, task=task, **kwargs
-    )
+    loaded = _load_model(model, device, dtype if dtype is not None else torch_dtype, task)
+    loaded_tokenizer = _load_tokenizer(tokenizer, model)
+    if TASK_MODELS[task] == "SequenceClassification":
+        return TextClassificationPipeline(
+            loaded, loaded_tokenizer, batch_size=batch_size, task=task, **kwargs
+        )
+    if task == "fill-mask":
+        if loaded_tokenizer.mask_token is None:
+            raise ValueError("The tokenizer does not define a `mask_token`.")
+        pipeline_class = FillMaskPipeline
+    else:
+        pipeline_class = TokenClassificationPipeline
+    return pipeline_class(loaded, loaded_tokenizer, task, batch_size=batch_size, **kwargs)

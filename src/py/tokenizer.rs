@@ -66,7 +66,7 @@ impl<'py> Texts<'py> {
     }
 
     /// The strings, borrowed (Python strings give their UTF-8 form).
-    fn strs(&self) -> PyResult<Vec<&str>> {
+    pub(super) fn strs(&self) -> PyResult<Vec<&str>> {
         match self {
             Texts::Python(texts) => texts.iter().map(|text| text.to_str()).collect(),
             Texts::Arrow(chunks) => Ok(arrow::strings(chunks)?),

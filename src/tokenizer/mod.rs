@@ -189,6 +189,25 @@ impl Tokenizer {
         Ok(if clean_up && !is_bpe { clean_up_tokenization(&text) } else { text })
     }
 
+    /// `convert_tokens_to_string`: the decoder's text of `tokens`, or the tokens joined by
+    /// spaces when there is no decoder (`TokenizersBackend.convert_tokens_to_string`).
+    pub fn convert_tokens_to_string(&self, tokens: &[String]) -> Result<String> {
+        use tokenizers::Decoder;
+        match self.inner.get_decoder() {
+            Some(decoder) => Ok(decoder.decode(tokens.to_vec())?),
+            None => Ok(tokens.join(" ")),
+        }
+    }
+
+    /// The prefix the model puts on tokens that continue a word (WordPiece's "##"), if any.
+    pub fn continuing_subword_prefix(&self) -> Option<&str> {
+        match self.inner.get_model() {
+            ModelWrapper::WordPiece(model) => Some(&model.continuing_subword_prefix),
+            ModelWrapper::BPE(model) => model.continuing_subword_prefix.as_deref(),
+            _ => None,
+        }
+    }
+
     /// `decode` of each sequence, in parallel (`batch_decode`).
     pub fn decode_batch(
         &self,
