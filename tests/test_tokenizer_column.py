@@ -163,6 +163,98 @@ def test_nulls_and_non_strings_name_their_row(minilm_dir):
         tokenizer.encode_column(["a", "b"], ["c"])
 
 
+def word_column_expected(theirs, words, pairs=None, **kwargs):
+    """transformers' rows for the word lists, with word ids, special-tokens mask and offsets."""
+    b = theirs(
+        words,
+        pairs,
+        is_split_into_words=True,
+        return_special_tokens_mask=True,
+        return_offsets_mapping=True,
+        **kwargs,
+    )
+    return b, [b.word_ids(i) for i in range(len(words))]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, dict(truncation=True, max_length=7), dict(padding=True, pad_to_multiple_of=8)],
+)
+def test_a_column_of_word_lists_gives_word_ids_masks_and_offsets(ours, theirs, tweets, kwargs):
+    words = [text.split() for text in tweets.text.tolist()[:400]] + [[], ["¿", "Qué", "tal?"]]
+    expected, word_ids = word_column_expected(theirs, words, **kwargs)
+    for column in (pa.array(words), pa.array(words, type=pa.large_list(pa.large_string())), words):
+        table = ours.encode_column(
+            column,
+            is_split_into_words=True,
+            return_word_ids=True,
+            return_special_tokens_mask=True,
+            return_offsets_mapping=True,
+            **kwargs,
+        )
+        assert table.column_names == [
+            *(k for k in ("input_ids", "token_type_ids", "attention_mask") if k in expected),
+            "word_ids",
+            "special_tokens_mask",
+            "offset_mapping",
+        ]
+        for name in ("input_ids", "attention_mask", "special_tokens_mask", "offset_mapping"):
+            want = expected[name]
+            if name == "offset_mapping":
+                want = [[list(pair) for pair in row] for row in want]
+            assert table.column(name).to_pylist() == want, name
+        assert table.column("word_ids").to_pylist() == word_ids
+        assert table.schema.field("word_ids").type == pa.list_(pa.int32())
+        assert table.schema.field("special_tokens_mask").type == pa.list_(pa.int8())
+    # Pairs of word lists, and details of plain texts.
+    expected, word_ids = word_column_expected(theirs, words[:50], words[50:100], truncation=True)
+    table = ours.encode_column(
+        pa.array(words[:50]),
+        words[50:100],
+        is_split_into_words=True,
+        truncation=True,
+        return_word_ids=True,
+    )
+    assert table.column("input_ids").to_pylist() == expected["input_ids"]
+    assert table.column("word_ids").to_pylist() == word_ids
+    texts = tweets.text.tolist()[:100]
+    b = theirs(texts, return_special_tokens_mask=True)
+    table = ours.encode_column(
+        pa.array(texts), return_word_ids=True, return_special_tokens_mask=True
+    )
+    assert table.column("special_tokens_mask").to_pylist() == b["special_tokens_mask"]
+    assert table.column("word_ids").to_pylist() == [b.word_ids(i) for i in range(len(texts))]
+
+
+def test_a_datasets_column_of_word_lists(minilm_dir):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    data = datasets.Dataset.from_dict({"tokens": [["EU", "rejects", "German", "call"], ["Peter"]]})
+    table = tokenizer.encode_column(data["tokens"], is_split_into_words=True, return_word_ids=True)
+    first = tokenizer(data[0]["tokens"], is_split_into_words=True)
+    assert table.column("word_ids")[0].as_py() == first.word_ids()
+    assert (
+        table.column("input_ids")[1].as_py()
+        == tokenizer(["Peter"], is_split_into_words=True)["input_ids"]
+    )
+
+
+def test_bad_word_columns_name_the_row(minilm_dir):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    words = dict(is_split_into_words=True)
+    with pytest.raises(TypeError, match="text at index 1 is null"):
+        tokenizer.encode_column(pa.array([["a"], None]), **words)
+    with pytest.raises(TypeError, match="text at index 2: word at index 1 is null"):
+        tokenizer.encode_column(pa.array([["a"], ["b"], ["c", None]]), **words)
+    with pytest.raises(TypeError, match="text at index 0 is a str; with is_split_into_words"):
+        tokenizer.encode_column(pa.array(["a b"]), **words)
+    with pytest.raises(TypeError, match="list<string>.*got Arrow type Int64"):
+        tokenizer.encode_column(pa.array([1, 2]), **words)
+    with pytest.raises(TypeError, match="expected a column of strings, got Arrow type Int64"):
+        tokenizer.encode_column(pa.array([[1], [2]]), **words)
+    with pytest.raises(TypeError, match="text at index 1: word at index 0 has type int"):
+        tokenizer.encode_column([["a"], [3]], **words)
+
+
 FORK_CHECK = """
 import os, sys
 import ferrotune

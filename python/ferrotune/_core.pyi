@@ -315,6 +315,7 @@ class Tokenizer:
         column: Any,
         pairs: Any = None,
         *,
+        is_split_into_words: bool = False,
         add_special_tokens: bool = True,
         padding: bool | str | None = None,
         truncation: bool | str | None = None,
@@ -323,10 +324,15 @@ class Tokenizer:
         padding_side: str | None = None,
         return_token_type_ids: bool = False,
         return_attention_mask: bool = True,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_word_ids: bool = False,
     ) -> Any:
-        """Encodes an Arrow string column (or a sequence of str) in parallel into an Arrow table
-        (an object with `__arrow_c_stream__`): list<int32> input_ids, list<int8> token_type_ids
-        and attention_mask."""
+        """Encodes an Arrow string column (or a sequence of str; with `is_split_into_words`,
+        of word lists) in parallel into an Arrow table (an object with `__arrow_c_stream__`):
+        list<int32> input_ids, list<int8> token_type_ids and attention_mask, then as asked
+        list<int8> special_tokens_mask, list<fixed_size_list<int32, 2>> offset_mapping and
+        list<int32> word_ids (null for special and pad tokens)."""
     def tokenize(
         self, text: str, pair: str | None = None, add_special_tokens: bool = False
     ) -> list[str]: ...

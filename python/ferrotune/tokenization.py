@@ -221,17 +221,22 @@ class PreTrainedTokenizerFast:
 
     Beyond transformers, a whole text column is tokenized in Rust without Python lists:
 
-        tokenizer.encode_column(column, text_pair=None, *, add_special_tokens=True,
-                                padding=False, truncation=None, max_length=None,
-                                pad_to_multiple_of=None, padding_side=None,
-                                return_token_type_ids=None,
-                                return_attention_mask=None) -> pyarrow.Table
+        tokenizer.encode_column(column, text_pair=None, *, is_split_into_words=False,
+                                add_special_tokens=True, padding=False, truncation=None,
+                                max_length=None, pad_to_multiple_of=None, padding_side=None,
+                                return_token_type_ids=None, return_attention_mask=None,
+                                return_special_tokens_mask=False,
+                                return_offsets_mapping=False,
+                                return_word_ids=False) -> pyarrow.Table
 
     `column` is a pyarrow Array or ChunkedArray of strings, a `datasets` column
-    (`dataset["text"]`), a pandas Series, or a list of str. The table has a `list<int32>`
-    column `input_ids` and `list<int8>` columns `token_type_ids` (where the model takes them) and
-    `attention_mask`: the values and Arrow types `dataset.map(tokenizer, batched=True)` stores.
-    Put them back beside the dataset's columns with
+    (`dataset["text"]`), a pandas Series, or a list of str; with `is_split_into_words=True`, of
+    word lists (`list<string>`, or lists of str). The table has a `list<int32>` column
+    `input_ids` and `list<int8>` columns `token_type_ids` (where the model takes them) and
+    `attention_mask`: the values and Arrow types `dataset.map(tokenizer, batched=True)` stores;
+    then, as asked, `special_tokens_mask` (`list<int8>`), `offset_mapping`
+    (`list<fixed_size_list<int32, 2>>`) and `word_ids` (`list<int32>`, null where
+    `BatchEncoding.word_ids()` is None). Put them back beside the dataset's columns with
     `datasets.concatenate_datasets([dataset, datasets.Dataset(table)], axis=1)`. The same
     arguments mean what they mean in `__call__`, over the whole column as one batch.
     """
@@ -496,6 +501,7 @@ class PreTrainedTokenizerFast:
         column: Any,
         text_pair: Any = None,
         *,
+        is_split_into_words: bool = False,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
@@ -504,6 +510,9 @@ class PreTrainedTokenizerFast:
         padding_side: str | None = None,
         return_token_type_ids: bool | None = None,
         return_attention_mask: bool | None = None,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_word_ids: bool = False,
     ):
         """Tokenizes a whole text column in parallel in Rust into a `pyarrow.Table` (see the
         class docstring)."""
@@ -516,6 +525,7 @@ class PreTrainedTokenizerFast:
         table = self._core.encode_column(
             _text_column(column),
             None if text_pair is None else _text_column(text_pair),
+            is_split_into_words=is_split_into_words,
             add_special_tokens=add_special_tokens,
             padding=padding,
             truncation=truncation,
@@ -523,6 +533,9 @@ class PreTrainedTokenizerFast:
             pad_to_multiple_of=pad_to_multiple_of,
             padding_side=padding_side,
             **self._outputs(return_token_type_ids, return_attention_mask),
+            return_special_tokens_mask=return_special_tokens_mask,
+            return_offsets_mapping=return_offsets_mapping,
+            return_word_ids=return_word_ids,
         )
         return pa.table(table)
 

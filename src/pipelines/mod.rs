@@ -50,7 +50,7 @@ pub fn forward_rows(
         rows.token_type_ids = None;
     }
     let lengths = rows.lengths();
-    let examples = Examples { rows, labels: None };
+    let examples = Examples { rows, labels: None, special_tokens_mask: None };
     let pad = PadSettings { pad_token_id: tokenizer.pad_token_id, ..PadSettings::default() };
     let collator = Collator::new(pad, model.config.pad_token_id)?;
     let mut order: Vec<usize> = (0..lengths.len()).collect();

@@ -54,14 +54,9 @@ impl<'py> Texts<'py> {
 
     /// An Arrow array or chunked array (through the Arrow PyCapsule interface), or a sequence.
     pub(super) fn from_column(column: &Bound<'py, PyAny>, what: &str) -> PyResult<Texts<'py>> {
-        let py = column.py();
-        if column.hasattr(intern!(py, "__arrow_c_stream__"))?
-            || column.hasattr(intern!(py, "__arrow_c_array__"))?
-        {
-            let (chunks, _field) = column.extract::<AnyArray>()?.into_chunked_array()?.into_inner();
-            Ok(Texts::Arrow(chunks))
-        } else {
-            Texts::from_sequence(column, what)
+        match arrow_chunks(column)? {
+            Some(chunks) => Ok(Texts::Arrow(chunks)),
+            None => Texts::from_sequence(column, what),
         }
     }
 
@@ -74,10 +69,26 @@ impl<'py> Texts<'py> {
     }
 }
 
-/// The rows of a call with their details: texts, or lists of words (`is_split_into_words`).
+/// The chunks of an Arrow array or chunked array (through the Arrow PyCapsule interface);
+/// None for other objects.
+fn arrow_chunks(column: &Bound<'_, PyAny>) -> PyResult<Option<Vec<ArrayRef>>> {
+    let py = column.py();
+    if column.hasattr(intern!(py, "__arrow_c_stream__"))?
+        || column.hasattr(intern!(py, "__arrow_c_array__"))?
+    {
+        let (chunks, _field) = column.extract::<AnyArray>()?.into_chunked_array()?.into_inner();
+        Ok(Some(chunks))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The rows of a call with their details: texts, or lists of words (`is_split_into_words`)
+/// from Python lists or from an Arrow column of word lists.
 enum Inputs<'py> {
     Texts(Texts<'py>),
     Words(Vec<Texts<'py>>),
+    WordColumn(Vec<ArrayRef>),
 }
 
 impl<'py> Inputs<'py> {
@@ -97,11 +108,25 @@ impl<'py> Inputs<'py> {
         Ok(Inputs::Words(rows))
     }
 
+    /// A column (Arrow or a sequence) of texts, or of word lists with `is_split_into_words`.
+    fn column(items: &Bound<'py, PyAny>, what: &str, words: bool) -> PyResult<Inputs<'py>> {
+        if !words {
+            return Ok(Inputs::Texts(Texts::from_column(items, what)?));
+        }
+        match arrow_chunks(items)? {
+            Some(chunks) => Ok(Inputs::WordColumn(chunks)),
+            None => Inputs::words(items, what),
+        }
+    }
+
     fn sequences(&self) -> PyResult<Vec<Sequence<'_>>> {
         match self {
             Inputs::Texts(texts) => Ok(texts.strs()?.into_iter().map(Sequence::Text).collect()),
             Inputs::Words(rows) => {
                 rows.iter().map(|row| Ok(Sequence::Words(row.strs()?))).collect()
+            }
+            Inputs::WordColumn(chunks) => {
+                Ok(arrow::word_rows(chunks)?.into_iter().map(Sequence::Words).collect())
             }
         }
     }
@@ -486,17 +511,22 @@ impl PyTokenizer {
         Ok((columns, PyDetails { inner: details }))
     }
 
-    /// Encodes a text column (Arrow array or chunked array, or a list of str) in parallel into
-    /// an Arrow table of list columns (an object with `__arrow_c_stream__`).
-    #[pyo3(signature = (column, pairs=None, *, add_special_tokens=true, padding=None,
-        truncation=None, max_length=None, pad_to_multiple_of=None, padding_side=None,
-        return_token_type_ids=false, return_attention_mask=true))]
+    /// Encodes a text column (Arrow array or chunked array, or a list of str; with
+    /// `is_split_into_words` a column of word lists) in parallel into an Arrow table of list
+    /// columns (an object with `__arrow_c_stream__`), with the word ids, special-tokens mask and
+    /// offsets as asked.
+    #[pyo3(signature = (column, pairs=None, *, is_split_into_words=false,
+        add_special_tokens=true, padding=None, truncation=None, max_length=None,
+        pad_to_multiple_of=None, padding_side=None, return_token_type_ids=false,
+        return_attention_mask=true, return_special_tokens_mask=false,
+        return_offsets_mapping=false, return_word_ids=false))]
     #[allow(clippy::too_many_arguments)]
     fn encode_column<'py>(
         &self,
         py: Python<'py>,
         column: &Bound<'py, PyAny>,
         pairs: Option<&Bound<'py, PyAny>>,
+        is_split_into_words: bool,
         add_special_tokens: bool,
         padding: Option<&Bound<'py, PyAny>>,
         truncation: Option<&Bound<'py, PyAny>>,
@@ -505,6 +535,9 @@ impl PyTokenizer {
         padding_side: Option<&str>,
         return_token_type_ids: bool,
         return_attention_mask: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_word_ids: bool,
     ) -> PyResult<PyTable> {
         let request = request(
             add_special_tokens,
@@ -514,12 +547,41 @@ impl PyTokenizer {
             pad_to_multiple_of,
             padding_side,
         )?;
-        let texts = Texts::from_column(column, "text")?;
-        let pairs = pairs.map(|pairs| Texts::from_column(pairs, "text_pair")).transpose()?;
-        let batch = self.encode_texts(py, &texts, pairs.as_ref(), &request)?;
-        let record_batch = py.detach(|| {
-            guard(|| arrow::record_batch(batch, return_token_type_ids, return_attention_mask))
-        })?;
+        let asked = arrow::DetailColumns {
+            word_ids: return_word_ids,
+            special_tokens_mask: return_special_tokens_mask,
+            offset_mapping: return_offsets_mapping,
+        };
+        let record_batch = if is_split_into_words || asked != arrow::DetailColumns::default() {
+            let firsts = Inputs::column(column, "text", is_split_into_words)?;
+            let seconds = pairs
+                .map(|pairs| Inputs::column(pairs, "text_pair", is_split_into_words))
+                .transpose()?;
+            let firsts = firsts.sequences()?;
+            let seconds = seconds.as_ref().map(Inputs::sequences).transpose()?;
+            py.detach(|| {
+                guard(|| {
+                    let plan = self.inner.plan(&request)?;
+                    let (rows, details) =
+                        self.inner.encode_details(&firsts, seconds.as_deref(), &plan)?;
+                    arrow::record_batch(
+                        rows,
+                        return_token_type_ids,
+                        return_attention_mask,
+                        Some((&details, asked)),
+                    )
+                })
+            })?
+        } else {
+            let texts = Texts::from_column(column, "text")?;
+            let pairs = pairs.map(|pairs| Texts::from_column(pairs, "text_pair")).transpose()?;
+            let batch = self.encode_texts(py, &texts, pairs.as_ref(), &request)?;
+            py.detach(|| {
+                guard(|| {
+                    arrow::record_batch(batch, return_token_type_ids, return_attention_mask, None)
+                })
+            })?
+        };
         let schema = record_batch.schema();
         PyTable::try_new(vec![record_batch], schema)
     }
