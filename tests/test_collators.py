@@ -48,6 +48,26 @@ def bert(minilm_dir):
 
 @pytest.mark.parametrize(
     "options",
+    [{}, {"pad_to_multiple_of": 8}, {"padding": "max_length", "max_length": 40}],
+)
+@pytest.mark.parametrize(
+    "label", [("label", 1), ("labels", 0.5), ("label_ids", [1, 0, 1]), (None, None)]
+)
+def test_padding_batches_are_transformers(ours, theirs, options, label):
+    name, value = label
+    rows = features(theirs, labels=False)
+    if name is not None:
+        rows = [r | {name: value} for r in rows]
+    ours_out = ferrotune.DataCollatorWithPadding(ours, **options)(rows)
+    theirs_out = transformers.DataCollatorWithPadding(theirs, **options)(rows)
+    assert_same(ours_out, theirs_out)
+    options["return_tensors"] = "np"
+    np_out = ferrotune.DataCollatorWithPadding(ours, **options)(rows)
+    assert_same(np_out, transformers.DataCollatorWithPadding(theirs, **options)(rows))
+
+
+@pytest.mark.parametrize(
+    "options",
     [
         {},
         {"pad_to_multiple_of": 8},

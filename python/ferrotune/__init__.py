@@ -20,6 +20,7 @@ from .configuration import AutoConfig, PretrainedConfig  # noqa: E402
 from .data_collator import (  # noqa: E402
     DataCollatorForLanguageModeling,
     DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
 )
 from .modeling import (  # noqa: E402
     AutoModelForMaskedLM,
@@ -94,6 +95,7 @@ __all__ = [
     "BertForTokenClassification",
     "DataCollatorForLanguageModeling",
     "DataCollatorForTokenClassification",
+    "DataCollatorWithPadding",
     "DebertaV2ForMaskedLM",
     "DebertaV2ForSequenceClassification",
     "DebertaV2ForTokenClassification",

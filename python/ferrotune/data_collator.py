@@ -9,13 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import _core
 from .data import _plain
 from .tokenization import BatchEncoding
 
-__all__ = ["DataCollatorForLanguageModeling", "DataCollatorForTokenClassification"]
+__all__ = [
+    "DataCollatorForLanguageModeling",
+    "DataCollatorForTokenClassification",
+    "DataCollatorWithPadding",
+]
 
 # The columns the core pads; any other key of the features is stacked as it is.
 PADDED = ("input_ids", "attention_mask", "token_type_ids")
@@ -133,14 +138,49 @@ def _collate(
         if key in padded:
             batch[key] = padded[key]
         elif key not in read:
-            batch[key] = torch.tensor([_plain(f[key]) for f in features])
+            values = [_plain(f[key]) for f in features]
+            # As transformers' BatchEncoding makes them (numpy keeps float64).
+            batch[key] = np.asarray(values) if return_tensors == "np" else torch.tensor(values)
     if not bare:
         batch.setdefault("attention_mask", attention_mask)
     if labels is not None:
         batch[label_name or "labels"] = labels
     if return_tensors == "np":
-        batch = {k: v.numpy() for k, v in batch.items()}
+        batch = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     return BatchEncoding(batch)
+
+
+class DataCollatorWithPadding:
+    """Pads the inputs of a batch with the tokenizer's pad id, on its padding side; the other
+    keys (a `label` or `label_ids` becomes `labels`) are stacked as they are."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        return_tensors: str = "pt",
+    ):
+        self.tokenizer = tokenizer
+        self.padding = padding
+        self.max_length = max_length
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.return_tensors = return_tensors
+        _core.check_labeling(labeling(self))
+
+    def __call__(self, features: list[Any]) -> BatchEncoding:
+        batch = _collate(self, features, None, False, None)
+        for name in ("label", "label_ids"):
+            if name in batch:
+                batch["labels"] = batch.pop(name)
+        return batch
+
+    def __repr__(self) -> str:
+        return (
+            f"DataCollatorWithPadding(padding={self.padding!r}, max_length={self.max_length}, "
+            f"pad_to_multiple_of={self.pad_to_multiple_of})"
+        )
 
 
 class DataCollatorForTokenClassification:
