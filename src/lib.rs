@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod files;
+pub mod heap;
 pub mod inference;
 pub mod models;
 pub mod ops;

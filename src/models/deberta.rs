@@ -32,21 +32,39 @@ fn log_buckets(relative: &Tensor, bucket_size: i64, max_position: i64) -> Tensor
     relative.to_kind(Kind::Float).where_self(&near_enough, &(log_pos * sign.to_kind(Kind::Float)))
 }
 
-/// `build_relative_position` for a sequence of `seq` tokens: query position − key position,
-/// bucketed when `bucket_size` and `max_position` are positive, [seq, seq] int64.
-pub(crate) fn relative_positions(
+/// `build_relative_position`'s value for each query − key offset of a sequence of `seq` tokens,
+/// from `seq − 1` down to `1 − seq` ([2 · seq − 1] int64): the offset itself, bucketed when
+/// `bucket_size` and `max_position` are positive. The relative position of query i and key j
+/// is entry `j − i + seq − 1`.
+pub(crate) fn relative_offsets(
     seq: i64,
     bucket_size: i64,
     max_position: i64,
     device: tch::Device,
 ) -> Tensor {
-    let ids = Tensor::arange(seq, (Kind::Int64, device));
-    let relative = ids.unsqueeze(1) - ids.unsqueeze(0);
+    let relative = Tensor::arange(2 * seq - 1, (Kind::Int64, device)).neg() + (seq - 1);
     if bucket_size > 0 && max_position > 0 {
         log_buckets(&relative, bucket_size, max_position).to_kind(Kind::Int64)
     } else {
         relative
     }
+}
+
+/// The [seq, seq] matrices of `scores` ([batch, heads, seq, 2 · seq − 1], contiguous: one
+/// score per row and query − key offset, offsets as `relative_offsets` orders them) read at
+/// each pair's offset: entry (i, j) is row i's score at `j − i + seq − 1`. A strided view (each
+/// row starts one column earlier), not a gather: [batch, heads, seq, seq].
+fn skew(scores: &Tensor, seq: i64) -> Tensor {
+    let (b, h, _, width) = scores.size4().expect("4-D");
+    if seq == 1 {
+        return scores.shallow_clone();
+    }
+    scores
+        .view([b * h, seq * width])
+        .narrow(-1, seq - 1, seq * (width - 1))
+        .view([b * h, seq, width - 1])
+        .narrow(-1, 0, seq)
+        .view([b, h, seq, seq])
 }
 
 /// One `DebertaV2Layer`.
@@ -101,9 +119,11 @@ struct Shared {
     /// tokens reads, so that shorter sequences project and score fewer rows. The scores of a
     /// row do not depend on the others, so the results are those of the whole table.
     rel_embeddings: Option<Tensor>,
-    /// Where each query and key pair reads the c2p and p2c scores among those rows, [seq, seq].
-    c2p_index: Tensor,
-    p2c_index: Tensor,
+    /// The row of those that each query − key offset reads, in `relative_offsets`' order
+    /// ([2 · seq − 1]): c2p's keys at `relative + span`; p2c's queries at `span − relative`,
+    /// the same rows in the reverse order (the buckets are symmetric).
+    c2p_rows: Tensor,
+    p2c_rows: Tensor,
     /// True where a query may not attend to a key, [batch, 1, seq, seq]: the complement of
     /// `get_attention_mask`'s outer product of the 2-D mask, so a padded query attends to
     /// nothing (its scores all the minimum, its probabilities uniform).
@@ -166,19 +186,18 @@ impl Stack {
         let device = embedded.device();
         let s = &self.settings;
         let span = s.attention_span();
-        let relative =
-            relative_positions(seq, s.position_buckets, s.max_relative_positions, device);
+        let relative = relative_offsets(seq, s.position_buckets, s.max_relative_positions, device);
         let masked = inputs.attention_mask.map(|mask| {
             // [b, s] → [b, 1, 1, s] × [b, 1, s, 1].
             let keys = mask.unsqueeze(1).unsqueeze(2);
             let queries = keys.squeeze_dim(-2).unsqueeze(-1);
             (keys * queries).eq(0)
         });
-        let c2p_index = (&relative + span).clamp(0, 2 * span - 1);
-        let p2c_index = (-&relative + span).clamp(0, 2 * span - 1);
-        // The relative positions are symmetric: both indices cover the same rows.
-        let first = c2p_index.min().int64_value(&[]);
-        let reached = c2p_index.max().int64_value(&[]) - first + 1;
+        let c2p_rows = (&relative + span).clamp(0, 2 * span - 1);
+        // The relative positions are symmetric: both cover the same rows.
+        let first = c2p_rows.min().int64_value(&[]);
+        let reached = c2p_rows.max().int64_value(&[]) - first + 1;
+        let c2p_rows = c2p_rows - first;
         let shared = Shared {
             rel_embeddings: self.rel_embeddings.as_ref().map(|table| {
                 let table = match &self.rel_norm {
@@ -187,8 +206,8 @@ impl Stack {
                 };
                 table.narrow(0, first, reached)
             }),
-            c2p_index: c2p_index - first,
-            p2c_index: p2c_index - first,
+            p2c_rows: c2p_rows.flip([0]),
+            c2p_rows,
             masked,
         };
         let mut states = embedded.shallow_clone();
@@ -213,10 +232,29 @@ impl Stack {
         x.view([b, s, self.num_heads, self.head_dim]).transpose(1, 2)
     }
 
-    /// The relative embeddings projected per head, [1, heads, 2 · span, head_dim].
-    fn position_heads(&self, projection: &nn::Linear, rel: &Tensor) -> Tensor {
-        let rows = rel.size()[0];
-        projection.forward(rel).view([1, rows, self.num_heads, self.head_dim]).transpose(1, 2)
+    /// The relative embeddings' `rows` projected per head and transposed for the scores,
+    /// [heads, head_dim, rows].
+    fn position_heads(&self, projection: &nn::Linear, rel: &Tensor, rows: &Tensor) -> Tensor {
+        let n = rows.size()[0];
+        let projected = projection.forward(&rel.index_select(0, rows));
+        projected.view([n, self.num_heads, self.head_dim]).permute([1, 2, 0])
+    }
+
+    /// The relative scores of `x` (queries or keys, [batch, heads, seq, head_dim]) against the
+    /// relative embeddings' `rows` projected by `projection`, at each pair's offset, divided by
+    /// `scale`: [batch, heads, seq (x), seq]. The product covers the 2 · seq − 1 offsets, not
+    /// the whole table, and needs no gather.
+    fn relative_scores(
+        &self,
+        x: &Tensor,
+        projection: &nn::Linear,
+        rel: &Tensor,
+        rows: &Tensor,
+        scale: f64,
+    ) -> Tensor {
+        let seq = x.size()[2];
+        let scores = x.matmul(&self.position_heads(projection, rel, rows).unsqueeze(0));
+        skew(&scores.contiguous(), seq) / scale
     }
 
     fn layer(&self, layer: &Layer, x: &Tensor, shared: &Shared, pass: &Pass) -> Tensor {
@@ -225,7 +263,6 @@ impl Stack {
         let q = self.heads(layer.query.forward(x), pass);
         let k = self.heads(layer.key.forward(x), pass);
         let v = self.heads(layer.value.forward(x), pass);
-        let (b, h, seq, _) = q.size4().expect("4-D");
         // sqrt(head_dim · scale_factor), in float32 as `scaled_size_sqrt`.
         let scale = ((self.head_dim * s.scale_factor()) as f32).sqrt() as f64;
         // transformers divides the keys, then multiplies.
@@ -234,26 +271,19 @@ impl Stack {
         // (scores + (c2p / scale + p2c / scale)); none of these ops' backward reads its output.
         if let Some(rel) = &shared.rel_embeddings {
             let rel = dropout(rel, self.hidden_dropout, train);
-            let index = |i: &Tensor| i.expand([b, h, seq, seq], false);
             let mut relative: Option<Tensor> = None;
             if s.c2p {
-                // Each query against the positions as keys, [b, h, s, rows], read at the
-                // relative position of each key.
+                // Each query against the positions as keys, read at its offset to each key.
                 let projection = layer.pos_key.as_ref().unwrap_or(&layer.key);
-                let pos_key = self.position_heads(projection, &rel);
-                let c2p = q.matmul(&pos_key.transpose(-1, -2));
-                let mut c2p = c2p.gather(-1, &index(&shared.c2p_index), false);
-                let _ = c2p.g_div_scalar_(scale);
-                relative = Some(c2p);
+                relative =
+                    Some(self.relative_scores(&q, projection, &rel, &shared.c2p_rows, scale));
             }
             if s.p2c {
-                // Each key against the positions as queries, read at the relative position of
-                // each query, then transposed to [query, key].
+                // Each key against the positions as queries, read at its offset to each query,
+                // then transposed to [query, key].
                 let projection = layer.pos_query.as_ref().unwrap_or(&layer.query);
-                let pos_query = self.position_heads(projection, &rel);
-                let p2c = k.matmul(&pos_query.transpose(-1, -2));
-                let mut p2c = p2c.gather(-1, &index(&shared.p2c_index), false).transpose(-1, -2);
-                let _ = p2c.g_div_scalar_(scale);
+                let p2c = self.relative_scores(&k, projection, &rel, &shared.p2c_rows, scale);
+                let p2c = p2c.transpose(-1, -2);
                 relative = Some(match relative {
                     Some(mut c2p) => {
                         let _ = c2p.g_add_(&p2c);
@@ -332,8 +362,9 @@ mod tests {
         // transformers: build_relative_position(q, k, bucket_size=4, max_position=8) for 12
         // tokens, first row: [0, -1, -2, -3, -3, -4, -4, -4, -4, -4, -4, -4]... computed below
         // from make_log_bucket_position's formula.
-        let rel = relative_positions(12, 4, 8, tch::Device::Cpu);
-        let row: Vec<i64> = Vec::try_from(rel.get(0)).unwrap();
+        // Query 0 against keys 0..12: offsets 0, −1, ..., −11, the last 12 entries.
+        let rel = relative_offsets(12, 4, 8, tch::Device::Cpu);
+        let row: Vec<i64> = Vec::try_from(rel.narrow(0, 11, 12)).unwrap();
         let expected: Vec<i64> = (0..12i64)
             .map(|j| {
                 let r = -j;
@@ -349,8 +380,23 @@ mod tests {
             })
             .collect();
         assert_eq!(row, expected);
-        let plain = relative_positions(3, -1, 8, tch::Device::Cpu);
-        let plain: Vec<i64> = Vec::try_from(plain.reshape([-1])).unwrap();
-        assert_eq!(plain, [0, -1, -2, 1, 0, -1, 2, 1, 0]);
+        let plain = relative_offsets(3, -1, 8, tch::Device::Cpu);
+        assert_eq!(Vec::<i64>::try_from(plain).unwrap(), [2, 1, 0, -1, -2]);
+    }
+
+    #[test]
+    fn the_skewed_view_reads_each_pair_at_its_offset() {
+        for seq in [1i64, 2, 5] {
+            let (batch, heads, width) = (3i64, 2i64, 2 * seq - 1);
+            let scores =
+                Tensor::arange(batch * heads * seq * width, (Kind::Float, tch::Device::Cpu))
+                    .view([batch, heads, seq, width]);
+            let skewed = skew(&scores, seq);
+            assert_eq!(skewed.size(), [batch, heads, seq, seq]);
+            for (i, j) in (0..seq).flat_map(|i| (0..seq).map(move |j| (i, j))) {
+                let expected = scores.get(2).get(1).get(i).get(j - i + seq - 1);
+                assert!(skewed.get(2).get(1).get(i).get(j).equal(&expected), "{seq} {i} {j}");
+            }
+        }
     }
 }

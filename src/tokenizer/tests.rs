@@ -404,7 +404,7 @@ fn arrow_strings_name_null_rows_and_other_types() {
 fn arrow_record_batches_are_laid_out_as_datasets_stores_them() {
     let tokenizer = bert(json!({}));
     let batch = encode(&tokenizer, &["hello", "hello world"], None, Request::default()).unwrap();
-    let record = arrow::record_batch(batch, true, true).unwrap();
+    let record = arrow::record_batch(batch, true, true, None).unwrap();
     let schema = record.schema();
     let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, ["input_ids", "token_type_ids", "attention_mask"]);

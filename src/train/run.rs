@@ -309,6 +309,7 @@ pub fn train<H: Hooks>(
         (r.plan, r.global_step, r.data.lengths())
     };
     let threads = Threads::enter();
+    let _heap = crate::heap::HeapReuse::enter();
     let (epochs_done, mut skip_batches) = plan.resume_point(start_step);
     let resumed_mid_epoch = skip_batches > 0;
     let mut losses = LossTracker::new(start_step);
