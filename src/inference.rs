@@ -69,7 +69,7 @@ impl Batching {
     }
 
     /// Splits `order` (longest first) into batches.
-    fn split(self, order: &[usize], lengths: &[usize]) -> Vec<Vec<usize>> {
+    pub(crate) fn split(self, order: &[usize], lengths: &[usize]) -> Vec<Vec<usize>> {
         match self {
             Batching::Examples(n) => order.chunks(n.max(1)).map(<[usize]>::to_vec).collect(),
             Batching::Tokens { tokens, max_examples } => {

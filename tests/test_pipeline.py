@@ -160,7 +160,8 @@ def test_bad_input(classifier_dir, both):
     with pytest.raises(
         ValueError,
         match=r"Unknown task summarization, available tasks are "
-        r"\['sentiment-analysis', 'text-classification'\]",
+        r"\['sentiment-analysis', 'text-classification', 'ner', 'token-classification', "
+        r"'fill-mask'\]",
     ):
         ferrotune.pipeline("summarization", model=str(classifier_dir))
     with pytest.raises(

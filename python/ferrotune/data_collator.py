@@ -177,13 +177,15 @@ class DataCollatorWithPadding:
         return batch
 
     def __repr__(self) -> str:
-        return (
-            f"DataCollatorWithPadding(padding={self.padding!r}, max_length={self.max_length}, "
-            f"pad_to_multiple_of={self.pad_to_multiple_of})"
+        settings = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in ("padding", "max_length", "pad_to_multiple_of", "label_pad_token_id")
+            if hasattr(self, name)
         )
+        return f"{type(self).__name__}({settings})"
 
 
-class DataCollatorForTokenClassification:
+class DataCollatorForTokenClassification(DataCollatorWithPadding):
     """Pads the inputs of a batch with the tokenizer's pad id and its `labels` (one class id per
     token) with `label_pad_token_id`, on the tokenizer's padding side."""
 
@@ -196,24 +198,12 @@ class DataCollatorForTokenClassification:
         label_pad_token_id: int = -100,
         return_tensors: str = "pt",
     ):
-        self.tokenizer = tokenizer
-        self.padding = padding
-        self.max_length = max_length
-        self.pad_to_multiple_of = pad_to_multiple_of
         self.label_pad_token_id = label_pad_token_id
-        self.return_tensors = return_tensors
-        _core.check_labeling(labeling(self))
+        super().__init__(tokenizer, padding, max_length, pad_to_multiple_of, return_tensors)
 
     def __call__(self, features: list[Any], return_tensors: str | None = None) -> BatchEncoding:
         label_name = "label" if "label" in features[0] else "labels"
         return _collate(self, features, label_name, True, return_tensors)
-
-    def __repr__(self) -> str:
-        return (
-            f"DataCollatorForTokenClassification(padding={self.padding!r}, max_length="
-            f"{self.max_length}, pad_to_multiple_of={self.pad_to_multiple_of}, "
-            f"label_pad_token_id={self.label_pad_token_id})"
-        )
 
 
 class DataCollatorForLanguageModeling:

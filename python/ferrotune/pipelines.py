@@ -51,7 +51,29 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class TextClassificationPipeline:
+class _TaskPipeline:
+    """What the pipelines share: the model, the tokenizer, the task, the arguments given at
+    construction (which each call's arguments override)."""
+
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerFast, task: str, **defaults: Any):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.task = task
+        self._defaults = defaults
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def _run(self, kwargs: dict) -> dict:
+        """The forward-pass arguments: `batch_size` and bfloat16 autocast."""
+        return {
+            "batch_size": _check_batch_size(kwargs.pop("batch_size", None)),
+            "bf16": self.model.dtype == torch.bfloat16,
+        }
+
+
+class TextClassificationPipeline(_TaskPipeline):
     """Classifies texts (or text pairs given as {"text": ..., "text_pair": ...})."""
 
     def __init__(
@@ -62,15 +84,8 @@ class TextClassificationPipeline:
         task: str = "text-classification",
         **defaults: Any,
     ):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
+        super().__init__(model, tokenizer, task, **defaults)
         self.batch_size = batch_size
-        self.task = task
-        self._defaults = defaults
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
 
     def _function(self, name: str | None) -> str:
         if name is not None:
@@ -191,28 +206,6 @@ def _texts(inputs: Any, what: str) -> tuple[list, bool]:
     raise ValueError(
         f"At least one input is required (a string or a list of strings), got {inputs!r:.80}"
     )
-
-
-class _TaskPipeline:
-    """What the token-classification and fill-mask pipelines share: the model, the tokenizer,
-    the arguments given at construction (which each call's arguments override)."""
-
-    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerFast, task: str, **defaults: Any):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.task = task
-        self._defaults = defaults
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    def _run(self, kwargs: dict) -> dict:
-        """The forward-pass arguments: `batch_size` and bfloat16 autocast."""
-        return {
-            "batch_size": _check_batch_size(kwargs.pop("batch_size", None)),
-            "bf16": self.model.dtype == torch.bfloat16,
-        }
 
 
 class TokenClassificationPipeline(_TaskPipeline):

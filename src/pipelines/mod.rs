@@ -59,7 +59,7 @@ pub fn forward_rows(
     let _autocast =
         run.bf16.then(|| Autocast::enter(model.device(), Half::BFloat16)).transpose()?;
     let threads = crate::parallel::Threads::enter();
-    for chunk in batches(batching, &order, &lengths) {
+    for chunk in batching.split(&order, &lengths) {
         interrupt()?;
         threads.adapt();
         let batch = collator.collate(&examples, &chunk, model.device())?;
@@ -69,31 +69,6 @@ pub fn forward_rows(
         }
     }
     Ok(())
-}
-
-/// `order` (longest first) in batches as `Batching` groups them (`inference::predict`'s rule,
-/// which keeps its splitting private).
-fn batches(batching: Batching, order: &[usize], lengths: &[usize]) -> Vec<Vec<usize>> {
-    match batching {
-        Batching::Examples(n) => order.chunks(n.max(1)).map(<[usize]>::to_vec).collect(),
-        Batching::Tokens { tokens, max_examples } => {
-            let mut out: Vec<Vec<usize>> = Vec::new();
-            let mut current: Vec<usize> = Vec::new();
-            for &i in order {
-                let width = current.first().map_or(lengths[i], |&f| lengths[f]);
-                if !current.is_empty()
-                    && ((current.len() + 1) * width > tokens || current.len() == max_examples)
-                {
-                    out.push(std::mem::take(&mut current));
-                }
-                current.push(i);
-            }
-            if !current.is_empty() {
-                out.push(current);
-            }
-            out
-        }
-    }
 }
 
 /// What the forward passes need of the tokenizer.
