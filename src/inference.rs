@@ -19,12 +19,17 @@ pub struct Settings {
     pub problem_type: Option<ProblemType>,
     /// Leave non-finite batch losses out of the mean (`logging_nan_inf_filter`).
     pub nan_inf_filter: bool,
+    /// Keep only the loss (`prediction_loss_only`, and transformers' `evaluate` without
+    /// `compute_metrics`): no logits or labels are gathered, which for a masked LM would be
+    /// [examples, length, vocabulary] floats.
+    pub loss_only: bool,
 }
 
 /// Logits, labels and the sample-weighted mean loss of an evaluation set.
 pub struct Predictions {
     /// [examples, num_labels] or, per token, [examples, length, num_labels] (float32, on the
-    /// CPU, in the data's order), or what `preprocess` made of them.
+    /// CPU, in the data's order), or what `preprocess` made of them; empty ([0]) and no labels
+    /// with `Settings::loss_only`.
     pub logits: Tensor,
     pub labels: Option<Tensor>,
     pub loss: Option<f64>,
@@ -132,13 +137,20 @@ pub fn predict(
     let mut logits = Vec::new();
     let mut labels = Vec::new();
     let mut losses: Vec<(f64, usize)> = Vec::new();
-    for chunk in batching.split(&order, &lengths) {
+    let chunks = batching.split(&order, &lengths);
+    if chunks.is_empty() {
+        return Err(Error::value("there is nothing to predict (no examples)"));
+    }
+    for chunk in chunks {
         interrupt()?;
         threads.adapt();
         let batch = collator.collate(data, &chunk, model.device())?;
         let out = model.forward(&batch.view(), settings.problem_type, false)?;
         if let Some(loss) = out.loss {
             losses.push((loss.to_kind(Kind::Double).double_value(&[]), chunk.len()));
+        }
+        if settings.loss_only {
+            continue;
         }
         let out_logits = match preprocess {
             Some(f) => f(out.logits, batch.labels.as_ref())?,
@@ -154,13 +166,6 @@ pub fn predict(
         logits.push(cpu(out_logits));
         labels.extend(batch.labels.map(cpu));
     }
-    if logits.is_empty() {
-        return Err(Error::value("there is nothing to predict (no examples)"));
-    }
-    let position = Tensor::from_slice(&inverse(&order));
-    let restore = |t: Tensor| if in_order { t } else { t.index_select(0, &position) };
-    let logits = restore(concat_padded(&logits)?);
-    let labels = (!labels.is_empty()).then(|| concat_padded(&labels)).transpose()?.map(restore);
     let loss = (!losses.is_empty()).then(|| {
         let kept: Vec<&(f64, usize)> =
             if settings.nan_inf_filter && losses.iter().any(|(l, _)| l.is_finite()) {
@@ -171,6 +176,14 @@ pub fn predict(
         let n: usize = kept.iter().map(|(_, n)| n).sum();
         kept.iter().map(|(l, n)| l * *n as f64).sum::<f64>() / n as f64
     });
+    if settings.loss_only {
+        let none = Tensor::empty([0], (Kind::Float, tch::Device::Cpu));
+        return Ok(Predictions { logits: none, labels: None, loss });
+    }
+    let position = Tensor::from_slice(&inverse(&order));
+    let restore = |t: Tensor| if in_order { t } else { t.index_select(0, &position) };
+    let logits = restore(concat_padded(&logits)?);
+    let labels = (!labels.is_empty()).then(|| concat_padded(&labels)).transpose()?.map(restore);
     Ok(Predictions { logits, labels, loss })
 }
 

@@ -179,6 +179,32 @@ def test_masked_lm_trains_as_transformers(mlm_dir, tiny_tokenizer_dir, tmp_path,
     assert got.metrics["test_loss"] == pytest.approx(expected.metrics["test_loss"], abs=1e-5)
 
 
+def test_loss_only_evaluation_gathers_no_logits(mlm_dir, tiny_tokenizer_dir, tmp_path):
+    """Without compute_metrics (and with prediction_loss_only) only the loss is computed, as in
+    transformers: a masked LM's logits would be [examples, length, vocabulary]."""
+    train, evaluation = sentences(29, 3), sentences(13, 4)
+    train, evaluation = train.remove_columns("labels"), evaluation.remove_columns("labels")
+    hf, ft = run_both(
+        "DataCollatorForLanguageModeling",
+        mlm_dir,
+        transformers.AutoModelForMaskedLM,
+        ferrotune.AutoModelForMaskedLM,
+        tiny_tokenizer_dir,
+        train,
+        evaluation,
+        tmp_path,
+        prediction_loss_only=True,
+    )
+    compare_logs(hf.state.log_history, ft.state.log_history)
+    torch.manual_seed(5)
+    expected = hf.predict(evaluation)
+    torch.manual_seed(5)
+    got = ft.predict(evaluation)
+    assert expected.predictions is None and expected.label_ids is None
+    assert got.predictions is None and got.label_ids is None
+    assert got.metrics["test_loss"] == pytest.approx(expected.metrics["test_loss"], abs=1e-5)
+
+
 def test_sequence_classification_with_the_padding_collator_trains_as_transformers(
     tiny_tokenizer_dir, tmp_path_factory, tmp_path
 ):

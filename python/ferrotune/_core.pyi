@@ -224,9 +224,11 @@ def predict(
     fp16: bool = False,
     labeling: dict[str, Any] | None = None,
     preprocess: Any = None,
+    loss_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
     """The evaluation loop: (logits, labels, sample-weighted mean loss); per-token logits and
-    labels are padded across batches with -100; `preprocess(logits, labels)` runs per batch."""
+    labels are padded across batches with -100; `preprocess(logits, labels)` runs per batch;
+    `loss_only`: no logits or labels kept (an empty tensor and None)."""
 
 class Tokenizer:
     """A Hugging Face tokenizer in Rust (src/tokenizer/): loading, parallel encoding, decoding.

@@ -526,7 +526,10 @@ class Trainer:
         )
 
     # -- evaluation ----------------------------------------------------------------------------
-    def _predict(self, dataset: Any, description: str, prefix: str):
+    def _predict(self, dataset: Any, description: str, prefix: str, loss_only: bool = False):
+        """(predictions, label ids, metrics); with `loss_only` (transformers'
+        `prediction_loss_only`) the predictions and label ids are None and only the loss is
+        computed, without gathering the logits."""
         data = self._data(dataset, description, require_labels=False)
         start = time.time()
         processes = self._processes
@@ -546,16 +549,17 @@ class Trainer:
             nan_inf_filter=self.args.logging_nan_inf_filter,
             labeling=self._labeling,
             preprocess=self.preprocess_logits_for_metrics,
+            loss_only=loss_only,
             **self._pad(),
         )
-        predictions = logits.numpy()
+        predictions = None if loss_only else logits.numpy()
         label_ids = labels.numpy() if labels is not None else None
-        if processes.count > 1:
+        if processes.count > 1 and not loss_only:
             # Every process gets all the rows back in order, and computes the same metrics.
             predictions = distributed.gather_rows(processes, len(data), predictions)
             label_ids = distributed.gather_rows(processes, len(data), label_ids)
-            if loss is not None:
-                loss = distributed.mean(loss * len(part), processes) * processes.count / len(data)
+        if processes.count > 1 and loss is not None:
+            loss = distributed.mean(loss * len(part), processes) * processes.count / len(data)
         metrics: dict[str, float] = {}
         if self.compute_metrics is not None and label_ids is not None:
             metrics = denumpify_detensorize(
@@ -592,7 +596,9 @@ class Trainer:
             for name, part in dataset.items():
                 metrics.update(self.evaluate(part, ignore_keys, f"{metric_key_prefix}_{name}"))
             return metrics
-        _, _, metrics = self._predict(dataset, "evaluation", metric_key_prefix)
+        # As transformers: without compute_metrics only the loss is computed.
+        loss_only = self.compute_metrics is None or self.args.prediction_loss_only
+        _, _, metrics = self._predict(dataset, "evaluation", metric_key_prefix, loss_only)
         self.log(metrics)
         self.control = self.callback_handler.call_event(
             "on_evaluate", self.args, self.state, self.control, metrics=metrics
@@ -606,7 +612,9 @@ class Trainer:
         metric_key_prefix: str = "test",
     ) -> PredictionOutput:
         """Logits of every example, its labels if any, and test_ metrics."""
-        predictions, label_ids, metrics = self._predict(test_dataset, "test", metric_key_prefix)
+        predictions, label_ids, metrics = self._predict(
+            test_dataset, "test", metric_key_prefix, self.args.prediction_loss_only
+        )
         self.control = self.callback_handler.call_event(
             "on_predict", self.args, self.state, self.control, metrics=metrics
         )

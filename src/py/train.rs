@@ -148,9 +148,10 @@ fn guard_py<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 /// The evaluation loop: (logits [N, num_labels] or [N, length, num_labels] float32, labels or
 /// None, mean loss or None). `labeling`: the collator's labels (see `collate`);
-/// `preprocess(logits, labels)` runs on each batch's logits (preprocess_logits_for_metrics).
+/// `preprocess(logits, labels)` runs on each batch's logits (preprocess_logits_for_metrics);
+/// with `loss_only` no logits or labels are kept (an empty tensor and None).
 #[pyfunction]
-#[pyo3(signature = (model, examples, batch_size, pad_token_id=None, pad_left=false, pad_to_multiple_of=None, bf16=false, problem_type=None, nan_inf_filter=true, fp16=false, labeling=None, preprocess=None))]
+#[pyo3(signature = (model, examples, batch_size, pad_token_id=None, pad_left=false, pad_to_multiple_of=None, bf16=false, problem_type=None, nan_inf_filter=true, fp16=false, labeling=None, preprocess=None, loss_only=false))]
 #[allow(clippy::too_many_arguments)]
 fn predict(
     py: Python<'_>,
@@ -166,12 +167,14 @@ fn predict(
     fp16: bool,
     labeling: Option<&Bound<'_, PyDict>>,
     preprocess: Option<Py<PyAny>>,
+    loss_only: bool,
 ) -> PyResult<(PyTensor, Option<PyTensor>, Option<f64>)> {
     let labeling = labeling_from(labeling)?;
     let settings = inference::Settings {
         half: Half::from_flags(bf16, fp16)?,
         problem_type: problem_type.map(ProblemType::parse).transpose()?,
         nan_inf_filter,
+        loss_only,
     };
     let pad = PadSettings { pad_token_id, pad_left, pad_to_multiple_of };
     let data = examples.inner.clone();
