@@ -149,10 +149,9 @@ def test_token_classification_trains_as_transformers(
     assert got.metrics["test_loss"] == pytest.approx(expected.metrics["test_loss"], abs=1e-5)
 
 
-@pytest.mark.parametrize(
-    "overrides", [{}, {"gradient_accumulation_steps": 2, "eval_strategy": "steps", "eval_steps": 3}]
-)
-def test_masked_lm_trains_as_transformers(mlm_dir, tiny_tokenizer_dir, tmp_path, overrides):
+def masked_lm_both(mlm_dir, tiny_tokenizer_dir, tmp_path, **kw):
+    """Both Trainers on the same masked-LM data, their logs compared; then (transformers',
+    ferrotune's) predictions of the evaluation set under the same torch seed."""
     train, evaluation = sentences(29, 3), sentences(13, 4)
     train, evaluation = train.remove_columns("labels"), evaluation.remove_columns("labels")
     hf, ft = run_both(
@@ -164,16 +163,28 @@ def test_masked_lm_trains_as_transformers(mlm_dir, tiny_tokenizer_dir, tmp_path,
         train,
         evaluation,
         tmp_path,
-        collator_options={"mlm_probability": 0.3},
-        compute_metrics=masked_accuracy,
-        preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
-        **overrides,
+        **kw,
     )
     compare_logs(hf.state.log_history, ft.state.log_history)
     torch.manual_seed(5)
     expected = hf.predict(evaluation)
     torch.manual_seed(5)
-    got = ft.predict(evaluation)
+    return expected, ft.predict(evaluation)
+
+
+@pytest.mark.parametrize(
+    "overrides", [{}, {"gradient_accumulation_steps": 2, "eval_strategy": "steps", "eval_steps": 3}]
+)
+def test_masked_lm_trains_as_transformers(mlm_dir, tiny_tokenizer_dir, tmp_path, overrides):
+    expected, got = masked_lm_both(
+        mlm_dir,
+        tiny_tokenizer_dir,
+        tmp_path,
+        collator_options={"mlm_probability": 0.3},
+        compute_metrics=masked_accuracy,
+        preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
+        **overrides,
+    )
     np.testing.assert_array_equal(got.label_ids, expected.label_ids)  # the same masks
     np.testing.assert_array_equal(got.predictions, expected.predictions)
     assert got.metrics["test_loss"] == pytest.approx(expected.metrics["test_loss"], abs=1e-5)
@@ -182,24 +193,7 @@ def test_masked_lm_trains_as_transformers(mlm_dir, tiny_tokenizer_dir, tmp_path,
 def test_loss_only_evaluation_gathers_no_logits(mlm_dir, tiny_tokenizer_dir, tmp_path):
     """Without compute_metrics (and with prediction_loss_only) only the loss is computed, as in
     transformers: a masked LM's logits would be [examples, length, vocabulary]."""
-    train, evaluation = sentences(29, 3), sentences(13, 4)
-    train, evaluation = train.remove_columns("labels"), evaluation.remove_columns("labels")
-    hf, ft = run_both(
-        "DataCollatorForLanguageModeling",
-        mlm_dir,
-        transformers.AutoModelForMaskedLM,
-        ferrotune.AutoModelForMaskedLM,
-        tiny_tokenizer_dir,
-        train,
-        evaluation,
-        tmp_path,
-        prediction_loss_only=True,
-    )
-    compare_logs(hf.state.log_history, ft.state.log_history)
-    torch.manual_seed(5)
-    expected = hf.predict(evaluation)
-    torch.manual_seed(5)
-    got = ft.predict(evaluation)
+    expected, got = masked_lm_both(mlm_dir, tiny_tokenizer_dir, tmp_path, prediction_loss_only=True)
     assert expected.predictions is None and expected.label_ids is None
     assert got.predictions is None and got.label_ids is None
     assert got.metrics["test_loss"] == pytest.approx(expected.metrics["test_loss"], abs=1e-5)
