@@ -289,11 +289,11 @@ impl WordLookup {
     /// After backward: adds the rows' gradients into `table`'s gradient, as libtorch's
     /// `embedding_dense_backward` does (row by row in the order of the ids, padding_idx skipped,
     /// so the sums are bit-identical). When `table` has no gradient yet it becomes `buffer`,
-    /// which must hold zeros.
-    pub fn accumulate(self, table: &Tensor, buffer: &Tensor) -> Result<()> {
+    /// which must hold zeros. Returns the ids of the rows added to when it added to `buffer`.
+    pub fn accumulate(self, table: &Tensor, buffer: &Tensor) -> Result<Option<Tensor>> {
         let grad = self.looked.grad();
         if !grad.defined() {
-            return Ok(());
+            return Ok(None);
         }
         let width = grad.size().last().copied().unwrap_or(0);
         let mut ids = self.ids.reshape([-1]);
@@ -309,6 +309,6 @@ impl WordLookup {
             target = buffer.shallow_clone();
         }
         let _ = tch::no_grad(|| target.f_index_add_(0, &ids, &rows))?;
-        Ok(())
+        Ok((target.data_ptr() == buffer.data_ptr()).then_some(ids))
     }
 }

@@ -457,6 +457,25 @@ mod tests {
         optimizer.accumulate_words(&table, lookup.unwrap()).unwrap();
         assert!(table.grad().equal(&expected));
 
+        // zero_grad clears only the rows a step wrote: a step on other ids finds the rest zero.
+        let other = Tensor::from_slice(&[0i64, 11, 12, 13, 2, 1, 1, 0, 14, 15, 2, 1]).view([2, 6]);
+        let other_mask = other.ne(1).to_kind(Kind::Int64);
+        let other_batch = Batch {
+            input_ids: &other,
+            attention_mask: Some(&other_mask),
+            token_type_ids: None,
+            position_ids: None,
+            labels: Some(&labels),
+        };
+        optimizer.zero_grad().unwrap();
+        model.forward(&other_batch, None, true).unwrap().loss.unwrap().backward();
+        let other_expected = table.grad().copy();
+        optimizer.zero_grad().unwrap();
+        let (out, lookup) = model.forward_for_training(&other_batch, None).unwrap();
+        out.loss.unwrap().backward();
+        optimizer.accumulate_words(&table, lookup.unwrap()).unwrap();
+        assert!(table.grad().equal(&other_expected));
+
         // A frozen table is not looked up for a gradient.
         let _ = table.shallow_clone().set_requires_grad(false);
         assert!(model.forward_for_training(&batch, None).unwrap().1.is_none());

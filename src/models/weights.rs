@@ -84,7 +84,33 @@ pub fn load_safetensors(
     }
     // The views point into `maps`: load_into only reads them, and drops them all (its report
     // holds names and shapes, no tensor) before the maps are unmapped at the end of this scope.
-    load_into(variables, rules, views, ignore_mismatched_sizes)
+    copy_into(variables, rules, views, ignore_mismatched_sizes, |view| release(&maps, view))
+}
+
+/// Drops the pages of a copied view from this process's resident memory. A mapped file's pages
+/// count there once read, until unmapped: loading held the whole checkpoint besides the model
+/// at its peak (1.05 GB over the baseline for the 537 MB ModernBERT-base shape, 0.53 GB after).
+/// The pages stay in the page cache; reading the view again would fault them back in.
+fn release(maps: &[memmap2::Mmap], view: &Tensor) {
+    let start = view.data_ptr() as usize;
+    let end = start + view.numel() * view.kind().elt_size_in_bytes();
+    let mapped = maps.iter().any(|m| {
+        let base = m.as_ptr() as usize;
+        start >= base && end <= base + m.len()
+    });
+    if !mapped {
+        return; // a copy (unaligned data), not a view
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    // Whole pages inside the view only: its neighbours may not be copied yet.
+    let (from, to) = (start.next_multiple_of(page), end / page * page);
+    if to > from {
+        // SAFETY: [from, to) lies inside one of `maps`, read-only shared file mappings, for which
+        // MADV_DONTNEED only unmaps pages that can be read again from the file; a failure
+        // leaves the pages resident, which is harmless.
+        unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
+    }
 }
 
 fn map(path: &Path) -> Result<memmap2::Mmap> {
@@ -203,6 +229,17 @@ pub fn load_into(
     checkpoint: Vec<(String, Tensor)>,
     ignore_mismatched_sizes: bool,
 ) -> Result<LoadReport> {
+    copy_into(variables, rules, checkpoint, ignore_mismatched_sizes, |_| {})
+}
+
+/// `load_into`, calling `copied` with each checkpoint tensor once it is copied.
+fn copy_into(
+    variables: &HashMap<String, Tensor>,
+    rules: KeyRules,
+    checkpoint: Vec<(String, Tensor)>,
+    ignore_mismatched_sizes: bool,
+    copied: impl Fn(&Tensor),
+) -> Result<LoadReport> {
     let with_prefix = format!("{}.", rules.prefix);
     // A checkpoint of the bare encoder (BertModel) has no prefix: its encoder keys get the
     // model's, while head keys (`classifier.*`) match as they are.
@@ -245,6 +282,7 @@ pub fn load_into(
     tch::no_grad(|| -> Result<()> {
         for (variable, tensor) in plan {
             variable.shallow_clone().f_copy_(&tensor)?;
+            copied(&tensor);
         }
         Ok(())
     })?;
@@ -337,6 +375,34 @@ mod tests {
             vec![("classifier.weight".to_string(), vec![3, 4], vec![2, 4])]
         );
         assert_eq!(variables["classifier.weight"].abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+
+    /// This process's resident pages of mapped files, in kB.
+    fn resident_file_kb() -> i64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_copied_view_leaves_resident_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let big = Tensor::ones([4096, 1024], (Kind::Float, Device::Cpu)); // 16 MB
+        write_safetensors(&path, &[("big".into(), big.shallow_clone())]).unwrap();
+        let maps = vec![map(&path).unwrap()];
+        let views = views_of(&path, &maps[0]).unwrap();
+        let before = resident_file_kb();
+        assert_eq!(views[0].1.sum(Kind::Float).double_value(&[]), 4096.0 * 1024.0);
+        let read = resident_file_kb();
+        assert!(read - before > 12_000, "reading the view maps its pages: {before} → {read} kB");
+        release(&maps, &views[0].1);
+        let released = resident_file_kb();
+        assert!(read - released > 12_000, "released: {read} → {released} kB");
+        // The view still reads the file.
+        assert!(views[0].1.equal(&big));
+        // Another tensor's memory is not a view of the maps and is left alone.
+        release(&maps, &big);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::scaler::LossScaler;
 use super::schedule::{self, Schedule, ScheduleKind};
 use crate::error::{Error, Result};
 use crate::models::{Model, ProblemType};
-use crate::ops::{self, Autocast, Half};
+use crate::ops::{Autocast, Half};
 use crate::parallel::Threads;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -219,7 +219,7 @@ impl Run {
             scaler.unscale(&grads)?;
         }
         let max_norm = self.settings.max_grad_norm;
-        ops::clip_grad_norm(&grads, if max_norm > 0.0 { max_norm } else { f64::INFINITY })
+        self.optimizer.clip_grad_norm(&grads, if max_norm > 0.0 { max_norm } else { f64::INFINITY })
     }
 
     /// The optimizer's step at the schedule's learning rate, unless the float16 gradients hold
