@@ -76,28 +76,25 @@ def test_float16_loss_scaling_follows_torch_grad_scaler(tiny_dir, tmp_path):
 
     ours = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
     table = pa.table({"input_ids": ids.tolist(), "labels": labels.tolist()})
-    run = _core.TrainingRun(
-        ours._model,
-        _core.Examples(table, "labels"),
-        {
-            "batch_size": BATCH,
-            "grad_accum": 1,
-            "num_train_epochs": EPOCHS,
-            "max_steps": -1,
-            "drop_last": False,
-            "sampling": "sequential",
-            "seed": 0,
-            "learning_rate": 1e-3,
-            "lr_scheduler_type": "linear",
-            "warmup_steps": 0.0,
-            "weight_decay": 0.01,
-            "adam_beta1": 0.9,
-            "adam_beta2": 0.999,
-            "adam_epsilon": 1e-8,
-            "max_grad_norm": 1.0,
-            "fp16": True,
-        },
-    )
+    config = {
+        "batch_size": BATCH,
+        "grad_accum": 1,
+        "num_train_epochs": EPOCHS,
+        "max_steps": -1,
+        "drop_last": False,
+        "sampling": "sequential",
+        "seed": 0,
+        "learning_rate": 1e-3,
+        "lr_scheduler_type": "linear",
+        "warmup_steps": 0.0,
+        "weight_decay": 0.01,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "adam_epsilon": 1e-8,
+        "max_grad_norm": 1.0,
+        "fp16": True,
+    }
+    run = _core.TrainingRun(ours._model, _core.Examples(table, "labels"), config)
     run.load_scaler_state(2.0**24, 0)
     recorder = Recorder()
     run.train(recorder)
@@ -115,6 +112,12 @@ def test_float16_loss_scaling_follows_torch_grad_scaler(tiny_dir, tmp_path):
     mine = ours.state_dict()
     for name, theirs in model.state_dict().items():
         torch.testing.assert_close(mine[name], theirs, atol=5e-4, rtol=1e-3, msg=name)
+    # The model's next run keeps the loss scale, as the accelerator's GradScaler outlives
+    # train().
+    again = _core.TrainingRun(ours._model, _core.Examples(table, "labels"), config, run)
+    assert again.scaler_state == scaler.state_dict()
+    fresh = _core.TrainingRun(ours._model, _core.Examples(table, "labels"), config)
+    assert fresh.scaler_state != scaler.state_dict()
 
 
 def test_fp16_on_the_cpu_trains_in_float32_as_transformers_does(tiny_dir, tmp_path, caplog):

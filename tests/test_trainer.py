@@ -147,6 +147,23 @@ def test_logs_match_transformers_with_shuffling(tiny_no_dropout_dir, tmp_path, g
     assert ft.state.log_history[-1]["epoch"] == 3.0
 
 
+def test_a_second_train_keeps_the_optimizer_as_transformers(tiny_no_dropout_dir, tmp_path):
+    # transformers' Trainer keeps self.optimizer from one train() to the next: its moments and
+    # step counts, and the learning rate its new schedule starts from (the optimizer's
+    # initial_lr, not args.learning_rate changed in between).
+    data = make_dataset()
+    (hf, _), (ft, _) = run_both(tiny_no_dropout_dir, tmp_path, data, data, eval_strategy="no")
+    hf.args.learning_rate = ft.args.learning_rate = 5e-4
+    hf_out, ft_out = hf.train(), ft.train()
+    compare_logs(hf.state.log_history, ft.state.log_history)
+    assert ft_out.training_loss == pytest.approx(hf_out.training_loss, abs=1e-4)
+    peak = max(log.get("learning_rate", 0.0) for log in hf.state.log_history)
+    assert peak == pytest.approx(1e-3)
+    expected = hf.model.state_dict()
+    for name, value in ft.model.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
 TINY_SHAPE = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_labels=2)
 
 

@@ -170,12 +170,20 @@ class Examples:
 class TrainingRun:
     """The training loop (src/train/run.rs): data, AdamW, schedule and position."""
 
-    def __init__(self, model: Model, examples: Examples, config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        model: Model,
+        examples: Examples,
+        config: Mapping[str, Any],
+        previous: TrainingRun | None = None,
+    ) -> None:
         """`config` has the keys of TrainingConfig (src/train/config.rs): batch_size,
         grad_accum, num_train_epochs, max_steps, drop_last, sampling, seed, learning_rate,
         lr_scheduler_type, warmup_steps, weight_decay, adam_beta1, adam_beta2, adam_epsilon,
         max_grad_norm, and optionally bf16, fp16, nan_inf_filter, problem_type,
-        process_index, num_processes, pad_token_id, pad_left, pad_to_multiple_of."""
+        process_index, num_processes, pad_token_id, pad_left, pad_to_multiple_of. From
+        `previous` (the model's last run) it takes the optimizer, when it belongs to `model`,
+        and the float16 loss scale, as transformers' Trainer keeps them between train()s."""
     def train(self, trainer: Any) -> tuple[int, int, float, float, float]:
         """Runs the loop, calling trainer._event, trainer._log_save_evaluate,
         trainer._average_across_processes (with several processes) and

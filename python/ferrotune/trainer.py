@@ -307,6 +307,8 @@ class Trainer:
             self._processes, parameters=model.num_parameters(), training_examples=len(train_data)
         )
         model.train()
+        # The last run's optimizer and loss scale carry over, as transformers' Trainer keeps
+        # self.optimizer and its accelerator's GradScaler from one train() to the next.
         self._run = run = _core.TrainingRun(
             model._model,
             train_data,
@@ -335,6 +337,7 @@ class Trainer:
                 "labeling": self._labeling,
                 **self._pad(),
             },
+            self._run,
         )
         self.state = self._new_state(train_batch_size=args.train_batch_size)
         self.state.compute_steps(args, run.max_steps)

@@ -288,15 +288,20 @@ impl PyTrainingRun {
 #[pymethods]
 impl PyTrainingRun {
     /// A run of `config` (a mapping with the keys of `TrainingConfig`, src/train/config.rs)
-    /// over `examples`.
+    /// over `examples`, keeping from `previous` what `Run::new` says.
     #[new]
+    #[pyo3(signature = (model, examples, config, previous=None))]
     fn new(
         model: Py<PyModel>,
         examples: &PyExamples,
         config: &Bound<'_, PyDict>,
+        previous: Option<&PyTrainingRun>,
     ) -> PyResult<Self> {
         let config = TrainingConfig::from_json(json::from_python(config.as_any())?)?;
-        let run = guard(|| Run::new(model.get().model(), examples.inner.clone(), &config))?;
+        let mut previous = previous.map(PyTrainingRun::lock);
+        let run = guard(|| {
+            Run::new(model.get().model(), examples.inner.clone(), &config, previous.as_deref_mut())
+        })?;
         Ok(PyTrainingRun { model, run: Mutex::new(run) })
     }
 

@@ -34,6 +34,8 @@ pub struct Group {
     pub params: Vec<Param>,
 }
 
+/// `Default`: no groups, what `take` leaves behind.
+#[derive(Default)]
 pub struct Optimizer {
     /// [with weight decay, without]: the order of transformers' optimizer_grouped_parameters.
     pub groups: Vec<Group>,
@@ -80,6 +82,24 @@ impl Optimizer {
             groups[group].params.push(Param { name, tensor, exp_avg, exp_avg_sq, step });
         }
         Optimizer { groups, beta1, beta2, eps, word_buffer: None, written: Written::Nothing }
+    }
+
+    /// Whether this optimizer's parameters are all among `state`'s variables (the same
+    /// tensors under the same names): the optimizer a model's next run keeps, as transformers'
+    /// Trainer keeps `self.optimizer` (moments, step counts, hyperparameters) from one `train()`
+    /// to the next and creates a new one only for a new model (`model_init`).
+    pub fn belongs_to(&self, state: &[(String, Tensor)]) -> bool {
+        let by_name: std::collections::HashMap<&str, &Tensor> =
+            state.iter().map(|(name, t)| (name.as_str(), t)).collect();
+        !self.groups.is_empty()
+            && self
+                .params()
+                .all(|p| by_name.get(p.name.as_str()).is_some_and(|t| t.is_set_to(&p.tensor)))
+    }
+
+    /// Moves this optimizer out, leaving one without parameters.
+    pub fn take(&mut self) -> Optimizer {
+        std::mem::take(self)
     }
 
     /// Copies saved moments and step counts (by parameter name: an optimizer.pt's

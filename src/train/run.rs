@@ -124,11 +124,16 @@ pub struct Run {
 }
 
 impl Run {
-    /// A run of `config` over `data` for `model`, at step 0.
+    /// A run of `config` over `data` for `model`, at step 0. From `previous`, the model's last
+    /// run, it takes what transformers' Trainer keeps from one `train()` to the next: the
+    /// optimizer (its moments, step counts and hyperparameters, and the learning rate its
+    /// schedules start from: LambdaLR's `initial_lr`) when it belongs to `model`, and the
+    /// float16 loss scale (the accelerator's GradScaler).
     pub fn new(
         model: &Mutex<Model>,
         data: std::sync::Arc<Examples>,
         config: &TrainingConfig,
+        previous: Option<&mut Run>,
     ) -> Result<Run> {
         let half = Half::from_flags(config.bf16, config.fp16)?;
         let (index, count) = (config.process_index, config.num_processes);
@@ -149,7 +154,7 @@ impl Run {
         )?;
         let sampling =
             Sampling::parse(&config.sampling, config.seed, config.batch_size * config.grad_accum)?;
-        let schedule = Schedule {
+        let mut schedule = Schedule {
             kind: ScheduleKind::parse(&config.lr_scheduler_type)?,
             base_lr: config.learning_rate,
             warmup_steps: schedule::warmup_steps(config.warmup_steps, plan.max_steps),
@@ -164,17 +169,32 @@ impl Run {
             .filter(|(name, _)| !name.contains("embeddings."))
             .map(|(_, t)| t.numel() as i64)
             .sum();
-        let optimizer = Optimizer::new(
-            named,
-            config.weight_decay,
-            config.adam_beta1,
-            config.adam_beta2,
-            config.adam_epsilon,
-        );
+        let collator = Collator::new(config.padding(), m.config.pad_token_id)?
+            .with_labeling(config.labeling.clone())?;
+        // Nothing fails after this: `previous` loses what it gives only to a run that exists.
+        let device = m.device();
+        let mut previous = previous;
+        let kept = previous.as_deref_mut().filter(|p| p.optimizer.belongs_to(&m.state_dict()));
+        let optimizer = match kept {
+            Some(p) => {
+                schedule.base_lr = p.schedule.base_lr;
+                p.optimizer.take()
+            }
+            None => Optimizer::new(
+                named,
+                config.weight_decay,
+                config.adam_beta1,
+                config.adam_beta2,
+                config.adam_epsilon,
+            ),
+        };
+        let scaler = config.fp16.then(|| {
+            let kept = previous.and_then(|p| p.scaler.take());
+            kept.unwrap_or_else(|| LossScaler::new(device))
+        });
         Ok(Run {
             data,
-            collator: Collator::new(config.padding(), m.config.pad_token_id)?
-                .with_labeling(config.labeling.clone())?,
+            collator,
             batch_size: config.batch_size,
             drop_last: config.drop_last,
             sampling,
@@ -187,7 +207,7 @@ impl Run {
                 half,
                 nan_inf_filter: config.nan_inf_filter,
             },
-            scaler: config.fp16.then(|| LossScaler::new(m.device())),
+            scaler,
             problem_type,
             scheduler_steps: 0,
             global_step: 0,
