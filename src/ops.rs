@@ -233,6 +233,15 @@ where
     check(message).expect("at::parallel_for");
 }
 
+/// Held by the tests that draw from libtorch's default generator (seeding it, building models,
+/// dropout, masking): they run on parallel threads, and a test that seeds the generator must
+/// see its own draws only.
+#[cfg(test)]
+pub fn lock_default_generator() -> std::sync::MutexGuard<'static, ()> {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GENERATOR.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

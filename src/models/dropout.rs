@@ -85,6 +85,7 @@ mod tests {
 
     #[test]
     fn keeps_one_minus_p_and_scales() {
+        let _generator = crate::ops::lock_default_generator();
         tch::manual_seed(0);
         let x = Tensor::ones([400, 500], (Kind::Float, Device::Cpu));
         let y = dropout(&x, 0.1, true);
@@ -99,6 +100,7 @@ mod tests {
 
     #[test]
     fn kept_values_are_torchs_in_every_dtype() {
+        let _generator = crate::ops::lock_default_generator();
         // torch: noise = ones.bernoulli_(1 - p).div_(1 - p), in the input's dtype; input * noise.
         for kind in [Kind::Float, Kind::Double, Kind::BFloat16, Kind::Half] {
             tch::manual_seed(3);
@@ -115,6 +117,7 @@ mod tests {
 
     #[test]
     fn seeded_by_torch_and_independent_between_calls() {
+        let _generator = crate::ops::lock_default_generator();
         let x = Tensor::ones([1000], (Kind::Float, Device::Cpu));
         tch::manual_seed(7);
         let a = dropout(&x, 0.5, true);
@@ -126,6 +129,7 @@ mod tests {
 
     #[test]
     fn gradients_flow_through_the_kept_elements_only() {
+        let _generator = crate::ops::lock_default_generator();
         tch::manual_seed(1);
         let x = Tensor::ones([64], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let y = dropout(&x, 0.25, true);

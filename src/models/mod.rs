@@ -365,6 +365,7 @@ mod tests {
     /// padding skipped) equals the public forward's (every position), and so do its gradients.
     #[test]
     fn training_loss_of_the_labelled_tokens_is_the_full_loss() {
+        let _generator = crate::ops::lock_default_generator();
         let config = ModelConfig::from_json(&json!({
             "model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2,
             "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 50,
@@ -407,6 +408,7 @@ mod tests {
     /// associate differently, so that case is compared to a tight tolerance).
     #[test]
     fn deferred_word_gradient_is_autograds() {
+        let _generator = crate::ops::lock_default_generator();
         let config = ModelConfig::from_json(&json!({
             "model_type": "roberta", "hidden_size": 32, "num_hidden_layers": 2,
             "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 50,

@@ -138,6 +138,7 @@ mod tests {
 
     #[test]
     fn specials_and_padding_are_never_masked_and_rates_are_as_asked() {
+        let _generator = crate::ops::lock_default_generator();
         tch::manual_seed(0);
         let lm = settings();
         let ids = Tensor::randint_low(5, 50, [400, 64], (Kind::Int64, Device::Cpu));
