@@ -139,6 +139,13 @@ impl Optimizer {
         self.params().map(|p| p.tensor.grad()).filter(Tensor::defined).collect()
     }
 
+    /// `grads()`, to be overwritten by their average over the processes: the kept word
+    /// buffer's rows then hold the other processes' gradients too, and zero_grad clears it whole.
+    pub fn grads_to_average(&mut self) -> Vec<Tensor> {
+        self.written = Written::All;
+        self.grads()
+    }
+
     /// `ops::clip_grad_norm` of `grads` (this optimizer's, as `grads()` returned them). A norm
     /// that is not finite scales every gradient by NaN or 0, also the kept word buffer's rows
     /// that the step did not write, which zero_grad then clears whole.

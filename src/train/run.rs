@@ -495,7 +495,7 @@ fn average_gradients<H: Hooks>(
 ) -> std::result::Result<(), H::Error> {
     let mut grads = {
         let _model = lock(model);
-        lock(run).optimizer.grads()
+        lock(run).optimizer.grads_to_average()
     };
     let flat = Tensor::cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0);
     hooks.average_across_processes(&flat)?;
