@@ -188,8 +188,10 @@ impl Optimizer {
         if !self.word_buffer.as_ref().is_some_and(fits) {
             self.word_buffer = Some(tch::no_grad(|| table.zeros_like()));
         }
-        // The first micro-batch of a step finds a gradient only if autograd made one; the
-        // buffer may then become the table's gradient in no later step either, but be safe.
+        // A gradient before the step's first rows are added is autograd's: the table also
+        // feeds a tied output layer, whose matrix product gives it a gradient (zeros at worst)
+        // in every micro-batch, accumulated in place into whatever the table's gradient is
+        // then. Such steps clear the whole buffer instead of tracking rows.
         let from_autograd = matches!(self.written, Written::Nothing) && table.grad().defined();
         let ids = lookup.accumulate(table, self.word_buffer.as_ref().expect("just set"))?;
         self.written = match (std::mem::take(&mut self.written), ids) {
