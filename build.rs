@@ -53,6 +53,8 @@ fn main() {
         .include(torch.lib.join("..").join("include"))
         .define("_GLIBCXX_USE_CXX11_ABI", torch.cxx11_abi.as_str())
         .flag_if_supported("-Wno-unused-parameter")
+        // The layout kernels compute the rotary as the tensor formula does, product by product.
+        .flag("-ffp-contract=off")
         .file("csrc/ops.cpp")
         .compile("ferrotune_ops");
     println!("cargo:rustc-link-search=native={}", torch.lib.display());

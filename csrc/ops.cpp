@@ -1,13 +1,17 @@
 // libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
 // clipping, setting `.grad`, GradScaler's unscaling, autocast, randperm with a private
-// seeded generator, and at::parallel_for (libtorch's own thread pool) for Rust work. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// seeded generator, at::parallel_for (libtorch's own thread pool) for Rust work, and the
+// attention's change of layout between packed token rows and heads (with the rotary), as
+// autograd functions. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Dispatch.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <cstring>
 #include <exception>
@@ -33,6 +37,185 @@ char *guarded(F f) {
     return strdup("unknown C++ exception");
   }
 }
+
+
+// The attention's layouts. Rows: [tokens, parts · heads · head_dim], the packed tokens (or all
+// batch · seq positions when nothing is packed), each part (q, k, v) a block of heads. Heads:
+// one [batch, heads, seq, head_dim] tensor per part, zeros at the padding. `source` maps each
+// flat position batch · seq to its row or -1 (padding); `index` maps each row to its flat
+// position. The first `rotated` parts are turned by the rotary (`x · cos + rotate_half(x) ·
+// sin` in float32, cos and sin per row [tokens, head_dim / 2]); `sign` -1 turns them back
+// (the transpose, for gradients). Products and sums are those of the tensor formula, one by
+// one (no contraction into fused multiply-adds: the file is built with -ffp-contract=off).
+struct Layout {
+  int64_t positions, seq, parts, heads, dim, rotated;
+  const int64_t *source, *index;
+  const float *cos, *sin;
+  float sign;
+  int64_t width() const { return parts * heads * dim; }
+  // Where (part, head) of flat position n is in its heads tensor.
+  int64_t plane(int64_t n, int64_t head) const {
+    int64_t b = n / seq, s = n % seq;
+    return ((b * heads + head) * seq + s) * dim;
+  }
+};
+
+// One head's vector from `from` into `to`, turned when `turn` with the row's cos and sin.
+template <typename T>
+inline void move_head(const T *from, T *to, const Layout &l, int64_t row, bool turn) {
+  if (!turn) {
+    std::memcpy(to, from, sizeof(T) * l.dim);
+    return;
+  }
+  int64_t half = l.dim / 2;
+  const float *c = l.cos + row * half, *s = l.sin + row * half;
+  for (int64_t i = 0; i < half; ++i) {
+    float x1 = static_cast<float>(from[i]), x2 = static_cast<float>(from[i + half]);
+    float ss = l.sign * s[i];
+    float first = x1 * c[i], second = x2 * -ss;
+    float third = x2 * c[i], fourth = x1 * ss;
+    to[i] = static_cast<T>(first + second);
+    to[i + half] = static_cast<T>(third + fourth);
+  }
+}
+
+template <typename T>
+void rows_to_heads(const T *rows, const std::vector<T *> &heads, const Layout &l) {
+  at::parallel_for(0, l.positions, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      int64_t row = l.source[n];
+      for (int64_t p = 0; p < l.parts; ++p) {
+        for (int64_t h = 0; h < l.heads; ++h) {
+          T *to = heads[p] + l.plane(n, h);
+          if (row < 0) {
+            std::memset(to, 0, sizeof(T) * l.dim);
+          } else {
+            const T *from = rows + row * l.width() + (p * l.heads + h) * l.dim;
+            move_head(from, to, l, row, p < l.rotated);
+          }
+        }
+      }
+    }
+  });
+}
+
+// The inverse gather; a null heads tensor (an unused output's gradient) reads as zeros.
+template <typename T>
+void heads_to_rows(const std::vector<const T *> &heads, T *rows, int64_t tokens,
+                   const Layout &l) {
+  at::parallel_for(0, tokens, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      int64_t n = l.index[row];
+      for (int64_t p = 0; p < l.parts; ++p) {
+        for (int64_t h = 0; h < l.heads; ++h) {
+          T *to = rows + row * l.width() + (p * l.heads + h) * l.dim;
+          if (heads[p] == nullptr) {
+            std::memset(to, 0, sizeof(T) * l.dim);
+          } else {
+            move_head(heads[p] + l.plane(n, h), to, l, row, p < l.rotated);
+          }
+        }
+      }
+    }
+  });
+}
+
+// The layout's sizes and tables, checked: what both directions need of the saved tensors.
+struct Tables {
+  at::Tensor source, index, cos, sin;
+  int64_t batch, parts, heads, rotated;
+
+  Layout layout(int64_t dim, float sign) const {
+    TORCH_CHECK(source.numel() % batch == 0, "positions are not batch × seq");
+    return Layout{source.numel(), source.numel() / batch, parts, heads, dim, rotated,
+                  source.data_ptr<int64_t>(), index.data_ptr<int64_t>(),
+                  rotated > 0 ? cos.data_ptr<float>() : nullptr,
+                  rotated > 0 ? sin.data_ptr<float>() : nullptr, sign};
+  }
+};
+
+std::vector<at::Tensor> to_heads(const at::Tensor &rows_in, const Tables &t, float sign) {
+  auto rows = rows_in.contiguous();
+  int64_t dim = rows.size(1) / (t.parts * t.heads);
+  TORCH_CHECK(rows.dim() == 2 && dim * t.parts * t.heads == rows.size(1),
+              "rows are not [tokens, parts · heads · head_dim]");
+  auto l = t.layout(dim, sign);
+  std::vector<at::Tensor> out;
+  for (int64_t p = 0; p < t.parts; ++p)
+    out.push_back(at::empty({t.batch, t.heads, l.seq, dim}, rows.options()));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, rows.scalar_type(), "to_heads", [&] {
+    std::vector<scalar_t *> heads;
+    for (auto &o : out) heads.push_back(o.data_ptr<scalar_t>());
+    rows_to_heads(rows.data_ptr<scalar_t>(), heads, l);
+  });
+  return out;
+}
+
+at::Tensor to_rows(const std::vector<at::Tensor> &heads_in, const Tables &t, float sign) {
+  std::vector<at::Tensor> heads;
+  at::Tensor like;
+  for (auto &h : heads_in) {
+    heads.push_back(h.defined() ? h.contiguous() : h);
+    if (h.defined()) like = h;
+  }
+  TORCH_CHECK(like.defined(), "no heads tensor");
+  int64_t dim = like.size(3), tokens = t.index.numel();
+  auto l = t.layout(dim, sign);
+  auto rows = at::empty({tokens, t.parts * t.heads * dim}, like.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "to_rows", [&] {
+    std::vector<const scalar_t *> planes;
+    for (auto &h : heads) planes.push_back(h.defined() ? h.data_ptr<scalar_t>() : nullptr);
+    heads_to_rows(planes, rows.data_ptr<scalar_t>(), tokens, l);
+  });
+  return rows;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+Tables saved(AutogradContext *ctx) {
+  auto s = ctx->get_saved_variables();
+  auto &d = ctx->saved_data;
+  return Tables{s[0], s[1], s[2], s[3], d["batch"].toInt(), d["parts"].toInt(),
+                d["heads"].toInt(), d["rotated"].toInt()};
+}
+
+void save(AutogradContext *ctx, const Tables &t) {
+  ctx->save_for_backward({t.source, t.index, t.cos, t.sin});
+  ctx->saved_data["batch"] = t.batch;
+  ctx->saved_data["parts"] = t.parts;
+  ctx->saved_data["heads"] = t.heads;
+  ctx->saved_data["rotated"] = t.rotated;
+}
+
+// Rows → heads (rotated), and back for the gradient.
+struct SplitHeads : public torch::autograd::Function<SplitHeads> {
+  static variable_list forward(AutogradContext *ctx, at::Tensor rows, at::Tensor source,
+                               at::Tensor index, at::Tensor cos, at::Tensor sin, int64_t batch,
+                               int64_t parts, int64_t heads, int64_t rotated) {
+    Tables t{source, index, cos, sin, batch, parts, heads, rotated};
+    save(ctx, t);
+    return to_heads(rows, t, 1.0f);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto rows = to_rows(grads, saved(ctx), -1.0f);
+    return {rows, {}, {}, {}, {}, {}, {}, {}, {}};
+  }
+};
+
+// Heads → rows (one part, not rotated), and back for the gradient.
+struct MergeHeads : public torch::autograd::Function<MergeHeads> {
+  static at::Tensor forward(AutogradContext *ctx, at::Tensor context, at::Tensor source,
+                            at::Tensor index, int64_t heads) {
+    auto none = at::empty({0}, source.options().dtype(at::kFloat));
+    Tables t{source, index, none, none, context.size(0), 1, heads, 0};
+    save(ctx, t);
+    return to_rows({context}, t, 1.0f);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    return {to_heads(grads[0], saved(ctx), 1.0f)[0], {}, {}, {}};
+  }
+};
 
 }  // namespace
 
@@ -117,6 +300,26 @@ char *ft_parallel_for(int64_t n, int64_t grain, void (*body)(void *, int64_t, in
   return guarded([&] {
     at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { body(context, begin, end); });
   });
+}
+
+// Packed rows [tokens, parts · heads · head_dim] → `parts` tensors [batch, heads, seq,
+// head_dim] written to out[0..parts] (see Layout; cos and sin float32 [tokens, head_dim / 2],
+// read when rotated > 0), differentiable.
+char *ft_split_heads(at::Tensor *rows, at::Tensor *source, at::Tensor *index, at::Tensor *cos,
+                     at::Tensor *sin, int64_t batch, int64_t parts, int64_t heads,
+                     int64_t rotated, at::Tensor **out) {
+  return guarded([&] {
+    auto result = SplitHeads::apply(*rows, *source, *index, *cos, *sin, batch, parts, heads,
+                                    rotated);
+    for (int64_t p = 0; p < parts; ++p) out[p] = new at::Tensor(result[p]);
+  });
+}
+
+// The attention context [batch, heads, seq, head_dim] → packed rows [tokens, heads · head_dim]
+// written to *out, differentiable.
+char *ft_merge_heads(at::Tensor *context, at::Tensor *source, at::Tensor *index, int64_t heads,
+                     at::Tensor **out) {
+  return guarded([&] { *out = new at::Tensor(MergeHeads::apply(*context, *source, *index, heads)); });
 }
 
 }  // extern "C"

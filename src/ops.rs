@@ -35,6 +35,25 @@ extern "C" {
         inv_scale: *const C_tensor,
     ) -> *mut c_char;
     fn ft_randperm(n: i64, seed: u64, out: *mut i64) -> *mut c_char;
+    fn ft_split_heads(
+        rows: *const C_tensor,
+        source: *const C_tensor,
+        index: *const C_tensor,
+        cos: *const C_tensor,
+        sin: *const C_tensor,
+        batch: i64,
+        parts: i64,
+        heads: i64,
+        rotated: i64,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
+    fn ft_merge_heads(
+        context: *const C_tensor,
+        source: *const C_tensor,
+        index: *const C_tensor,
+        heads: i64,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
     fn ft_parallel_for(
         n: i64,
         grain: i64,
@@ -193,6 +212,60 @@ pub fn randperm(n: usize, seed: u64) -> Result<Vec<usize>> {
     // SAFETY: `out` has room for n values.
     check(unsafe { ft_randperm(n as i64, seed, out.as_mut_ptr()) })?;
     Ok(out.into_iter().map(|i| i as usize).collect())
+}
+
+/// Where the rows of the token-wise layers are in the attention's [batch, seq] layout: for each
+/// flat position (batch × seq) its row or -1 (padding), `source`, and for each row its flat
+/// position, `index` (both int64, on the CPU).
+pub struct RowMap<'a> {
+    pub source: &'a Tensor,
+    pub index: &'a Tensor,
+    pub batch: i64,
+}
+
+/// Rows [tokens, parts × heads × head_dim] → `parts` tensors [batch, heads, seq, head_dim],
+/// zeros at the padding, the first `rotated` parts turned by the rotary (`x·cos +
+/// rotate_half(x)·sin` in float32 with float32 `cos` and `sin` [tokens, head_dim / 2]), in one
+/// pass; its backward is the transposed pass. CPU tensors only.
+pub fn split_heads(
+    rows: &Tensor,
+    map: &RowMap,
+    parts: i64,
+    heads: i64,
+    rotary: Option<(&Tensor, &Tensor, i64)>,
+) -> Result<Vec<Tensor>> {
+    let none = Tensor::empty([0], (tch::Kind::Float, rows.device()));
+    let (cos, sin, rotated) = rotary.unwrap_or((&none, &none, 0));
+    let mut out = vec![std::ptr::null_mut(); parts as usize];
+    // SAFETY: every pointer is a live tch tensor for the duration of the call; `out` has room
+    // for `parts` results, each a new at::Tensor owned by the Tensor made of it.
+    check(unsafe {
+        ft_split_heads(
+            rows.as_ptr(),
+            map.source.as_ptr(),
+            map.index.as_ptr(),
+            cos.as_ptr(),
+            sin.as_ptr(),
+            map.batch,
+            parts,
+            heads,
+            rotated,
+            out.as_mut_ptr(),
+        )
+    })?;
+    Ok(out.into_iter().map(|t| unsafe { Tensor::from_ptr(t) }).collect())
+}
+
+/// The attention context [batch, heads, seq, head_dim] → rows [tokens, heads × head_dim]
+/// (split_heads' inverse for one part, not rotated). CPU tensors only.
+pub fn merge_heads(context: &Tensor, map: &RowMap, heads: i64) -> Result<Tensor> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: as in split_heads, for one result.
+    check(unsafe {
+        ft_merge_heads(context.as_ptr(), map.source.as_ptr(), map.index.as_ptr(), heads, &mut out)
+    })?;
+    // SAFETY: `out` is the new at::Tensor the call made.
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// `at::parallel_for(0, n, grain, ...)`: calls `body(range)` on libtorch's own threads (as many

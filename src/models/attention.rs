@@ -5,8 +5,9 @@ use super::config::ModelConfig;
 use super::dropout::dropout;
 use super::encoder::Packing;
 use super::init::linear;
+use crate::ops::{self, RowMap};
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// How attention probabilities are computed; all give transformers' results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +72,6 @@ pub(crate) struct SelfAttention {
     key: nn::Linear,
     value: nn::Linear,
     num_heads: i64,
-    head_dim: i64,
     dropout: f64,
 }
 
@@ -85,27 +85,100 @@ impl SelfAttention {
             key: linear(&p / k, h, h, config),
             value: linear(&p / v, h, h, config),
             num_heads: config.num_heads,
-            head_dim: config.head_dim(),
             dropout: config.attention_dropout,
         }
     }
 
     /// Attention over the [batch, seq] layout; `x` and the result are packed when `packing` is.
     pub(crate) fn forward(&self, x: &Tensor, pass: &Pass) -> Tensor {
-        let (h, d) = (self.num_heads, self.head_dim);
-        let padded = |t: Tensor| match pass.packing {
-            Some(p) => p.unpack(&t),
-            None => t,
-        };
-        let q = padded(self.query.forward(x));
-        let (b, s, _) = q.size3().expect("hidden states are 3-D");
-        let heads = |t: Tensor| t.view([b, s, h, d]).transpose(1, 2);
-        let q = heads(q);
-        let k = heads(padded(self.key.forward(x)));
-        let v = heads(padded(self.value.forward(x)));
+        let h = self.num_heads;
+        let heads = |t: Tensor| split_heads(&t, 1, h, pass.layout, None, pass).swap_remove(0);
+        let q = heads(self.query.forward(x));
+        let k = heads(self.key.forward(x));
+        let v = heads(self.value.forward(x));
         let context = attend(&q, &k, &v, pass.bias, self.dropout, pass, Softmax::InScores);
         merge_heads(context, pass)
     }
+}
+
+/// The rotary embedding of one layer type (`ModernBertRotaryEmbedding.forward`, cast to the
+/// hidden states' dtype as there): cos and sin for each row of the token-wise layers, float32
+/// [tokens, head_dim / 2] (each frequency serves both halves of a head).
+pub(crate) struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    /// The tables of `positions` [tokens] with base `theta`, their values those of `kind`.
+    pub(crate) fn new(positions: &Tensor, theta: f64, head_dim: i64, kind: Kind) -> Rotary {
+        let device = positions.device();
+        let exponents = Tensor::arange_start_step(0, head_dim, 2, (Kind::Float, device)) / head_dim;
+        let inv_freq = Tensor::pow_scalar(theta, &exponents).reciprocal();
+        let freqs = positions.unsqueeze(-1).to_kind(Kind::Float) * inv_freq;
+        let round = |t: Tensor| t.to_kind(kind).to_kind(Kind::Float);
+        Rotary { cos: round(freqs.cos()), sin: round(freqs.sin()) }
+    }
+
+    /// `apply_rotary_pos_emb` (`x * cos + rotate_half(x) * sin`, in float32) on rows
+    /// [tokens, parts, heads, head_dim]. `rotate_half` (the halves swapped, the first negated)
+    /// is the swap of the halves with the sign in the sine: the same products, bit for bit.
+    /// The CPU's split_heads does it in its pass.
+    fn turn(&self, x: &Tensor) -> Tensor {
+        let float = x.to_kind(Kind::Float);
+        let head_dim = *float.size().last().expect("heads have a dimension");
+        let halves = float.unflatten(-1, [2, head_dim / 2]);
+        let tables = |t: &Tensor| t.unsqueeze(1).unsqueeze(1).unsqueeze(1);
+        let signed_sin = Tensor::cat(&[-tables(&self.sin), tables(&self.sin)], 3);
+        let rotated = &halves * tables(&self.cos) + halves.flip([-2]) * signed_sin;
+        rotated.flatten(-2, -1).to_kind(x.kind())
+    }
+}
+
+/// Rows [tokens, parts · heads · head_dim] of the token-wise layers (packed when `pass` packs)
+/// → `parts` tensors [batch, heads, seq, head_dim] (q, k, v), zeros at the padding, the first
+/// `rotated` parts turned by the rotary. On the CPU in one parallel pass, forward and backward
+/// (`ops::split_heads`), where unpacking, rotating, concatenating and splitting would each write
+/// the whole tensor again.
+pub(crate) fn split_heads(
+    rows: &Tensor,
+    parts: i64,
+    heads: i64,
+    (batch, seq): (i64, i64),
+    rotary: Option<(&Rotary, i64)>,
+    pass: &Pass,
+) -> Vec<Tensor> {
+    let d = rows.size().last().expect("rows are 2-D or 3-D") / (parts * heads);
+    let unbind = |x: Tensor| -> Vec<Tensor> {
+        let x = x.view([batch, seq, parts, heads, d]);
+        x.unbind(2).into_iter().map(|t| t.transpose(1, 2)).collect()
+    };
+    if pass.packing.is_none() && rotary.is_none() {
+        return unbind(rows.shallow_clone());
+    }
+    if rows.device() == Device::Cpu {
+        let rows = rows.view([-1, parts * heads * d]);
+        let identity;
+        let map = match pass.packing {
+            Some(p) => p.map(),
+            None => {
+                identity = Tensor::arange(batch * seq, (Kind::Int64, Device::Cpu));
+                RowMap { source: &identity, index: &identity, batch }
+            }
+        };
+        let rotary = rotary.map(|(r, n)| (&r.cos, &r.sin, n));
+        return ops::split_heads(&rows, &map, parts, heads, rotary).expect("splitting the heads");
+    }
+    let mut x = rows.view([-1, parts, heads, d]);
+    if let Some((rotary, n)) = rotary {
+        let split = x.split_with_sizes([n, parts - n], 1);
+        x = Tensor::cat(&[rotary.turn(&split[0]), split[1].shallow_clone()], 1);
+    }
+    let x = x.view([-1, parts * heads * d]);
+    unbind(match pass.packing {
+        Some(p) => p.unpack(&x),
+        None => x,
+    })
 }
 
 /// The dtype the attention probabilities are computed in, as each model's eager attention does.
@@ -150,9 +223,13 @@ pub(crate) fn attend(
     }
 }
 
-/// [batch, heads, seq, head_dim] → [batch, seq, hidden], packed when `pass` packs.
+/// [batch, heads, seq, head_dim] → [batch, seq, hidden], packed when `pass` packs (on the CPU
+/// in one parallel pass, forward and backward).
 pub(crate) fn merge_heads(context: Tensor, pass: &Pass) -> Tensor {
     let (b, h, s, d) = context.size4().expect("attention context is 4-D");
+    if let (Some(p), Device::Cpu) = (pass.packing, context.device()) {
+        return ops::merge_heads(&context, &p.map(), h).expect("merging the heads");
+    }
     let context = context.transpose(1, 2).contiguous().view([b, s, h * d]);
     match pass.packing {
         Some(p) => p.pack(&context),
@@ -168,6 +245,8 @@ pub(crate) struct Pass<'a> {
     pub bias: Option<&'a Tensor>,
     pub train: bool,
     pub attention: AttentionImpl,
+    /// [batch, seq] of the attention's layout.
+    pub layout: (i64, i64),
 }
 
 /// transformers' bidirectional mask in the computation dtype `kind`: 0 where attended, the
@@ -203,5 +282,93 @@ pub(crate) fn min_value(kind: Kind) -> f64 {
         Kind::BFloat16 => -3.3895313892515355e38,
         Kind::Double => f64::MIN,
         _ => f32::MIN as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::encoder::Packing;
+
+    fn pass(packing: Option<&Packing>, layout: (i64, i64)) -> Pass<'_> {
+        Pass { packing, bias: None, train: true, attention: AttentionImpl::Explicit, layout }
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
+    }
+
+    /// The heads of `rows` the way the tensor formula makes them: rotated, padded, split.
+    fn reference(rows: &Tensor, mask: &Tensor, rotary: &Rotary, heads: i64) -> Vec<Tensor> {
+        let (b, s) = mask.size2().unwrap();
+        let d = rows.size()[1] / (3 * heads);
+        let x = rows.view([-1, 3, heads, d]);
+        let split = x.split_with_sizes([2, 1], 1);
+        let x = Tensor::cat(&[rotary.turn(&split[0]), split[1].shallow_clone()], 1);
+        let index = mask.view([-1]).nonzero().squeeze_dim(1);
+        let padded = Tensor::zeros([b * s, 3 * heads * d], (rows.kind(), Device::Cpu));
+        let padded = padded.index_copy(0, &index, &x.view([-1, 3 * heads * d]));
+        let parts = padded.view([b, s, 3, heads, d]).unbind(2);
+        parts.into_iter().map(|t| t.transpose(1, 2)).collect()
+    }
+
+    #[test]
+    fn split_and_merge_heads_are_the_tensor_formula_forward_and_backward() {
+        let _generator = crate::ops::lock_default_generator();
+        tch::manual_seed(0);
+        let (heads, d) = (3, 8);
+        let padded = Tensor::from_slice2(&[[1i64, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 1, 0]]);
+        let full = Tensor::ones([2, 4], (Kind::Int64, Device::Cpu));
+        for kind in [Kind::Float, Kind::BFloat16] {
+            for mask in [&padded, &full] {
+                let packing = Packing::of(mask);
+                let layout = mask.size2().unwrap();
+                let pass = pass(packing.as_ref(), layout);
+                let tokens = mask.sum(Kind::Int64).int64_value(&[]);
+                let flat = Tensor::arange(layout.0 * layout.1, (Kind::Int64, Device::Cpu));
+                let positions = flat
+                    .remainder(layout.1)
+                    .index_select(0, &mask.view([-1]).nonzero().squeeze_dim(1));
+                let rotary = Rotary::new(&positions, 160.0, d, kind);
+                let rows = Tensor::randn([tokens, 3 * heads * d], (kind, Device::Cpu));
+                let fused_rows = rows.detach().set_requires_grad(true);
+                let fused = split_heads(&fused_rows, 3, heads, layout, Some((&rotary, 2)), &pass);
+                let ref_rows = rows.detach().set_requires_grad(true);
+                let expected = reference(&ref_rows, mask, &rotary, heads);
+                for (f, e) in fused.iter().zip(&expected) {
+                    assert_eq!(f.size(), e.size());
+                    assert_eq!(max_diff(f, e), 0.0, "{kind:?} forward");
+                }
+                // k's output unused: its rows' gradient is zero.
+                let grads: Vec<Tensor> = fused.iter().map(Tensor::randn_like).collect();
+                let loss = |out: &[Tensor]| {
+                    (&out[0] * &grads[0]).sum(Kind::Float) + (&out[2] * &grads[2]).sum(Kind::Float)
+                };
+                loss(&fused).backward();
+                loss(&expected).backward();
+                assert_eq!(
+                    max_diff(&fused_rows.grad(), &ref_rows.grad()),
+                    0.0,
+                    "{kind:?} backward"
+                );
+
+                let context = Tensor::randn([layout.0, heads, layout.1, d], (kind, Device::Cpu));
+                let (fused_context, ref_context) = (
+                    context.detach().set_requires_grad(true),
+                    context.detach().set_requires_grad(true),
+                );
+                let merged = merge_heads(fused_context.shallow_clone(), &pass);
+                let dense =
+                    ref_context.transpose(1, 2).contiguous().view([layout.0 * layout.1, -1]);
+                let index = mask.view([-1]).nonzero().squeeze_dim(1);
+                let expected = dense.index_select(0, &index);
+                assert_eq!(max_diff(&merged.view([tokens, -1]), &expected), 0.0, "{kind:?} merge");
+                let g = merged.randn_like();
+                (&merged * &g).sum(Kind::Float).backward();
+                (expected * g.view([tokens, -1])).sum(Kind::Float).backward();
+                let diff = max_diff(&fused_context.grad(), &ref_context.grad());
+                assert_eq!(diff, 0.0, "{kind:?} merge backward");
+            }
+        }
     }
 }

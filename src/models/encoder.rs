@@ -18,8 +18,9 @@ use super::init::{layer_norm, linear};
 use super::modernbert;
 use super::Batch;
 use crate::error::{Error, Result};
+use crate::ops::{self, RowMap};
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// One encoder layer (`BertLayer`, DistilBERT's `TransformerBlock`): attention, its output
 /// projection and LayerNorm, the feed-forward block and its LayerNorm.
@@ -266,6 +267,7 @@ impl Encoder {
             bias: bias.as_ref(),
             train: mode.train,
             attention: self.attention,
+            layout: inputs.input_ids.size2().expect("input_ids is 2-D (checked)"),
         };
         let mut states = match &packing {
             Some(p) => p.pack(&embedded),
@@ -292,6 +294,8 @@ pub struct Packing {
     index: Tensor,
     /// Flat positions of the padding.
     padding: Tensor,
+    /// For each flat position, its row in the packed layout, or -1 (padding).
+    source: Tensor,
     /// For each row, where its first token is in the packed layout.
     first: Tensor,
     batch: i64,
@@ -301,7 +305,7 @@ pub struct Packing {
 impl Packing {
     /// None when there is no padding, or when a row starts with padding (left padding: the
     /// heads read position 0, which transformers computes even when it is padding).
-    fn of(mask: &Tensor) -> Option<Packing> {
+    pub(crate) fn of(mask: &Tensor) -> Option<Packing> {
         let (batch, seq) = mask.size2().ok()?;
         let keep = mask.ne(0);
         let lengths = keep.sum_dim_intlist(1, false, Kind::Int64);
@@ -312,12 +316,24 @@ impl Packing {
         }
         let index = keep.view([-1]).nonzero().squeeze_dim(1);
         let padding = keep.view([-1]).logical_not().nonzero().squeeze_dim(1);
+        let device = index.device();
+        let rows = Tensor::arange(index.size()[0], (Kind::Int64, device));
+        let source =
+            Tensor::full([batch * seq], -1, (Kind::Int64, device)).index_copy(0, &index, &rows);
         let first = lengths.cumsum(0, Kind::Int64) - &lengths;
-        Some(Packing { index, padding, first, batch, seq })
+        Some(Packing { index, padding, source, first, batch, seq })
+    }
+
+    pub(crate) fn map(&self) -> RowMap<'_> {
+        RowMap { source: &self.source, index: &self.index, batch: self.batch }
     }
 
     /// [batch, seq, hidden] → [tokens, hidden].
     pub(crate) fn pack(&self, x: &Tensor) -> Tensor {
+        if x.device() == Device::Cpu {
+            let x = x.reshape([self.batch, 1, self.seq, -1]);
+            return ops::merge_heads(&x, &self.map(), 1).expect("packing the tokens");
+        }
         x.reshape([self.batch * self.seq, -1]).index_select(0, &self.index)
     }
 
@@ -326,17 +342,16 @@ impl Packing {
         x.reshape([-1]).index_select(0, &self.index)
     }
 
-    /// Where the attended flat positions `flat` are in the packed layout.
-    fn rows_of(&self, flat: &Tensor) -> Tensor {
-        let rows = Tensor::full([self.batch * self.seq], -1, (Kind::Int64, self.index.device()));
-        let packed = Tensor::arange(self.index.size()[0], (Kind::Int64, self.index.device()));
-        rows.index_copy(0, &self.index, &packed).index_select(0, flat)
-    }
-
     /// [tokens, hidden] → [batch, seq, hidden], zeros at the padding. Each element is written
     /// once (zeros only where the padding is), in place of a fresh tensor: at long, padded
-    /// inputs, zero-filling and copying the whole layout cost more than the attention.
+    /// inputs, zero-filling and copying the whole layout cost more than the attention. On the
+    /// CPU in one parallel pass (libtorch's index_fill_ and index_copy_ take several times as
+    /// long, and their backward too).
     pub(crate) fn unpack(&self, x: &Tensor) -> Tensor {
+        if x.device() == Device::Cpu {
+            let heads = ops::split_heads(x, &self.map(), 1, 1, None).expect("unpacking the tokens");
+            return heads[0].squeeze_dim(1);
+        }
         let width = x.size()[1];
         let mut out = Tensor::empty([self.batch * self.seq, width], (x.kind(), x.device()));
         let _ = out.index_fill_(0, &self.padding, 0.0);
@@ -373,7 +388,7 @@ impl Hidden {
     /// packed, the positions must be attended ones.
     pub fn at_positions(&self, flat: &Tensor) -> Tensor {
         match &self.packing {
-            Some(p) => self.states.index_select(0, &p.rows_of(flat)),
+            Some(p) => self.states.index_select(0, &p.source.index_select(0, flat)),
             None => {
                 self.states.reshape([-1, *self.states.size().last().unwrap()]).index_select(0, flat)
             }

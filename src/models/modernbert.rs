@@ -4,7 +4,7 @@
 //! `Wo(act(input) · gate)`), and the final norm. Its embeddings are in `embeddings.rs`, its head
 //! in `heads.rs`.
 
-use super::attention::{attend, merge_heads, window_bias, Pass, Softmax};
+use super::attention::{attend, merge_heads, split_heads, window_bias, Pass, Rotary, Softmax};
 use super::config::{Activation, ModelConfig, ModernBertConfig};
 use super::dropout::dropout;
 use super::encoder::activate;
@@ -41,45 +41,6 @@ struct Layer {
     mlp_wo: nn::Linear,
     /// Full attention; else the sliding window.
     global: bool,
-}
-
-/// The rotary embedding of one layer type, in the hidden states' dtype
-/// (`ModernBertRotaryEmbedding.forward`), by halves: its cos and sin repeat each frequency in
-/// both halves of a head, [rows, seq, half] (or [tokens, half] for packed tokens).
-struct Rotary {
-    cos: Tensor,
-    /// -sin and sin, [rows, seq, 2, half] (or [tokens, 2, half]): `rotate_half`'s sign.
-    signed_sin: Tensor,
-}
-
-impl Rotary {
-    fn new(positions: &Tensor, theta: f64, head_dim: i64, kind: Kind) -> Rotary {
-        let device = positions.device();
-        let exponents = Tensor::arange_start_step(0, head_dim, 2, (Kind::Float, device)) / head_dim;
-        let inv_freq = Tensor::pow_scalar(theta, &exponents).reciprocal();
-        let freqs = positions.unsqueeze(-1).to_kind(Kind::Float) * inv_freq;
-        let sin = freqs.sin().to_kind(kind);
-        Rotary { cos: freqs.cos().to_kind(kind), signed_sin: Tensor::stack(&[-&sin, sin], -2) }
-    }
-
-    /// `apply_rotary_pos_emb` (`x * cos + rotate_half(x) * sin`, in float32) on
-    /// [batch, heads, seq, head_dim] or on packed [tokens, .., heads, head_dim]. `rotate_half`
-    /// (the halves swapped, the first negated) is the swap of the halves with the sign in the
-    /// sine: the same products, bit for bit, without its `cat` and `neg` and their backward
-    /// (6.1 → 4.2 ms for q and k of 518 tokens, forward and backward).
-    fn apply(&self, x: &Tensor) -> Tensor {
-        let float = x.to_kind(Kind::Float);
-        let head_dim = *float.size().last().expect("heads have a dimension");
-        let halves = float.unflatten(-1, [2, head_dim / 2]);
-        // cos and sin get the dimensions between their first and their positions'.
-        let (mut cos, mut sin) = (self.cos.unsqueeze(-2), self.signed_sin.shallow_clone());
-        for _ in cos.dim()..halves.dim() {
-            cos = cos.unsqueeze(1);
-            sin = sin.unsqueeze(1);
-        }
-        let rotated = &halves * cos + halves.flip([-2]) * sin;
-        rotated.flatten(-2, -1).to_kind(x.kind())
-    }
 }
 
 /// ModernBERT's layers and final norm, under the model's `model` prefix.
@@ -142,9 +103,10 @@ impl Stack {
             Some(ids) => ids.shallow_clone(),
             None => Tensor::arange(seq, (Kind::Int64, device)).unsqueeze(0),
         };
-        // Packed tokens are rotated before they are padded for attention: their positions.
+        // The rotary's tables are per row of the token-wise layers (packed or all positions).
+        let positions = positions.expand([rows, seq], false).reshape([-1]);
         let positions = match pass.packing {
-            Some(p) => p.gather(&positions.expand([rows, seq], false)),
+            Some(p) => p.gather(&positions),
             None => positions,
         };
         let kind = states.kind();
@@ -162,18 +124,15 @@ impl Stack {
                 (_, Some((rotary, bias)), false) => (rotary, Some(bias)),
                 _ => unreachable!("the rotary of each layer type present is computed"),
             };
-            states = self.layer(layer, &states, rows, seq, rotary, bias, pass);
+            states = self.layer(layer, &states, rotary, bias, pass);
         }
         self.final_norm.forward(&states)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn layer(
         &self,
         layer: &Layer,
         x: &Tensor,
-        rows: i64,
-        seq: i64,
         rotary: &Rotary,
         bias: Option<&Tensor>,
         pass: &Pass,
@@ -183,29 +142,10 @@ impl Stack {
             Some(norm) => norm.forward(x),
             None => x.shallow_clone(),
         };
-        let (heads, d) = (self.num_heads, self.head_dim);
         let qkv = layer.wqkv.forward(&normed);
-        // [batch, seq, 3 · hidden] → q, k, v as [batch, heads, seq, head_dim].
-        // `unbind`, whose backward writes the three gradients once (`select`'s zero-fills
-        // the whole input for each).
-        let split = |qkv: &Tensor| {
-            let parts = qkv.view([rows, seq, 3, heads, d]).unbind(2);
-            let part = |i: usize| parts[i].transpose(1, 2);
-            (part(0), part(1), part(2))
-        };
-        let (q, k, v) = match pass.packing {
-            // Rotated on the real tokens only, then padded together.
-            Some(p) => {
-                let parts = qkv.view([-1, 3, heads, d]).split_with_sizes([2, 1], 1);
-                let rotated = Tensor::cat(&[rotary.apply(&parts[0]), parts[1].shallow_clone()], 1);
-                split(&p.unpack(&rotated.view([-1, 3 * heads * d])))
-            }
-            None => {
-                let (q, k, v) = split(&qkv);
-                (rotary.apply(&q), rotary.apply(&k), v)
-            }
-        };
-        let context = attend(&q, &k, &v, bias, self.attention_dropout, pass, Softmax::InFloat);
+        let qkv = split_heads(&qkv, 3, self.num_heads, pass.layout, Some((rotary, 2)), pass);
+        let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
+        let context = attend(q, k, v, bias, self.attention_dropout, pass, Softmax::InFloat);
         let attended = layer.wo.forward(&merge_heads(context, pass));
         let x = x + dropout(&attended, self.attention_dropout, train);
         let gated = layer.wi.forward(&layer.mlp_norm.forward(&x)).chunk(2, -1);
