@@ -127,6 +127,8 @@ struct Tables {
 
   Layout layout(int64_t dim, float sign) const {
     TORCH_CHECK(source.numel() % batch == 0, "positions are not batch × seq");
+    for (auto *t : {&source, &index, &cos, &sin})
+      TORCH_CHECK(t->device().is_cpu() && t->is_contiguous(), "layout tables must be contiguous CPU tensors");
     return Layout{source.numel(), source.numel() / batch, parts, heads, dim, rotated,
                   source.data_ptr<int64_t>(), index.data_ptr<int64_t>(),
                   rotated > 0 ? cos.data_ptr<float>() : nullptr,
@@ -135,6 +137,7 @@ struct Tables {
 };
 
 std::vector<at::Tensor> to_heads(const at::Tensor &rows_in, const Tables &t, float sign) {
+  TORCH_CHECK(rows_in.device().is_cpu(), "split_heads runs on CPU tensors");
   auto rows = rows_in.contiguous();
   int64_t dim = rows.size(1) / (t.parts * t.heads);
   TORCH_CHECK(rows.dim() == 2 && dim * t.parts * t.heads == rows.size(1),
@@ -161,6 +164,10 @@ at::Tensor to_rows(const std::vector<at::Tensor> &heads_in, const Tables &t, flo
   TORCH_CHECK(like.defined(), "no heads tensor");
   int64_t dim = like.size(3), tokens = t.index.numel();
   auto l = t.layout(dim, sign);
+  for (auto &h : heads)
+    TORCH_CHECK(!h.defined() || (h.device().is_cpu() && h.dim() == 4 &&
+                                 h.sizes() == at::IntArrayRef({t.batch, t.heads, l.seq, dim})),
+                "heads must be CPU tensors [batch, heads, seq, head_dim]");
   auto rows = at::empty({tokens, t.parts * t.heads * dim}, like.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "to_rows", [&] {
     std::vector<const scalar_t *> planes;

@@ -345,6 +345,20 @@ mod tests {
     }
 
     #[test]
+    fn split_and_merge_heads_report_bad_layouts_as_errors() {
+        let index = Tensor::arange(6, (Kind::Int64, Device::Cpu));
+        let map = RowMap { source: &index, index: &index, batch: 2 };
+        let rows = Tensor::zeros([6, 10], (Kind::Float, Device::Cpu));
+        // 10 columns are not 3 parts of 2 heads.
+        let error = split_heads(&rows, &map, 3, 2, None).unwrap_err().to_string();
+        assert!(error.contains("rows are not [tokens, parts"), "{error}");
+        // A context of 3 rows where the map has 2.
+        let context = Tensor::zeros([3, 2, 3, 5], (Kind::Float, Device::Cpu));
+        let error = merge_heads(&context, &map, 2).unwrap_err().to_string();
+        assert!(error.contains("heads must be CPU tensors"), "{error}");
+    }
+
+    #[test]
     fn clip_grad_norm_matches_the_formula() {
         let grads = vec![Tensor::from_slice(&[3.0f32, 0.0]), Tensor::from_slice(&[0.0f32, 4.0])];
         let total = clip_grad_norm(&grads, 1.0).unwrap();

@@ -157,7 +157,7 @@ pub(crate) fn split_heads(
         return unbind(rows.shallow_clone());
     }
     if rows.device() == Device::Cpu {
-        let rows = rows.view([-1, parts * heads * d]);
+        let rows = rows.reshape([-1, parts * heads * d]);
         let identity;
         let map = match pass.packing {
             Some(p) => p.map(),
