@@ -38,7 +38,6 @@ char *guarded(F f) {
   }
 }
 
-
 // The attention's layouts. Rows: [tokens, parts · heads · head_dim], the packed tokens (or all
 // batch · seq positions when nothing is packed), each part (q, k, v) a block of heads. Heads:
 // one [batch, heads, seq, head_dim] tensor per part, zeros at the padding. `source` maps each
@@ -128,7 +127,8 @@ struct Tables {
   Layout layout(int64_t dim, float sign) const {
     TORCH_CHECK(source.numel() % batch == 0, "positions are not batch × seq");
     for (auto *t : {&source, &index, &cos, &sin})
-      TORCH_CHECK(t->device().is_cpu() && t->is_contiguous(), "layout tables must be contiguous CPU tensors");
+      TORCH_CHECK(t->device().is_cpu() && t->is_contiguous(),
+                  "layout tables must be contiguous CPU tensors");
     return Layout{source.numel(), source.numel() / batch, parts, heads, dim, rotated,
                   source.data_ptr<int64_t>(), index.data_ptr<int64_t>(),
                   rotated > 0 ? cos.data_ptr<float>() : nullptr,
@@ -326,7 +326,9 @@ char *ft_split_heads(at::Tensor *rows, at::Tensor *source, at::Tensor *index, at
 // written to *out, differentiable.
 char *ft_merge_heads(at::Tensor *context, at::Tensor *source, at::Tensor *index, int64_t heads,
                      at::Tensor **out) {
-  return guarded([&] { *out = new at::Tensor(MergeHeads::apply(*context, *source, *index, heads)); });
+  return guarded([&] {
+    *out = new at::Tensor(MergeHeads::apply(*context, *source, *index, heads));
+  });
 }
 
 }  // extern "C"

@@ -148,37 +148,45 @@ pub(crate) fn split_heads(
     rotary: Option<(&Rotary, i64)>,
     pass: &Pass,
 ) -> Vec<Tensor> {
-    let d = rows.size().last().expect("rows are 2-D or 3-D") / (parts * heads);
-    let unbind = |x: Tensor| -> Vec<Tensor> {
-        let x = x.view([batch, seq, parts, heads, d]);
-        x.unbind(2).into_iter().map(|t| t.transpose(1, 2)).collect()
+    if rows.device() != Device::Cpu || (pass.packing.is_none() && rotary.is_none()) {
+        return split_heads_by_tensors(rows, parts, heads, (batch, seq), rotary, pass);
+    }
+    let width = *rows.size().last().expect("rows have columns");
+    let rows = rows.reshape([-1, width]);
+    let identity;
+    let map = match pass.packing {
+        Some(p) => p.map(),
+        None => {
+            identity = Tensor::arange(batch * seq, (Kind::Int64, Device::Cpu));
+            RowMap { source: &identity, index: &identity, batch }
+        }
     };
-    if pass.packing.is_none() && rotary.is_none() {
-        return unbind(rows.shallow_clone());
-    }
-    if rows.device() == Device::Cpu {
-        let rows = rows.reshape([-1, parts * heads * d]);
-        let identity;
-        let map = match pass.packing {
-            Some(p) => p.map(),
-            None => {
-                identity = Tensor::arange(batch * seq, (Kind::Int64, Device::Cpu));
-                RowMap { source: &identity, index: &identity, batch }
-            }
-        };
-        let rotary = rotary.map(|(r, n)| (&r.cos, &r.sin, n));
-        return ops::split_heads(&rows, &map, parts, heads, rotary).expect("splitting the heads");
-    }
-    let mut x = rows.view([-1, parts, heads, d]);
+    let rotary = rotary.map(|(r, n)| (&r.cos, &r.sin, n));
+    ops::split_heads(&rows, &map, parts, heads, rotary).expect("splitting the heads")
+}
+
+/// split_heads by tensor operations (other devices; without packing or rotary, views only).
+fn split_heads_by_tensors(
+    rows: &Tensor,
+    parts: i64,
+    heads: i64,
+    (batch, seq): (i64, i64),
+    rotary: Option<(&Rotary, i64)>,
+    pass: &Pass,
+) -> Vec<Tensor> {
+    let d = rows.size().last().expect("rows are 2-D or 3-D") / (parts * heads);
+    let mut x = rows.reshape([-1, parts, heads, d]);
     if let Some((rotary, n)) = rotary {
         let split = x.split_with_sizes([n, parts - n], 1);
         x = Tensor::cat(&[rotary.turn(&split[0]), split[1].shallow_clone()], 1);
     }
     let x = x.view([-1, parts * heads * d]);
-    unbind(match pass.packing {
+    let x = match pass.packing {
         Some(p) => p.unpack(&x),
         None => x,
-    })
+    };
+    let x = x.view([batch, seq, parts, heads, d]);
+    x.unbind(2).into_iter().map(|t| t.transpose(1, 2)).collect()
 }
 
 /// The dtype the attention probabilities are computed in, as each model's eager attention does.
@@ -335,9 +343,13 @@ mod tests {
                 let fused = split_heads(&fused_rows, 3, heads, layout, Some((&rotary, 2)), &pass);
                 let ref_rows = rows.detach().set_requires_grad(true);
                 let expected = reference(&ref_rows, mask, &rotary, heads);
-                for (f, e) in fused.iter().zip(&expected) {
+                // The other devices' way, here on the CPU.
+                let rotated = Some((&rotary, 2));
+                let by_tensors = split_heads_by_tensors(&rows, 3, heads, layout, rotated, &pass);
+                for ((f, e), t) in fused.iter().zip(&expected).zip(&by_tensors) {
                     assert_eq!(f.size(), e.size());
                     assert_eq!(max_diff(f, e), 0.0, "{kind:?} forward");
+                    assert_eq!(max_diff(t, e), 0.0, "{kind:?} forward by tensors");
                 }
                 // k's output unused: its rows' gradient is zero.
                 let grads: Vec<Tensor> = fused.iter().map(Tensor::randn_like).collect();
