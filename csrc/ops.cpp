@@ -1,8 +1,8 @@
 // libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
 // clipping, setting `.grad`, GradScaler's unscaling, autocast, randperm with a private
 // seeded generator, at::parallel_for (libtorch's own thread pool) for Rust work, and the
-// attention's change of layout between packed token rows and heads (with the rotary), as
-// autograd functions. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// attention's change of layout between packed token rows and heads (with the rotary) and the
+// attention of each packed sequence, as autograd functions. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
 
@@ -224,6 +224,102 @@ struct MergeHeads : public torch::autograd::Function<MergeHeads> {
   }
 };
 
+// Attention of each sequence on its own tokens. q, k, v: [1, heads, tokens, head_dim], the
+// packed tokens of the sequences one after another (`lengths`); `masks`: each sequence's
+// additive mask [1, 1, length, length] or undefined. Each sequence is computed as the tensor
+// formula computes it: explicitly (q·kᵀ · scale + mask, softmax, in float32 when
+// `float_softmax`, then cast back, · v) or, from `fused_from` tokens on, by libtorch's CPU
+// flash kernel; no dropout. The contexts and the gradients are written into one tensor each:
+// no padding, no concatenation, and no autograd node per sequence.
+struct Sequences {
+  std::vector<int64_t> lengths;
+  double scale;
+  bool float_softmax;
+  int64_t fused_from;
+  bool fused(int64_t length) const { return length >= fused_from; }
+};
+
+struct AttendEach : public torch::autograd::Function<AttendEach> {
+  static at::Tensor forward(AutogradContext *ctx, at::Tensor q, at::Tensor k, at::Tensor v,
+                            std::vector<at::Tensor> masks, std::vector<int64_t> lengths,
+                            double scale, bool float_softmax, int64_t fused_from) {
+    Sequences seq{lengths, scale, float_softmax, fused_from};
+    auto out = at::empty_like(q, at::MemoryFormat::Contiguous);
+    // Per sequence: the probabilities (explicit; float32 when float_softmax, as its backward
+    // needs them) or the log-sum-exp (fused), and the mask.
+    std::vector<at::Tensor> saved{q, k, v, out};
+    int64_t start = 0;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      int64_t n = lengths[i];
+      auto qi = q.narrow(2, start, n), ki = k.narrow(2, start, n), vi = v.narrow(2, start, n);
+      auto oi = out.narrow(2, start, n);
+      std::optional<at::Tensor> mask;
+      if (masks[i].defined()) mask = masks[i];
+      if (seq.fused(n)) {
+        auto [o, lse] = at::_scaled_dot_product_flash_attention_for_cpu(qi, ki, vi, 0.0, false,
+                                                                        mask, scale);
+        oi.copy_(o);
+        saved.push_back(lse);
+      } else {
+        auto scores = at::matmul(qi, ki.transpose(2, 3)) * scale;
+        if (mask) scores = scores + *mask;
+        auto probs = float_softmax ? at::softmax(scores, -1, at::kFloat) : at::softmax(scores, -1);
+        oi.copy_(at::matmul(probs.to(q.scalar_type()), vi));
+        saved.push_back(probs);
+      }
+      saved.push_back(masks[i]);
+      start += n;
+    }
+    ctx->save_for_backward(saved);
+    ctx->saved_data["lengths"] = lengths;
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["float_softmax"] = float_softmax;
+    ctx->saved_data["fused_from"] = fused_from;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    auto &d = ctx->saved_data;
+    Sequences seq{d["lengths"].toIntVector(), d["scale"].toDouble(),
+                  d["float_softmax"].toBool(), d["fused_from"].toInt()};
+    const auto &q = s[0], &k = s[1], &v = s[2], &out = s[3];
+    const auto dout = grads[0].contiguous();
+    auto dq = at::empty_like(q, at::MemoryFormat::Contiguous);
+    auto dk = at::empty_like(k, at::MemoryFormat::Contiguous);
+    auto dv = at::empty_like(v, at::MemoryFormat::Contiguous);
+    int64_t start = 0;
+    for (size_t i = 0; i < seq.lengths.size(); ++i) {
+      int64_t n = seq.lengths[i];
+      auto qi = q.narrow(2, start, n), ki = k.narrow(2, start, n), vi = v.narrow(2, start, n);
+      auto gi = dout.narrow(2, start, n);
+      const auto &kept = s[4 + 2 * i], &mask_i = s[5 + 2 * i];
+      if (seq.fused(n)) {
+        std::optional<at::Tensor> mask;
+        if (mask_i.defined()) mask = mask_i;
+        auto [gq, gk, gv] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+            gi, qi, ki, vi, out.narrow(2, start, n), kept, 0.0, false, mask, seq.scale);
+        dq.narrow(2, start, n).copy_(gq);
+        dk.narrow(2, start, n).copy_(gk);
+        dv.narrow(2, start, n).copy_(gv);
+      } else {
+        // The tensor formula's backward, step by step: matmul, cast, softmax (in the dtype of
+        // its output), cast, scale.
+        auto probs = kept.to(q.scalar_type());
+        dv.narrow(2, start, n).copy_(at::matmul(probs.transpose(2, 3), gi));
+        auto dprobs = at::matmul(gi, vi.transpose(2, 3)).to(kept.scalar_type());
+        auto dscores = at::_softmax_backward_data(dprobs, kept, -1, kept.scalar_type())
+                           .to(q.scalar_type()) *
+                       seq.scale;
+        dq.narrow(2, start, n).copy_(at::matmul(dscores, ki));
+        dk.narrow(2, start, n).copy_(at::matmul(dscores.transpose(2, 3), qi));
+      }
+      start += n;
+    }
+    return {dq, dk, dv, {}, {}, {}, {}, {}};
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -289,6 +385,11 @@ char *ft_autocast(int cuda, int half, int enabled) {
   });
 }
 
+// Writes whether autocast is on for the CPU (cuda == 0) or CUDA on this thread.
+char *ft_autocast_enabled(int cuda, int *enabled) {
+  return guarded([&] { *enabled = at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU); });
+}
+
 // torch.randperm(n, generator=torch.Generator().manual_seed(seed)): the order in which the
 // transformers Trainer's seeded sampler visits a data set (accelerate's SeedableRandomSampler).
 char *ft_randperm(int64_t n, uint64_t seed, int64_t *out) {
@@ -328,6 +429,39 @@ char *ft_merge_heads(at::Tensor *context, at::Tensor *source, at::Tensor *index,
                      at::Tensor **out) {
   return guarded([&] {
     *out = new at::Tensor(MergeHeads::apply(*context, *source, *index, heads));
+  });
+}
+
+// Attention of each packed sequence (see AttendEach): q, k, v [1, heads, tokens, head_dim];
+// masks[i] NULL where sequence i has none. The context [1, heads, tokens, head_dim] is written
+// to *out, differentiable.
+char *ft_attend_each(at::Tensor *q, at::Tensor *k, at::Tensor *v, at::Tensor **masks,
+                     const int64_t *lengths, int n, double scale, int float_softmax,
+                     int64_t fused_from, at::Tensor **out) {
+  return guarded([&] {
+    TORCH_CHECK(q->device().is_cpu() && k->device().is_cpu() && v->device().is_cpu(),
+                "attend_each runs on the CPU");
+    TORCH_CHECK(q->dim() == 4 && q->size(0) == 1 && q->sizes() == k->sizes() &&
+                    q->sizes() == v->sizes(),
+                "attend_each takes q, k, v of one shape [1, heads, tokens, head_dim]");
+    std::vector<int64_t> sizes(lengths, lengths + n);
+    int64_t total = 0;
+    for (auto l : sizes) {
+      TORCH_CHECK(l > 0, "a sequence of ", l, " tokens");
+      total += l;
+    }
+    TORCH_CHECK(total == q->size(2), "the sequences have ", total, " tokens, q has ",
+                q->size(2));
+    std::vector<at::Tensor> m;
+    for (int i = 0; i < n; ++i) {
+      m.push_back(masks[i] ? *masks[i] : at::Tensor());
+      if (masks[i])
+        TORCH_CHECK(m[i].dim() == 4 && m[i].size(2) == sizes[i] && m[i].size(3) == sizes[i],
+                    "the mask of sequence ", i, " is not [1, 1, ", sizes[i], ", ", sizes[i],
+                    "]");
+    }
+    *out = new at::Tensor(
+        AttendEach::apply(*q, *k, *v, m, sizes, scale, float_softmax != 0, fused_from));
   });
 }
 

@@ -28,6 +28,7 @@ extern "C" {
     ) -> *mut c_char;
     fn ft_set_grad(param: *const C_tensor, grad: *const C_tensor) -> *mut c_char;
     fn ft_autocast(cuda: c_int, half: c_int, enabled: c_int) -> *mut c_char;
+    fn ft_autocast_enabled(cuda: c_int, enabled: *mut c_int) -> *mut c_char;
     fn ft_unscale(
         grads: *const *const C_tensor,
         n: c_int,
@@ -52,6 +53,18 @@ extern "C" {
         source: *const C_tensor,
         index: *const C_tensor,
         heads: i64,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
+    fn ft_attend_each(
+        q: *const C_tensor,
+        k: *const C_tensor,
+        v: *const C_tensor,
+        masks: *const *const C_tensor,
+        lengths: *const i64,
+        n: c_int,
+        scale: f64,
+        float_softmax: c_int,
+        fused_from: i64,
         out: *mut *mut C_tensor,
     ) -> *mut c_char;
     fn ft_parallel_for(
@@ -195,6 +208,15 @@ impl Autocast {
     }
 }
 
+/// Whether autocast is on for `device`'s type on this thread (`torch.is_autocast_enabled`).
+pub fn autocast_enabled(device: tch::Device) -> bool {
+    let mut enabled: c_int = 0;
+    // SAFETY: only reads libtorch's thread-local autocast state into `enabled`.
+    check(unsafe { ft_autocast_enabled(device.is_cuda() as c_int, &mut enabled) })
+        .expect("reading the autocast state");
+    enabled != 0
+}
+
 impl Drop for Autocast {
     fn drop(&mut self) {
         // SAFETY: as in enter; leaving cannot fail short of a libtorch bug, which is reported.
@@ -263,6 +285,50 @@ pub fn merge_heads(context: &Tensor, map: &RowMap, heads: i64) -> Result<Tensor>
     // SAFETY: as in split_heads, for one result.
     check(unsafe {
         ft_merge_heads(context.as_ptr(), map.source.as_ptr(), map.index.as_ptr(), heads, &mut out)
+    })?;
+    // SAFETY: `out` is the new at::Tensor the call made.
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// Attention of each sequence on its own tokens, without dropout: q, k, v [1, heads, tokens,
+/// head_dim] hold the sequences of `lengths` one after another, `masks` each one's additive
+/// mask [1, 1, length, length] if it has one. Each is computed as the tensor formula does:
+/// `softmax(q·kᵀ · scale + mask)` (in float32 when `float_softmax`, then cast back) `· v`, or
+/// by libtorch's CPU flash kernel for the sequences of `fused_from` tokens or more. The context
+/// [1, heads, tokens, head_dim]; its backward writes each gradient once. CPU tensors only.
+pub fn attend_each(
+    [q, k, v]: [&Tensor; 3],
+    lengths: &[i64],
+    masks: &[Option<Tensor>],
+    scale: f64,
+    float_softmax: bool,
+    fused_from: i64,
+) -> Result<Tensor> {
+    if masks.len() != lengths.len() {
+        return Err(crate::Error::value(format!(
+            "{} masks for {} sequences",
+            masks.len(),
+            lengths.len()
+        )));
+    }
+    let masks: Vec<*const C_tensor> =
+        masks.iter().map(|m| m.as_ref().map_or(std::ptr::null(), |m| m.as_ptr())).collect();
+    let mut out = std::ptr::null_mut();
+    // SAFETY: every pointer is a live tch tensor (or NULL for no mask) for the duration of the
+    // call; `lengths` and `masks` have the same length, passed as n.
+    check(unsafe {
+        ft_attend_each(
+            q.as_ptr(),
+            k.as_ptr(),
+            v.as_ptr(),
+            masks.as_ptr(),
+            lengths.as_ptr(),
+            lengths.len() as c_int,
+            scale,
+            float_softmax as c_int,
+            fused_from,
+            &mut out,
+        )
     })?;
     // SAFETY: `out` is the new at::Tensor the call made.
     Ok(unsafe { Tensor::from_ptr(out) })
@@ -356,6 +422,33 @@ mod tests {
         let context = Tensor::zeros([3, 2, 3, 5], (Kind::Float, Device::Cpu));
         let error = merge_heads(&context, &map, 2).unwrap_err().to_string();
         assert!(error.contains("heads must be CPU tensors"), "{error}");
+    }
+
+    #[test]
+    fn autocast_enabled_reads_the_threads_state() {
+        assert!(!autocast_enabled(Device::Cpu));
+        let guard = Autocast::enter(Device::Cpu, Half::BFloat16).unwrap();
+        assert!(autocast_enabled(Device::Cpu));
+        drop(guard);
+        assert!(!autocast_enabled(Device::Cpu));
+    }
+
+    #[test]
+    fn attend_each_reports_bad_lengths_and_masks_as_errors() {
+        let q = Tensor::zeros([1, 2, 5, 4], (Kind::Float, Device::Cpu));
+        let qkv = [&q, &q, &q];
+        let run = |lengths: &[i64], masks: &[Option<Tensor>]| {
+            attend_each(qkv, lengths, masks, 0.5, true, i64::MAX).unwrap_err().to_string()
+        };
+        let error = run(&[2, 2], &[None, None]);
+        assert!(error.contains("the sequences have 4 tokens, q has 5"), "{error}");
+        let error = run(&[2, 3], &[None]);
+        assert!(error.contains("1 masks for 2 sequences"), "{error}");
+        let mask = Tensor::zeros([1, 1, 2, 2], (Kind::Float, Device::Cpu));
+        let error = run(&[2, 3], &[None, Some(mask)]);
+        assert!(error.contains("the mask of sequence 1 is not [1, 1, 3, 3]"), "{error}");
+        let error = run(&[5, 0], &[None, None]);
+        assert!(error.contains("a sequence of 0 tokens"), "{error}");
     }
 
     #[test]

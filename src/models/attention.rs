@@ -55,14 +55,22 @@ impl AttentionImpl {
         seq: i64,
         dropout: f64,
     ) -> AttentionImpl {
+        match seq >= self.fused_from(device, kind, train, dropout) {
+            true => AttentionImpl::Fused,
+            false => AttentionImpl::Explicit,
+        }
+    }
+
+    /// The sequence length from which attention is fused (i64::MAX: never).
+    fn fused_from(self, device: tch::Device, kind: Kind, train: bool, dropout: f64) -> i64 {
         let float = kind == Kind::Float;
-        let fused = device.is_cuda()
-            || (!train && float && seq >= 64)
-            || (train && float && seq >= 128 && dropout == 0.0);
         match self {
-            AttentionImpl::Auto if fused => AttentionImpl::Fused,
-            AttentionImpl::Auto => AttentionImpl::Explicit,
-            chosen => chosen,
+            AttentionImpl::Explicit => i64::MAX,
+            AttentionImpl::Fused => 0,
+            AttentionImpl::Auto if device.is_cuda() => 0,
+            AttentionImpl::Auto if float && !train => 64,
+            AttentionImpl::Auto if float && dropout == 0.0 => 128,
+            AttentionImpl::Auto => i64::MAX,
         }
     }
 }
@@ -231,6 +239,55 @@ pub(crate) fn attend(
     }
 }
 
+/// Attention of each sequence on its own tokens: q, k, v [1, heads, tokens, head_dim] hold the
+/// packed tokens of `packing`, sequence after sequence; `masks` has each sequence's additive
+/// mask, if it has one ([1, 1, length, length]). The context is packed, [tokens, heads · head_dim].
+/// Unlike the [batch, seq] layout, the padding costs no scores, products or softmax here; each
+/// sequence is computed as `attend` computes it (explicit or fused by its own length). On the
+/// CPU without dropout, by one autograd function (`ops::attend_each`).
+pub(crate) fn attend_each(
+    qkv: [&Tensor; 3],
+    packing: &Packing,
+    masks: &[Option<Tensor>],
+    dropout_p: f64,
+    pass: &Pass,
+    softmax: Softmax,
+) -> Tensor {
+    let (_, heads, tokens, d) = qkv[0].size4().expect("packed heads are 4-D");
+    let (device, kind) = (qkv[0].device(), qkv[0].kind());
+    let p = if pass.train { dropout_p } else { 0.0 };
+    if device == Device::Cpu && p == 0.0 {
+        let fused_from = pass.attention.fused_from(device, kind, pass.train, p);
+        let scale = (d as f64).powf(-0.5);
+        let float = softmax == Softmax::InFloat;
+        let context = ops::attend_each(qkv, packing.lengths(), masks, scale, float, fused_from)
+            .expect("attention of each sequence");
+        return context.squeeze_dim(0).transpose(0, 1).contiguous().view([tokens, heads * d]);
+    }
+    attend_each_by_tensors(qkv, packing, masks, dropout_p, pass, softmax)
+}
+
+/// attend_each by tensor operations, one `attend` per sequence (other devices, and dropout).
+fn attend_each_by_tensors(
+    qkv: [&Tensor; 3],
+    packing: &Packing,
+    masks: &[Option<Tensor>],
+    dropout_p: f64,
+    pass: &Pass,
+    softmax: Softmax,
+) -> Tensor {
+    let (_, heads, tokens, d) = qkv[0].size4().expect("packed heads are 4-D");
+    let [q, k, v] = qkv.map(|t| t.split_with_sizes(packing.lengths(), 2));
+    let contexts: Vec<Tensor> = (0..q.len())
+        .map(|i| {
+            let mask = masks[i].as_ref();
+            let context = attend(&q[i], &k[i], &v[i], mask, dropout_p, pass, softmax);
+            context.squeeze_dim(0).transpose(0, 1)
+        })
+        .collect();
+    Tensor::cat(&contexts, 0).view([tokens, heads * d])
+}
+
 /// [batch, heads, seq, head_dim] → [batch, seq, hidden], packed when `pass` packs (on the CPU
 /// in one parallel pass, forward and backward).
 pub(crate) fn merge_heads(context: Tensor, pass: &Pass) -> Tensor {
@@ -260,7 +317,12 @@ pub(crate) struct Pass<'a> {
 /// transformers' bidirectional mask in the computation dtype `kind`: 0 where attended, the
 /// dtype's minimum where masked, [b, 1, 1, s].
 pub(crate) fn mask_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
-    let keep = attention_mask.to_kind(kind).unsqueeze(1).unsqueeze(1);
+    masked(&attention_mask.ne(0).unsqueeze(1).unsqueeze(1), kind)
+}
+
+/// The additive mask of `keep` (true where attended) in `kind`: 0 or the dtype's minimum.
+fn masked(keep: &Tensor, kind: Kind) -> Tensor {
+    let keep = keep.to_kind(kind);
     (keep.ones_like() - keep) * min_value(kind)
 }
 
@@ -279,8 +341,26 @@ pub(crate) fn window_bias(
     if let Some(mask) = attention_mask {
         keep = keep.logical_and(&mask.ne(0).unsqueeze(1).unsqueeze(1));
     }
-    let keep = keep.to_kind(kind);
-    (keep.ones_like() - keep) * min_value(kind)
+    masked(&keep, kind)
+}
+
+/// The sliding window of each sequence of `packing` (as `window_bias`, on the columns of its
+/// attended tokens) for `attend_each`: None where all its tokens are within `window` of each
+/// other, the case of every sequence no longer than the window.
+pub(crate) fn sequence_windows(packing: &Packing, window: i64, kind: Kind) -> Vec<Option<Tensor>> {
+    let columns = packing.columns();
+    let mut start = 0;
+    let lengths = packing.lengths().iter().zip(packing.last_columns());
+    lengths
+        .map(|(&length, &last)| {
+            let c = columns.narrow(0, start, length);
+            start += length;
+            (last > window).then(|| {
+                let keep = (c.unsqueeze(1) - c.unsqueeze(0)).abs().le(window);
+                masked(&keep, kind).view([1, 1, length, length])
+            })
+        })
+        .collect()
 }
 
 /// `torch.finfo(dtype).min`: the score of a masked position.
@@ -380,6 +460,92 @@ mod tests {
                 (expected * g.view([tokens, -1])).sum(Kind::Float).backward();
                 let diff = max_diff(&fused_context.grad(), &ref_context.grad());
                 assert_eq!(diff, 0.0, "{kind:?} merge backward");
+            }
+        }
+    }
+
+    #[test]
+    fn attention_of_each_sequence_is_the_padded_attention_with_its_mask() {
+        let _generator = crate::ops::lock_default_generator();
+        tch::manual_seed(0);
+        let (heads, d, window) = (2, 8, 2);
+        // Lengths 7, 2 and 4; the last row has a hole (column 2), so its window spans 5.
+        let mask = Tensor::from_slice2(&[
+            [1i64, 1, 1, 1, 1, 1, 1],
+            [1, 1, 0, 0, 0, 0, 0],
+            [1, 1, 0, 1, 1, 0, 0],
+        ]);
+        let packing = Packing::of(&mask).expect("the mask has padding");
+        let (b, s) = mask.size2().unwrap();
+        let tokens = packing.lengths().iter().sum::<i64>();
+        for kind in [Kind::Float, Kind::BFloat16] {
+            for attention in [AttentionImpl::Explicit, AttentionImpl::Fused] {
+                for windowed in [false, true] {
+                    let what = format!("{kind:?} {attention:?} window {windowed}");
+                    let mut pass = pass(Some(&packing), (b, s));
+                    pass.attention = attention;
+                    pass.train = windowed; // the gradient is the same in either mode
+                    let rows = Tensor::randn([tokens, 3 * heads * d], (kind, Device::Cpu));
+                    let (each_rows, wide_rows) = (
+                        rows.detach().set_requires_grad(true),
+                        rows.detach().set_requires_grad(true),
+                    );
+                    let flat = Pass { packing: None, layout: (1, tokens), ..pass };
+                    let qkv = split_heads(&each_rows, 3, heads, (1, tokens), None, &flat);
+                    let windows = sequence_windows(&packing, window, kind);
+                    assert_eq!(
+                        windows.iter().map(Option::is_some).collect::<Vec<_>>(),
+                        [true, false, true],
+                        "only the rows wider than the window are masked"
+                    );
+                    let masks = match windowed {
+                        true => windows,
+                        false => windows.iter().map(|_| None).collect(),
+                    };
+                    let qkv = [&qkv[0], &qkv[1], &qkv[2]];
+                    let softmax = Softmax::InFloat;
+                    let got = attend_each(qkv, &packing, &masks, 0.0, &pass, softmax);
+                    let by_tensors =
+                        attend_each_by_tensors(qkv, &packing, &masks, 0.0, &pass, softmax);
+
+                    let bias = match windowed {
+                        true => window_bias(Some(&mask), s, window, kind, Device::Cpu),
+                        false => mask_bias(&mask, kind),
+                    };
+                    let qkv = split_heads(&wide_rows, 3, heads, (b, s), None, &pass);
+                    let context = attend(
+                        &qkv[0],
+                        &qkv[1],
+                        &qkv[2],
+                        Some(&bias),
+                        0.0,
+                        &pass,
+                        Softmax::InFloat,
+                    );
+                    let expected = merge_heads(context, &pass);
+                    let tolerance = if kind == Kind::Float { 1e-6 } else { 1e-2 };
+                    assert!(max_diff(&got, &expected) < tolerance, "{what}: forward");
+                    let diff = max_diff(&by_tensors, &expected);
+                    assert!(diff < tolerance, "{what}: forward by tensors");
+                    let g = got.randn_like();
+                    let grad = |out: &Tensor| {
+                        let rows = &each_rows;
+                        let rows_grad = Tensor::run_backward(
+                            &[(out * &g).sum(Kind::Float)],
+                            &[rows],
+                            false,
+                            false,
+                        );
+                        rows_grad[0].shallow_clone()
+                    };
+                    let (each_grad, tensors_grad) = (grad(&got), grad(&by_tensors));
+                    (&expected * &g).sum(Kind::Float).backward();
+                    for (name, got) in [("", each_grad), (" by tensors", tensors_grad)] {
+                        let diff = max_diff(&got, &wide_rows.grad());
+                        assert!(diff < tolerance, "{what}: backward{name} {diff}");
+                        assert!(got.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+                    }
+                }
             }
         }
     }

@@ -298,6 +298,10 @@ pub struct Packing {
     source: Tensor,
     /// For each row, where its first token is in the packed layout.
     first: Tensor,
+    /// On the host, for each row: its number of attended tokens and its last attended column
+    /// (the first is column 0).
+    lengths: Vec<i64>,
+    last: Vec<i64>,
     batch: i64,
     seq: i64,
 }
@@ -321,7 +325,28 @@ impl Packing {
         let source =
             Tensor::full([batch * seq], -1, (Kind::Int64, device)).index_copy(0, &index, &rows);
         let first = lengths.cumsum(0, Kind::Int64) - &lengths;
-        Some(Packing { index, padding, source, first, batch, seq })
+        let columns = Tensor::arange(seq, (Kind::Int64, device));
+        let last = (keep.to_kind(Kind::Int64) * columns).amax(1, false);
+        let host = Vec::<i64>::try_from(Tensor::cat(&[&lengths, &last], 0).to_device(Device::Cpu))
+            .expect("lengths are int64");
+        let (lengths, last) = (host[..batch as usize].to_vec(), host[batch as usize..].to_vec());
+        Some(Packing { index, padding, source, first, lengths, last, batch, seq })
+    }
+
+    /// Each row's number of attended tokens: the sizes of the sequences in the packed layout,
+    /// one after another.
+    pub(crate) fn lengths(&self) -> &[i64] {
+        &self.lengths
+    }
+
+    /// Each row's last attended column (its first is column 0).
+    pub(crate) fn last_columns(&self) -> &[i64] {
+        &self.last
+    }
+
+    /// The column of each packed token in its row, [tokens].
+    pub(crate) fn columns(&self) -> Tensor {
+        self.index.remainder(self.seq)
     }
 
     pub(crate) fn map(&self) -> RowMap<'_> {

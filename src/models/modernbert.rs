@@ -4,14 +4,18 @@
 //! `Wo(act(input) · gate)`), and the final norm. Its embeddings are in `embeddings.rs`, its head
 //! in `heads.rs`.
 
-use super::attention::{attend, merge_heads, split_heads, window_bias, Pass, Rotary, Softmax};
+use super::attention::{
+    attend, attend_each, merge_heads, sequence_windows, split_heads, window_bias, Pass, Rotary,
+    Softmax,
+};
 use super::config::{Activation, ModelConfig, ModernBertConfig};
 use super::dropout::dropout;
-use super::encoder::activate;
+use super::encoder::{activate, Packing};
 use super::init::{linear_trunc, Norm};
 use super::Batch;
+use crate::ops;
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// The standard deviations of `_init_weights`: projections into the layer ("in") and out of it.
 pub(crate) struct Stds {
@@ -28,6 +32,14 @@ impl Stds {
             cutoff: modern.initializer_cutoff_factor,
         }
     }
+}
+
+/// What a layer's attention masks out.
+enum Masks<'a> {
+    /// Each sequence's own, on the packed tokens (`attend_each`).
+    Each(&'a Packing, Vec<Option<Tensor>>),
+    /// In the [batch, seq] layout: [b or 1, 1, s or 1, s].
+    Wide(Option<Tensor>),
 }
 
 /// One `ModernBertEncoderLayer`.
@@ -113,18 +125,35 @@ impl Stack {
         let any = |global: bool| self.layers.iter().any(|l| l.global == global);
         let rotary = |theta| Rotary::new(&positions, theta, self.head_dim, kind);
         let global = any(true).then(|| rotary(self.global_theta));
+        // On the CPU, a padded batch's attention runs on each sequence's own tokens in float32;
+        // in bfloat16 (autocast) the many small products cost more than the padding saves.
+        let float = kind == Kind::Float && !ops::autocast_enabled(device);
+        let each = pass.packing.filter(|_| device == Device::Cpu && float);
         let local = any(false).then(|| {
-            let bias = window_bias(inputs.attention_mask, seq, self.window, kind, device);
-            (rotary(self.local_theta), bias)
+            let masks = match each {
+                Some(packing) => Masks::Each(packing, sequence_windows(packing, self.window, kind)),
+                None => Masks::Wide(Some(window_bias(
+                    inputs.attention_mask,
+                    seq,
+                    self.window,
+                    kind,
+                    device,
+                ))),
+            };
+            (rotary(self.local_theta), masks)
         });
+        let global_masks = match each {
+            Some(packing) => Masks::Each(packing, packing.lengths().iter().map(|_| None).collect()),
+            None => Masks::Wide(pass.bias.map(Tensor::shallow_clone)),
+        };
         let mut states = states;
         for layer in &self.layers {
-            let (rotary, bias) = match (&global, &local, layer.global) {
-                (Some(rotary), _, true) => (rotary, pass.bias),
-                (_, Some((rotary, bias)), false) => (rotary, Some(bias)),
+            let (rotary, masks) = match (&global, &local, layer.global) {
+                (Some(rotary), _, true) => (rotary, &global_masks),
+                (_, Some((rotary, masks)), false) => (rotary, masks),
                 _ => unreachable!("the rotary of each layer type present is computed"),
             };
-            states = self.layer(layer, &states, rotary, bias, pass);
+            states = self.layer(layer, &states, rotary, masks, pass);
         }
         self.final_norm.forward(&states)
     }
@@ -134,7 +163,7 @@ impl Stack {
         layer: &Layer,
         x: &Tensor,
         rotary: &Rotary,
-        bias: Option<&Tensor>,
+        masks: &Masks,
         pass: &Pass,
     ) -> Tensor {
         let train = pass.train;
@@ -143,10 +172,24 @@ impl Stack {
             None => x.shallow_clone(),
         };
         let qkv = layer.wqkv.forward(&normed);
-        let qkv = split_heads(&qkv, 3, self.num_heads, pass.layout, Some((rotary, 2)), pass);
-        let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
-        let context = attend(q, k, v, bias, self.attention_dropout, pass, Softmax::InFloat);
-        let attended = layer.wo.forward(&merge_heads(context, pass));
+        let (h, p) = (self.num_heads, self.attention_dropout);
+        let merged = match masks {
+            Masks::Each(packing, masks) => {
+                // The packed tokens as one row of the [batch, seq] layout.
+                let layout = (1, qkv.size()[0]);
+                let flat = Pass { packing: None, bias: None, layout, ..*pass };
+                let qkv = split_heads(&qkv, 3, h, layout, Some((rotary, 2)), &flat);
+                let qkv = [&qkv[0], &qkv[1], &qkv[2]];
+                attend_each(qkv, packing, masks, p, pass, Softmax::InFloat)
+            }
+            Masks::Wide(bias) => {
+                let qkv = split_heads(&qkv, 3, h, pass.layout, Some((rotary, 2)), pass);
+                let context =
+                    attend(&qkv[0], &qkv[1], &qkv[2], bias.as_ref(), p, pass, Softmax::InFloat);
+                merge_heads(context, pass)
+            }
+        };
+        let attended = layer.wo.forward(&merged);
         let x = x + dropout(&attended, self.attention_dropout, train);
         let gated = layer.wi.forward(&layer.mlp_norm.forward(&x)).chunk(2, -1);
         let inner = activate(self.activation, &gated[0]) * &gated[1];
