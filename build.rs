@@ -46,17 +46,23 @@ fn main() {
 
     // The libtorch operations tch does not bind (csrc/ops.cpp).
     println!("cargo:rerun-if-changed=csrc/ops.cpp");
-    cc::Build::new()
-        .cpp(true)
+    let mut ops = cc::Build::new();
+    ops.cpp(true)
         .pic(true)
         .std("c++20")
         .include(torch.lib.join("..").join("include"))
         .define("_GLIBCXX_USE_CXX11_ABI", torch.cxx11_abi.as_str())
         .flag_if_supported("-Wno-unused-parameter")
         // The layout kernels compute the rotary as the tensor formula does, product by product.
-        .flag("-ffp-contract=off")
-        .file("csrc/ops.cpp")
-        .compile("ferrotune_ops");
+        .flag("-ffp-contract=off");
+    // at::parallel_for is inline: without OpenMP at compile time it runs the whole range on
+    // the calling thread. With it, it runs on torch's own OpenMP threads, through the libgomp
+    // that torch ships (linked by its path, so that no second OpenMP runtime is loaded).
+    if let Some(gomp) = torch_openmp(&torch.lib) {
+        ops.flag("-fopenmp");
+        println!("cargo:rustc-link-arg={}", gomp.display());
+    }
+    ops.file("csrc/ops.cpp").compile("ferrotune_ops");
     println!("cargo:rustc-link-search=native={}", torch.lib.display());
 
     println!("cargo:rustc-link-arg=-Wl,--push-state,--no-as-needed");
@@ -73,6 +79,21 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
         }
     }
+}
+
+/// The OpenMP runtime in torch's lib folder (`libgomp.so.1`, or a name with a hash where the
+/// wheel renamed it), if torch ships one.
+fn torch_openmp(lib: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("libgomp") && name.contains(".so")
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 fn installed_torch() -> Torch {

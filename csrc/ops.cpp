@@ -10,9 +10,11 @@
 #include <ATen/Parallel.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Dispatch.h>
+#include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -320,6 +322,86 @@ struct AttendEach : public torch::autograd::Function<AttendEach> {
   }
 };
 
+// The explicit attention's probabilities, dropout(softmax(scores · scale + bias)) in float32,
+// in one pass per row forward and backward (src/models/probs.rs, whose kernels these call).
+// The layout of ProbsArgs is probs.rs's.
+struct ProbsArgs {
+  const void *input;
+  const float *bias;
+  int64_t bias_strides[3];
+  const uint8_t *keep;
+  float *probs;
+  void *out;
+  int64_t heads, queries, rows, n;
+  double scale, kept;
+  int32_t scores_bf16, lanes;
+};
+using ProbsKernel = int (*)(const ProbsArgs *);
+
+ProbsArgs probs_args(const at::Tensor &scores, at::ScalarType scores_type,
+                     const at::Tensor &keep, double scale, double kept, int64_t lanes) {
+  ProbsArgs a{};
+  a.keep = keep.defined() ? keep.data_ptr<uint8_t>() : nullptr;
+  a.heads = scores.size(1);
+  a.queries = scores.size(2);
+  a.n = scores.size(3);
+  a.rows = scores.numel() / std::max<int64_t>(a.n, 1);
+  a.scale = scale;
+  a.kept = kept;
+  a.scores_bf16 = scores_type == at::kBFloat16;
+  a.lanes = static_cast<int32_t>(lanes);
+  return a;
+}
+
+struct AttentionProbs : public torch::autograd::Function<AttentionProbs> {
+  // scores [batch, heads, queries, n] contiguous; bias none or float32 [batch, 1 or heads, 1
+  // or queries, n] with its last dimension contiguous; keep none (no dropout) or bytes shaped
+  // like the scores.
+  static at::Tensor forward(AutogradContext *ctx, at::Tensor scores,
+                            std::optional<at::Tensor> bias_in, std::optional<at::Tensor> keep_in,
+                            double scale, double kept, int64_t lanes, int64_t forward_kernel,
+                            int64_t backward_kernel) {
+    auto bias = bias_in.value_or(at::Tensor()), keep = keep_in.value_or(at::Tensor());
+    auto probs = at::empty(scores.sizes(), scores.options().dtype(at::kFloat));
+    auto out = keep.defined() ? at::empty_like(probs) : probs;
+    auto a = probs_args(scores, scores.scalar_type(), keep, scale, kept, lanes);
+    a.input = scores.const_data_ptr();
+    a.probs = probs.data_ptr<float>();
+    a.out = keep.defined() ? out.data_ptr() : nullptr;
+    if (bias.defined()) {
+      a.bias = bias.const_data_ptr<float>();
+      for (int d = 0; d < 3; ++d) a.bias_strides[d] = bias.size(d) == 1 ? 0 : bias.stride(d);
+    }
+    TORCH_CHECK(reinterpret_cast<ProbsKernel>(forward_kernel)(&a) == 0,
+                "the attention probabilities' kernel failed");
+    ctx->save_for_backward({probs});
+    ctx->saved_data["keep"] = keep;
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["kept"] = kept;
+    ctx->saved_data["lanes"] = lanes;
+    ctx->saved_data["scores_type"] = scores.scalar_type();
+    ctx->saved_data["backward_kernel"] = backward_kernel;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto probs = ctx->get_saved_variables()[0];
+    auto &d = ctx->saved_data;
+    auto keep = d["keep"].isTensor() ? d["keep"].toTensor() : at::Tensor();
+    auto scores_type = d["scores_type"].toScalarType();
+    auto grad = grads[0].to(at::kFloat).contiguous();
+    auto out = at::empty(probs.sizes(), probs.options().dtype(scores_type));
+    auto a = probs_args(probs, scores_type, keep, d["scale"].toDouble(), d["kept"].toDouble(),
+                        d["lanes"].toInt());
+    a.input = grad.const_data_ptr();
+    a.probs = probs.data_ptr<float>();
+    a.out = out.data_ptr();
+    auto kernel = reinterpret_cast<ProbsKernel>(d["backward_kernel"].toInt());
+    TORCH_CHECK(kernel(&a) == 0, "the attention probabilities' backward kernel failed");
+    return {out, {}, {}, {}, {}, {}, {}, {}};
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -462,6 +544,57 @@ char *ft_attend_each(at::Tensor *q, at::Tensor *k, at::Tensor *v, at::Tensor **m
     }
     *out = new at::Tensor(
         AttendEach::apply(*q, *k, *v, m, sizes, scale, float_softmax != 0, fused_from));
+  });
+}
+
+// Writes libtorch's CPU capability ("AVX2", "AVX512", "DEFAULT", ...: the kernels its
+// operations run) into out, at most size bytes with the terminating zero.
+char *ft_cpu_capability(char *out, int size) {
+  return guarded([&] {
+    auto capability = at::get_cpu_capability();
+    TORCH_CHECK(size > 0 && capability.size() < static_cast<size_t>(size),
+                "the capability's name is longer than ", size);
+    std::memcpy(out, capability.c_str(), capability.size() + 1);
+  });
+}
+
+// dropout(softmax(scores · scale + bias)) in float32 (see AttentionProbs); bias and keep NULL
+// where there are none; lanes the width of libtorch's float vectors. Written to *out,
+// differentiable in the scores.
+char *ft_attention_probs(at::Tensor *scores, at::Tensor *bias, at::Tensor *keep, double scale,
+                         double kept, int64_t lanes, ProbsKernel forward, ProbsKernel backward,
+                         at::Tensor **out) {
+  return guarded([&] {
+    const auto &s = *scores;
+    TORCH_CHECK(s.device().is_cpu() && s.dim() == 4 &&
+                    (s.scalar_type() == at::kFloat ||
+                     (s.scalar_type() == at::kBFloat16 && bias)),
+                "attention_probs takes float32 CPU scores [batch, heads, queries, keys], or "
+                "bfloat16 ones with a float32 bias; got ", s.sizes(), " ", s.scalar_type());
+    TORCH_CHECK(lanes == 8 || lanes == 16, "libtorch vectors of ", lanes, " floats");
+    at::Tensor b;
+    if (bias) {
+      b = *bias;
+      TORCH_CHECK(b.device().is_cpu() && b.dim() == 4 && b.scalar_type() == at::kFloat &&
+                      !b.requires_grad() && b.size(0) == s.size(0) &&
+                      (b.size(1) == 1 || b.size(1) == s.size(1)) &&
+                      (b.size(2) == 1 || b.size(2) == s.size(2)) && b.size(3) == s.size(3),
+                  "the attention bias ", b.sizes(), " ", b.scalar_type(),
+                  " is not a float32 bias that broadcasts to the scores ", s.sizes());
+      if (b.stride(3) != 1) b = b.contiguous();
+    }
+    at::Tensor k;
+    if (keep) {
+      k = *keep;
+      TORCH_CHECK(k.scalar_type() == at::kByte && k.sizes() == s.sizes() && k.is_contiguous(),
+                  "the dropout mask must be contiguous bytes shaped like the scores");
+    }
+    auto optional = [](const at::Tensor &t) {
+      return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+    };
+    *out = new at::Tensor(AttentionProbs::apply(s.contiguous(), optional(b), optional(k), scale,
+                                                kept, lanes, reinterpret_cast<int64_t>(forward),
+                                                reinterpret_cast<int64_t>(backward)));
   });
 }
 

@@ -67,6 +67,18 @@ extern "C" {
         fused_from: i64,
         out: *mut *mut C_tensor,
     ) -> *mut c_char;
+    fn ft_cpu_capability(out: *mut c_char, size: c_int) -> *mut c_char;
+    fn ft_attention_probs(
+        scores: *const C_tensor,
+        bias: *const C_tensor,
+        keep: *const C_tensor,
+        scale: f64,
+        kept: f64,
+        lanes: i64,
+        forward: ProbsKernel,
+        backward: ProbsKernel,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
     fn ft_parallel_for(
         n: i64,
         grain: i64,
@@ -327,6 +339,55 @@ pub fn attend_each(
             scale,
             float_softmax as c_int,
             fused_from,
+            &mut out,
+        )
+    })?;
+    // SAFETY: `out` is the new at::Tensor the call made.
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// A kernel of `attention_probs`: takes the C++ side's arguments (`models::probs::ProbsArgs`),
+/// returns 0, or 1 for a failure.
+pub type ProbsKernel = extern "C" fn(*const c_void) -> c_int;
+
+/// libtorch's CPU capability: "AVX2", "AVX512", "DEFAULT", ... (the kernels its CPU
+/// operations run).
+pub fn cpu_capability() -> Result<String> {
+    let mut out = [0 as c_char; 32];
+    // SAFETY: `out` has the size passed; the call writes a zero-terminated string into it.
+    check(unsafe { ft_cpu_capability(out.as_mut_ptr(), out.len() as c_int) })?;
+    // SAFETY: as above.
+    Ok(unsafe { CStr::from_ptr(out.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+/// `dropout(softmax(scores · scale + bias, dim=-1))` in float32 by one autograd function whose
+/// forward and backward run `kernels` (see `models::probs`): scores [batch, heads, queries,
+/// keys] float32 (or bfloat16 with a bias) on the CPU, a float32 bias broadcast to them,
+/// `keep` the dropout mask (bytes shaped like the scores, None: no dropout), `kept` the kept
+/// elements' factor, `lanes` the width of libtorch's float vectors (8 or 16).
+pub fn attention_probs(
+    scores: &Tensor,
+    bias: Option<&Tensor>,
+    keep: Option<&Tensor>,
+    scale: f64,
+    kept: f64,
+    lanes: i32,
+    (forward, backward): (ProbsKernel, ProbsKernel),
+) -> Result<Tensor> {
+    let pointer = |t: Option<&Tensor>| t.map_or(std::ptr::null(), Tensor::as_ptr);
+    let mut out = std::ptr::null_mut();
+    // SAFETY: the tensors are live (or NULL) for the duration of the call; the kernels match
+    // the C++ side's ProbsArgs and never unwind.
+    check(unsafe {
+        ft_attention_probs(
+            scores.as_ptr(),
+            pointer(bias),
+            pointer(keep),
+            scale,
+            kept,
+            i64::from(lanes),
+            forward,
+            backward,
             &mut out,
         )
     })?;

@@ -5,6 +5,7 @@ use super::config::ModelConfig;
 use super::dropout::dropout;
 use super::encoder::Packing;
 use super::init::linear;
+use super::probs;
 use crate::ops::{self, RowMap};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -222,7 +223,11 @@ pub(crate) fn attend(
     let p = if train { dropout_p } else { 0.0 };
     match pass.attention.resolve(q.device(), q.kind(), train, q.size()[2], p) {
         AttentionImpl::Explicit | AttentionImpl::Auto => {
-            let scores = q.matmul(&k.transpose(2, 3)) * scale;
+            let scores = q.matmul(&k.transpose(2, 3));
+            if softmax == Softmax::InScores && probs::applies(&scores, bias) {
+                return probs::attention_probs(&scores, bias, scale, p, train).matmul(v);
+            }
+            let scores = scores * scale;
             let scores = match bias {
                 Some(bias) => scores + bias,
                 None => scores,

@@ -42,8 +42,7 @@ fn fill_mask<T: Copy + Send + Sync>(out: &mut [T], p: f64, seed: u64, kept: T, d
 /// (`bernoulli_(1 - p)` then `div_(1 - p)`, both in that dtype).
 fn noise(x: &Tensor, p: f64, seed: u64) -> Tensor {
     let noise = Tensor::empty(x.size(), (x.kind(), Device::Cpu));
-    // The kept value, rounded to the dtype as div_ rounds it.
-    let kept = Tensor::ones([1], (x.kind(), Device::Cpu)) / (1.0 - p);
+    let kept = kept_tensor(x.kind(), p);
     let n = x.numel();
     fn fill<T: Copy + Send + Sync>(noise: &Tensor, kept: &Tensor, n: usize, p: f64, seed: u64) {
         let mut value = [0u8; 8];
@@ -75,8 +74,34 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     if p >= 1.0 || x.device() != Device::Cpu || !floating || x.numel() == 0 {
         return x.dropout(p, train);
     }
-    let seed = Tensor::empty([], (Kind::Int64, Device::Cpu)).random_().int64_value(&[]) as u64;
-    x * noise(x, p, seed)
+    x * noise(x, p, seed())
+}
+
+/// One draw from torch's default generator: the seed of one dropout mask.
+fn seed() -> u64 {
+    Tensor::empty([], (Kind::Int64, Device::Cpu)).random_().int64_value(&[]) as u64
+}
+
+/// The mask that `dropout` would draw now for a CPU tensor of `size` at 0 < p < 1, as bytes
+/// (1 where kept, 0 where dropped), for kernels that apply dropout themselves.
+pub(crate) fn keep_mask(size: &[i64], p: f64) -> Tensor {
+    let mask = Tensor::empty(size, (Kind::Uint8, Device::Cpu));
+    let n = mask.numel();
+    // SAFETY: `mask` is a fresh contiguous CPU tensor of n bytes that nothing else references.
+    let out = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr().cast::<u8>(), n) };
+    fill_mask(out, p, seed(), 1, 0);
+    mask
+}
+
+/// The kept elements' factor `1 / (1 - p)`, [1] in `kind`, rounded as torch's `div_(1 - p)`
+/// rounds it there.
+fn kept_tensor(kind: Kind, p: f64) -> Tensor {
+    Tensor::ones([1], (kind, Device::Cpu)) / (1.0 - p)
+}
+
+/// `kept_tensor`'s value.
+pub(crate) fn kept_value(kind: Kind, p: f64) -> f64 {
+    kept_tensor(kind, p).double_value(&[0])
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod heads;
 mod init;
 pub mod loss;
 mod modernbert;
+mod probs;
 mod token_heads;
 pub mod weights;
 
@@ -450,6 +451,18 @@ mod tests {
         out.loss.unwrap().backward();
         optimizer.accumulate_words(&table, lookup.unwrap()).unwrap();
         assert!(table.grad().allclose(&(&expected * 2.0), 1e-6, 1e-7, false));
+
+        // Clipping reads and scales only the rows the step wrote: the norm and the clipped
+        // gradients of the whole table.
+        let dense: Vec<Tensor> = optimizer.grads().iter().map(Tensor::copy).collect();
+        let expected_norm = crate::ops::clip_grad_norm(&dense, 0.01).unwrap();
+        assert!(expected_norm > 0.01, "the gradients are clipped");
+        let grads = optimizer.grads();
+        let norm = optimizer.clip_grad_norm(&grads, 0.01).unwrap();
+        assert!((norm - expected_norm).abs() <= 1e-6 * expected_norm, "{norm} {expected_norm}");
+        for (g, d) in grads.iter().zip(&dense) {
+            assert!(g.allclose(d, 1e-6, 1e-9, false));
+        }
 
         // zero_grad leaves no gradient and a clean buffer for the next step.
         optimizer.zero_grad().unwrap();
