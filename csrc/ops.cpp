@@ -354,9 +354,9 @@ ProbsArgs probs_args(const at::Tensor &scores, at::ScalarType scores_type,
 }
 
 struct AttentionProbs : public torch::autograd::Function<AttentionProbs> {
-  // scores [batch, heads, queries, n] contiguous; bias none or float32 [batch, 1 or heads, 1
-  // or queries, n] with its last dimension contiguous; keep none (no dropout) or bytes shaped
-  // like the scores.
+  // scores [batch, heads, queries, n] contiguous; bias none or float32 [1 or batch, 1 or
+  // heads, 1 or queries, n] with its last dimension contiguous; keep none (no dropout) or
+  // bytes shaped like the scores.
   static at::Tensor forward(AutogradContext *ctx, at::Tensor scores,
                             std::optional<at::Tensor> bias_in, std::optional<at::Tensor> keep_in,
                             double scale, double kept, int64_t lanes, int64_t forward_kernel,
@@ -576,7 +576,7 @@ char *ft_attention_probs(at::Tensor *scores, at::Tensor *bias, at::Tensor *keep,
     if (bias) {
       b = *bias;
       TORCH_CHECK(b.device().is_cpu() && b.dim() == 4 && b.scalar_type() == at::kFloat &&
-                      !b.requires_grad() && b.size(0) == s.size(0) &&
+                      !b.requires_grad() && (b.size(0) == 1 || b.size(0) == s.size(0)) &&
                       (b.size(1) == 1 || b.size(1) == s.size(1)) &&
                       (b.size(2) == 1 || b.size(2) == s.size(2)) && b.size(3) == s.size(3),
                   "the attention bias ", b.sizes(), " ", b.scalar_type(),

@@ -224,8 +224,17 @@ pub(crate) fn attend(
     match pass.attention.resolve(q.device(), q.kind(), train, q.size()[2], p) {
         AttentionImpl::Explicit | AttentionImpl::Auto => {
             let scores = q.matmul(&k.transpose(2, 3));
-            if softmax == Softmax::InScores && probs::applies(&scores, bias) {
-                return probs::attention_probs(&scores, bias, scale, p, train).matmul(v);
+            // In float32 the two softmaxes are one; a float softmax is cast back before its
+            // dropout, which the kernel applies in float32.
+            let dropped = train && p > 0.0;
+            let float = softmax == Softmax::InScores || q.kind() == Kind::Float || !dropped;
+            if float && probs::applies(&scores, bias) {
+                let probs = probs::attention_probs(&scores, bias, scale, p, train);
+                return match softmax {
+                    Softmax::InScores => probs,
+                    Softmax::InFloat => probs.to_kind(q.kind()),
+                }
+                .matmul(v);
             }
             let scores = scores * scale;
             let scores = match bias {

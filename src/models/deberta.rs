@@ -12,6 +12,7 @@ use super::config::{Activation, ConvConfig, DebertaConfig, ModelConfig};
 use super::dropout::dropout;
 use super::encoder::activate;
 use super::init::{layer_norm, linear, normal_init};
+use super::probs;
 use super::Batch;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -299,8 +300,12 @@ impl Stack {
         if let Some(masked) = &shared.masked {
             let _ = scores.masked_fill_(masked, min_value(scores.kind()));
         }
-        let probs = scores.softmax(-1, scores.kind());
-        let context = dropout(&probs, self.attention_dropout, train).matmul(&v);
+        let p = self.attention_dropout;
+        let probs = match probs::applies(&scores, None) {
+            true => probs::attention_probs(&scores, None, 1.0, p, train),
+            false => dropout(&scores.softmax(-1, scores.kind()), p, train),
+        };
+        let context = probs.matmul(&v);
         let context = merge_heads(context, pass);
         let attended =
             dropout(&layer.attention_output.forward(&context), self.hidden_dropout, train);

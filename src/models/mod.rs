@@ -463,6 +463,17 @@ mod tests {
         for (g, d) in grads.iter().zip(&dense) {
             assert!(g.allclose(d, 1e-6, 1e-9, false));
         }
+        // A NaN norm makes every gradient NaN, the rows no step wrote included, as over the
+        // whole table; zero_grad then clears the whole buffer.
+        let other = grads.iter().find(|g| !g.is_set_to(&table.grad())).expect("layer gradients");
+        let _ = tch::no_grad(|| other.view([-1]).get(0).fill_(f64::NAN));
+        assert!(optimizer.clip_grad_norm(&grads, 0.01).unwrap().is_nan());
+        assert!(table.grad().isnan().all().int64_value(&[]) == 1);
+        optimizer.zero_grad().unwrap();
+        let (out, lookup) = model.forward_for_training(&batch, None).unwrap();
+        out.loss.unwrap().backward();
+        optimizer.accumulate_words(&table, lookup.unwrap()).unwrap();
+        assert!(table.grad().allclose(&expected, 1e-6, 1e-7, false));
 
         // zero_grad leaves no gradient and a clean buffer for the next step.
         optimizer.zero_grad().unwrap();

@@ -428,9 +428,9 @@ fn torch_lanes() -> Option<i32> {
 }
 
 /// Whether `attention_probs` computes these scores and bias exactly as the tensor formula:
-/// float32 or bfloat16 scores on the CPU and a float32 bias [batch, 1 or heads, 1 or seq, seq]
-/// without a gradient (none with float32 scores), where libtorch runs its AVX2 or AVX-512
-/// kernels (elsewhere the tensor formula runs).
+/// float32 or bfloat16 scores on the CPU and a float32 bias [1 or batch, 1 or heads, 1 or
+/// seq, seq] without a gradient (none with float32 scores), where libtorch runs its AVX2 or
+/// AVX-512 kernels (elsewhere the tensor formula runs).
 pub(crate) fn applies(scores: &Tensor, bias: Option<&Tensor>) -> bool {
     let bias_fits = match bias {
         None => scores.kind() == Kind::Float,
@@ -440,7 +440,7 @@ pub(crate) fn applies(scores: &Tensor, bias: Option<&Tensor>) -> bool {
                 && b.device() == Device::Cpu
                 && !b.requires_grad()
                 && z.len() == 4
-                && z[0] == s[0]
+                && (z[0] == 1 || z[0] == s[0])
                 && (z[1] == 1 || z[1] == s[1])
                 && (z[2] == 1 || z[2] == s[2])
                 && z[3] == s[3]
@@ -511,6 +511,7 @@ mod tests {
         let cases = [
             (Kind::Float, Some([3, 1, 1, 37]), 0.1, 37),
             (Kind::Float, Some([3, 1, 5, 37]), 0.0, 37),
+            (Kind::Float, Some([1, 1, 5, 37]), 0.1, 37),
             (Kind::Float, Some([3, 4, 5, 5]), 0.1, 5),
             (Kind::Float, Some([3, 1, 1, 32]), 0.1, 32),
             (Kind::Float, None, 0.3, 19),

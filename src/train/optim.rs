@@ -151,7 +151,7 @@ impl Optimizer {
     /// clipping are those rows' alone: over the whole table they took a tenth of what a MiniLM
     /// step spends outside its matrix products (bench/README.md). A norm that is not finite
     /// scales every gradient by NaN or 0, also the kept word buffer's rows that the step did not
-    /// write, which zero_grad then clears whole.
+    /// write (NaN fills them), which zero_grad then clears whole.
     pub fn clip_grad_norm(&mut self, grads: &[Tensor], max_norm: f64) -> Result<f64> {
         let written = match (&self.written, &self.word_buffer) {
             (Written::Rows(rows), Some(buffer)) if !rows.is_empty() => {
@@ -169,7 +169,12 @@ impl Optimizer {
                     .map(|g| if g.is_set_to(buffer) { gathered } else { g }.shallow_clone())
                     .collect();
                 let norm = ops::clip_grad_norm(&by_rows, max_norm)?;
-                let _ = tch::no_grad(|| buffer.shallow_clone().f_index_copy_(0, rows, gathered))?;
+                let mut buffer = buffer.shallow_clone();
+                let _ = tch::no_grad(|| buffer.f_index_copy_(0, rows, gathered))?;
+                // A NaN coefficient turns the other rows' zeros into NaN too.
+                if (max_norm / (norm + 1e-6)).is_nan() {
+                    let _ = tch::no_grad(|| buffer.f_fill_(f64::NAN))?;
+                }
                 norm
             }
             None => ops::clip_grad_norm(grads, max_norm)?,
