@@ -110,8 +110,7 @@ fn exp(x: f32) -> f32 {
         u = u.mul_add(s, c);
     }
     let u = 1.0 + (s * s).mul_add(u, s);
-    // SAFETY: q is an integer in [-151, 145] (d was clamped), so it converts exactly.
-    let q: i32 = unsafe { q.to_int_unchecked() };
+    let q = q as i32; // exact: an integer in [-151, 145] (0 for NaN, whose result is NaN)
     let pow2 = |e: i32| f32::from_bits(((e + 0x7f) as u32) << 23);
     let u = u * pow2(q >> 1) * pow2(q - (q >> 1));
     if x < -104.0 {
@@ -188,12 +187,12 @@ fn map_in_place(x: &mut [f32], f: impl Fn(f32) -> f32) {
     rest.copy_from_slice(&block[..n]);
 }
 
-/// The largest element (any order gives the same for values that are not NaN, which
-/// softmax turns into NaN rows either way).
+/// The largest element, NaN if there is one (libtorch's `vec::maximum`, whose NaN makes the
+/// softmax's row NaN); any order gives the same.
 #[inline(always)]
 fn max_of(x: &[f32]) -> f32 {
     const LANES: usize = 16;
-    let larger = |a: f32, b: f32| if b > a { b } else { a };
+    let larger = |a: f32, b: f32| if b > a || b.is_nan() { b } else { a };
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for chunk in &mut chunks {
@@ -546,6 +545,19 @@ mod tests {
             assert!(fused.equal(&expected), "{what}");
             assert!(fused_grad.equal(&expected_grad), "{what}");
         }
+        // A NaN or an infinite score makes its row NaN, as in libtorch.
+        let mut scores = Tensor::randn([1, 2, 3, 21], (Kind::Float, Device::Cpu));
+        let _ = scores.get(0).get(0).get(1).get(20).fill_(f64::NAN);
+        let _ = scores.get(0).get(1).get(2).get(3).fill_(f64::INFINITY);
+        let _ = scores.get(0).get(1).get(0).get(0).fill_(f64::NEG_INFINITY);
+        scores = scores.set_requires_grad(true);
+        let fused = attention_probs(&scores, None, 1.0, 0.0, true);
+        let expected = by_tensors(&scores, None, 1.0, 0.0);
+        assert!(fused.isnan().equal(&expected.isnan()));
+        assert_eq!(fused.isnan().sum(Kind::Int64).int64_value(&[]), 2 * 21);
+        let finite = expected.isnan().logical_not();
+        assert!(fused.masked_select(&finite).equal(&expected.masked_select(&finite)));
+
         // Not taken: a bfloat16 result, a gradient for the bias.
         let scores = Tensor::zeros([1, 1, 2, 2], (Kind::BFloat16, Device::Cpu));
         assert!(!applies(&scores, None));
