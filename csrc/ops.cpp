@@ -420,20 +420,21 @@ char *ft_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor **exp_a
 }
 
 // torch.nn.utils.clip_grad_norm_ (foreach path): writes the total 2-norm before clipping.
-char *ft_clip_grad_norm(at::Tensor **grads, int n, double max_norm, double *total_norm) {
+char *ft_clip_grad_norm(at::Tensor **grads, int n, double max_norm, double *total_norm,
+                        double *coefficient) {
   return guarded([&] {
     auto g = list(grads, n);
-    if (g.empty()) {
-      *total_norm = 0.0;
-      return;
-    }
+    *total_norm = 0.0;
+    *coefficient = 1.0;
+    if (g.empty()) return;
     auto norms = at::_foreach_norm(g, 2);
     auto total = at::linalg_vector_norm(at::stack(norms), 2);
     auto coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
     *total_norm = total.item<double>();
+    *coefficient = coef.item<double>();
     // torch multiplies by the clamped coefficient even when it is 1, which changes nothing:
     // that pass over every gradient is skipped.
-    if (coef.item<double>() != 1.0) at::_foreach_mul_(g, coef.to(g[0].device()));
+    if (*coefficient != 1.0) at::_foreach_mul_(g, coef.to(g[0].device()));
   });
 }
 

@@ -25,6 +25,7 @@ extern "C" {
         n: c_int,
         max_norm: f64,
         total_norm: *mut f64,
+        coefficient: *mut f64,
     ) -> *mut c_char;
     fn ft_set_grad(param: *const C_tensor, grad: *const C_tensor) -> *mut c_char;
     fn ft_autocast(cuda: c_int, half: c_int, enabled: c_int) -> *mut c_char;
@@ -155,14 +156,24 @@ pub fn fused_adamw(
     })
 }
 
+/// What `clip_grad_norm` did: the gradients' total 2-norm before clipping, and the factor they
+/// were multiplied by (`min(max_norm / (norm + 1e-6), 1)`, NaN for a NaN norm).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clipped {
+    pub norm: f64,
+    pub coefficient: f64,
+}
+
 /// torch.nn.utils.clip_grad_norm_: scales `grads` in place so their total 2-norm is at most
-/// `max_norm`, and returns the norm before clipping.
-pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<f64> {
+/// `max_norm`.
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<Clipped> {
     let g = pointers(grads);
-    let mut total = 0.0;
-    // SAFETY: as in fused_adamw; `total` outlives the call.
-    check(unsafe { ft_clip_grad_norm(g.as_ptr(), g.len() as c_int, max_norm, &mut total) })?;
-    Ok(total)
+    let (mut norm, mut coefficient) = (0.0, 1.0);
+    // SAFETY: as in fused_adamw; `norm` and `coefficient` outlive the call.
+    check(unsafe {
+        ft_clip_grad_norm(g.as_ptr(), g.len() as c_int, max_norm, &mut norm, &mut coefficient)
+    })?;
+    Ok(Clipped { norm, coefficient })
 }
 
 /// `param.grad = grad`, or `param.grad = None` for None.
@@ -515,14 +526,16 @@ mod tests {
     #[test]
     fn clip_grad_norm_matches_the_formula() {
         let grads = vec![Tensor::from_slice(&[3.0f32, 0.0]), Tensor::from_slice(&[0.0f32, 4.0])];
-        let total = clip_grad_norm(&grads, 1.0).unwrap();
-        assert!((total - 5.0).abs() < 1e-6);
+        let clipped = clip_grad_norm(&grads, 1.0).unwrap();
+        assert!((clipped.norm - 5.0).abs() < 1e-6);
         let coef = 1.0 / (5.0 + 1e-6);
+        assert!((clipped.coefficient - coef).abs() < 1e-7); // computed in float32
         assert!((grads[0].double_value(&[0]) - 3.0 * coef).abs() < 1e-6);
         assert!((grads[1].double_value(&[1]) - 4.0 * coef).abs() < 1e-6);
         // Under the limit nothing changes.
         let small = vec![Tensor::from_slice(&[0.1f32])];
-        assert!((clip_grad_norm(&small, 1.0).unwrap() - 0.1).abs() < 1e-7);
+        let clipped = clip_grad_norm(&small, 1.0).unwrap();
+        assert!((clipped.norm - 0.1).abs() < 1e-7 && clipped.coefficient == 1.0);
         assert!((small[0].double_value(&[0]) - 0.1).abs() < 1e-7);
     }
 

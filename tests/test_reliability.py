@@ -652,11 +652,14 @@ CHILD = textwrap.dedent("""
 
 
 def run_child(model_dir, out, mode):
+    # One thread: the runs compared bit for bit then round alike whatever the machine's load
+    # (each step's thread count follows the load, and reductions round by their thread count).
     return subprocess.run(
         [sys.executable, "-c", CHILD, str(model_dir), str(out), mode],
         capture_output=True,
         text=True,
         timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
 
 

@@ -207,6 +207,43 @@ pub(crate) enum Softmax {
     InFloat,
 }
 
+/// The eager attention's `dropout(softmax(scores · scale + bias, dim=-1), p)`, the softmax in
+/// the dtype `softmax` says: in one pass by `probs::attention_probs` where it gives the same
+/// bits (it computes in float32, so a float softmax of bfloat16 scores only when no dropout
+/// follows its cast back), else by tensors.
+pub(crate) fn probabilities(
+    scores: &Tensor,
+    bias: Option<&Tensor>,
+    scale: f64,
+    p: f64,
+    train: bool,
+    softmax: Softmax,
+) -> Tensor {
+    let kind = scores.kind();
+    let dropped = train && p > 0.0;
+    let float = softmax == Softmax::InScores || kind == Kind::Float || !dropped;
+    if float && probs::applies(scores, bias) {
+        let probs = probs::attention_probs(scores, bias, scale, p, train);
+        return match softmax {
+            Softmax::InScores => probs,
+            Softmax::InFloat => probs.to_kind(kind),
+        };
+    }
+    let scaled = match scale == 1.0 {
+        true => scores.shallow_clone(),
+        false => scores * scale,
+    };
+    let biased = match bias {
+        Some(bias) => scaled + bias,
+        None => scaled,
+    };
+    let probs = match softmax {
+        Softmax::InScores => biased.softmax(-1, kind),
+        Softmax::InFloat => biased.softmax(-1, Kind::Float).to_kind(kind),
+    };
+    dropout(&probs, p, train)
+}
+
 /// Attention of q, k, v [batch, heads, seq, head_dim] with the additive `bias`, explicit or
 /// fused as `pass` says; the context in the same layout.
 pub(crate) fn attend(
@@ -224,28 +261,7 @@ pub(crate) fn attend(
     match pass.attention.resolve(q.device(), q.kind(), train, q.size()[2], p) {
         AttentionImpl::Explicit | AttentionImpl::Auto => {
             let scores = q.matmul(&k.transpose(2, 3));
-            // In float32 the two softmaxes are one; a float softmax is cast back before its
-            // dropout, which the kernel applies in float32.
-            let dropped = train && p > 0.0;
-            let float = softmax == Softmax::InScores || q.kind() == Kind::Float || !dropped;
-            if float && probs::applies(&scores, bias) {
-                let probs = probs::attention_probs(&scores, bias, scale, p, train);
-                return match softmax {
-                    Softmax::InScores => probs,
-                    Softmax::InFloat => probs.to_kind(q.kind()),
-                }
-                .matmul(v);
-            }
-            let scores = scores * scale;
-            let scores = match bias {
-                Some(bias) => scores + bias,
-                None => scores,
-            };
-            let probs = match softmax {
-                Softmax::InScores => scores.softmax(-1, scores.kind()),
-                Softmax::InFloat => scores.softmax(-1, Kind::Float).to_kind(q.kind()),
-            };
-            dropout(&probs, p, train).matmul(v)
+            probabilities(&scores, bias, scale, p, train, softmax).matmul(v)
         }
         AttentionImpl::Fused => {
             Tensor::scaled_dot_product_attention(q, k, v, bias, p, false, scale, false)

@@ -7,12 +7,11 @@
 //! optional convolution (`ConvLayer`) follows the first layer. Its embeddings are in
 //! `embeddings.rs`, its head (`ContextPooler`) in `heads.rs`.
 
-use super::attention::{merge_heads, min_value, Pass};
+use super::attention::{merge_heads, min_value, probabilities, Pass, Softmax};
 use super::config::{Activation, ConvConfig, DebertaConfig, ModelConfig};
 use super::dropout::dropout;
 use super::encoder::activate;
 use super::init::{layer_norm, linear, normal_init};
-use super::probs;
 use super::Batch;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -301,10 +300,7 @@ impl Stack {
             let _ = scores.masked_fill_(masked, min_value(scores.kind()));
         }
         let p = self.attention_dropout;
-        let probs = match probs::applies(&scores, None) {
-            true => probs::attention_probs(&scores, None, 1.0, p, train),
-            false => dropout(&scores.softmax(-1, scores.kind()), p, train),
-        };
+        let probs = probabilities(&scores, None, 1.0, p, train, Softmax::InScores);
         let context = probs.matmul(&v);
         let context = merge_heads(context, pass);
         let attended =

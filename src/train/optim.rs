@@ -162,27 +162,27 @@ impl Optimizer {
             }
             _ => None,
         };
-        let norm = match &written {
+        let clipped = match &written {
             Some((buffer, rows, gathered)) => {
                 let by_rows: Vec<Tensor> = grads
                     .iter()
                     .map(|g| if g.is_set_to(buffer) { gathered } else { g }.shallow_clone())
                     .collect();
-                let norm = ops::clip_grad_norm(&by_rows, max_norm)?;
+                let clipped = ops::clip_grad_norm(&by_rows, max_norm)?;
                 let mut buffer = buffer.shallow_clone();
                 let _ = tch::no_grad(|| buffer.f_index_copy_(0, rows, gathered))?;
                 // A NaN coefficient turns the other rows' zeros into NaN too.
-                if (max_norm / (norm + 1e-6)).is_nan() {
+                if clipped.coefficient.is_nan() {
                     let _ = tch::no_grad(|| buffer.f_fill_(f64::NAN))?;
                 }
-                norm
+                clipped
             }
             None => ops::clip_grad_norm(grads, max_norm)?,
         };
-        if !norm.is_finite() {
+        if !clipped.norm.is_finite() {
             self.written = Written::All;
         }
-        Ok(norm)
+        Ok(clipped.norm)
     }
 
     /// One AdamW update at learning rate `lr`; parameters without a gradient are left alone.
