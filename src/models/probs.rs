@@ -102,7 +102,8 @@ fn round<T: Elem>(x: f32) -> f32 {
 fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to even
     let d = x.clamp(-104.0, 100.0);
-    let q = (d * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let rounded = d * std::f32::consts::LOG2_E + ROUND;
+    let q = rounded - ROUND;
     let s = q.mul_add(-0.693_145_75, d);
     let s = q.mul_add(-1.428_606_8e-6, s);
     let mut u = 1.985_276_2e-4_f32;
@@ -110,7 +111,9 @@ fn exp(x: f32) -> f32 {
         u = u.mul_add(s, c);
     }
     let u = 1.0 + (s * s).mul_add(u, s);
-    let q = q as i32; // exact: an integer in [-151, 145] (0 for NaN, whose result is NaN)
+    // q as an integer (in [-151, 145]): the low bits of `rounded`, whose exponent is ROUND's
+    // (no float-to-integer conversion, which does not vectorize; for NaN the result is NaN).
+    let q = rounded.to_bits() as i32 - ROUND.to_bits() as i32;
     let pow2 = |e: i32| f32::from_bits(((e + 0x7f) as u32) << 23);
     let u = u * pow2(q >> 1) * pow2(q - (q >> 1));
     if x < -104.0 {
@@ -154,8 +157,42 @@ fn sum_of<const L: usize>(a: &[f32], b: Option<&[f32]>) -> f32 {
     for (lane, i) in lanes.iter_mut().zip(full..a.len()) {
         *lane += term(i);
     }
-    // libtorch adds each lane to its partner at distance L/2, L/4, ... 1 and reads lane 0;
-    // lane 0's sums, the upper half of each step being the lower one's mirror.
+    butterfly(lanes)
+}
+
+/// `sum_of` the first `n` elements of `a` (and `b`), which hold whole blocks: their padding
+/// adds +0 to the lanes, which changes no sum of non-negative terms, nor any other but for the
+/// sign of a zero.
+#[inline(always)]
+fn sum_of_padded<const L: usize>(a: &[f32], b: Option<&[f32]>, n: usize) -> f32 {
+    if n < L {
+        return sum_of::<L>(&a[..n], b.map(|b| &b[..n]));
+    }
+    let mut lanes = [0.0f32; L];
+    match b {
+        Some(b) => {
+            for (x, y) in a.chunks_exact(L).zip(b.chunks_exact(L)) {
+                for ((lane, x), y) in lanes.iter_mut().zip(x).zip(y) {
+                    *lane += x * y;
+                }
+            }
+        }
+        None => {
+            for x in a.chunks_exact(L) {
+                for (lane, x) in lanes.iter_mut().zip(x) {
+                    *lane += x;
+                }
+            }
+        }
+    }
+    butterfly(lanes)
+}
+
+/// libtorch's `vec_reduce_all` of a sum's lanes: each lane added to its partner at distance
+/// L/2, L/4, ... 1, and lane 0 read (lane 0's sums; the upper half of each step is the lower
+/// one's mirror).
+#[inline(always)]
+fn butterfly<const L: usize>(mut lanes: [f32; L]) -> f32 {
     let mut half = L / 2;
     while half > 0 {
         for i in 0..half {
@@ -166,42 +203,31 @@ fn sum_of<const L: usize>(a: &[f32], b: Option<&[f32]>) -> f32 {
     lanes[0]
 }
 
-/// `f` on every element of `x` in place, in blocks of 16 (the last padded), so that the loop
-/// vectorizes without a scalar remainder.
+/// The scratch rows' padding: rows are computed in whole blocks of this many floats, so that
+/// their loops vectorize without a remainder.
+const BLOCK: usize = 16;
+
+/// `f` on every element of `x` in place; `x` holds whole blocks.
 #[inline(always)]
 fn map_in_place(x: &mut [f32], f: impl Fn(f32) -> f32) {
-    const BLOCK: usize = 16;
-    let mut chunks = x.chunks_exact_mut(BLOCK);
-    for chunk in &mut chunks {
-        for v in chunk.iter_mut() {
+    for block in x.chunks_exact_mut(BLOCK) {
+        for v in block.iter_mut() {
             *v = f(*v);
         }
     }
-    let rest = chunks.into_remainder();
-    let mut block = [0.0f32; BLOCK];
-    block[..rest.len()].copy_from_slice(rest);
-    for v in block.iter_mut() {
-        *v = f(*v);
-    }
-    let n = rest.len();
-    rest.copy_from_slice(&block[..n]);
 }
 
-/// The largest element, NaN if there is one (libtorch's `vec::maximum`, whose NaN makes the
-/// softmax's row NaN); any order gives the same.
+/// The largest element of `x` (whole blocks), NaN if there is one (libtorch's `vec::maximum`,
+/// whose NaN makes the softmax's row NaN); any order gives the same.
 #[inline(always)]
 fn max_of(x: &[f32]) -> f32 {
-    const LANES: usize = 16;
+    const LANES: usize = BLOCK;
     let larger = |a: f32, b: f32| if b > a || b.is_nan() { b } else { a };
     let mut lanes = [f32::NEG_INFINITY; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+    for block in x.chunks_exact(LANES) {
+        for (lane, &v) in lanes.iter_mut().zip(block) {
             *lane = larger(*lane, v);
         }
-    }
-    for (lane, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *lane = larger(*lane, v);
     }
     let mut half = LANES / 2;
     while half > 0 {
@@ -267,37 +293,48 @@ impl<S: Elem, const L: usize> Rows<'_, S, L> {
     /// `softmax(scores · scale + bias)` and its dropout, row by row: the scaled scores rounded
     /// to S, the sum with the bias and everything after in float32, as the tensor formula
     /// computes them (libtorch's `_vec_softmax_lastdim`: max, exp(x - max), the sum, times its
-    /// reciprocal; dropout `probs * noise`).
+    /// reciprocal; dropout `probs * noise`). Each row is computed in `work`, padded to whole
+    /// blocks with -inf (which changes neither the max nor, as exp's +0, the sum).
     ///
-    /// SAFETY: the pointers of `args` hold what `ProbsArgs` says for every row in `range`.
+    /// SAFETY: the pointers of `args` hold what `ProbsArgs` says for every row in `range`;
+    /// `work`, as `over_rows` gives it.
     #[inline(always)]
-    unsafe fn forward(&self, range: std::ops::Range<usize>) {
+    unsafe fn forward(&self, range: std::ops::Range<usize>, work: &mut [f32]) {
         let a = self.args;
         let (scale, kept) = (a.scale as f32, a.kept as f32);
+        let n = self.n();
+        let half = work.len() / 2;
+        let work = &mut work[..half];
         for (row, bias) in range.clone().zip(self.biases(range)) {
             let scores: &[S] = self.row(a.input.cast(), row);
-            let probs = self.row_mut(a.probs, row);
+            let (values, padding) = work.split_at_mut(n);
             match bias {
                 Some(bias) => {
-                    for ((p, &s), &b) in probs.iter_mut().zip(scores).zip(bias) {
-                        *p = round::<S>(s.load() * scale) + b;
+                    for ((v, &s), &b) in values.iter_mut().zip(scores).zip(bias) {
+                        *v = round::<S>(s.load() * scale) + b;
                     }
                 }
                 None => {
-                    for (p, &s) in probs.iter_mut().zip(scores) {
-                        *p = round::<S>(s.load() * scale);
+                    for (v, &s) in values.iter_mut().zip(scores) {
+                        *v = round::<S>(s.load() * scale);
                     }
                 }
             }
-            let max = max_of(probs);
-            map_in_place(probs, |p| exp(p - max));
-            let inverse = 1.0 / sum_of::<L>(probs, None);
-            map_in_place(probs, |p| p * inverse);
-            if !a.keep.is_null() {
+            padding.fill(f32::NEG_INFINITY);
+            let max = max_of(work);
+            map_in_place(work, |v| exp(v - max));
+            let inverse = 1.0 / sum_of_padded::<L>(work, None, n);
+            let probs = self.row_mut(a.probs, row);
+            if a.keep.is_null() {
+                for (p, &v) in probs.iter_mut().zip(&*work) {
+                    *p = v * inverse;
+                }
+            } else {
                 let keep = self.row(a.keep, row);
                 let out: &mut [f32] = self.row_mut(a.out.cast(), row);
-                for ((o, &p), &k) in out.iter_mut().zip(probs.iter()).zip(keep) {
-                    *o = if k != 0 { p * kept } else { 0.0 };
+                for (((p, o), &v), &k) in probs.iter_mut().zip(out).zip(&*work).zip(keep) {
+                    *p = v * inverse;
+                    *o = if k != 0 { *p * kept } else { 0.0 };
                 }
             }
         }
@@ -307,37 +344,45 @@ impl<S: Elem, const L: usize> Rows<'_, S, L> {
     /// the dropout's `grad * noise`, libtorch's softmax backward (`_vec_host_softmax_backward_
     /// lastdim`: `(grad - Σ grad · probs) · probs`), the cast back to S, times the scale in S.
     ///
-    /// SAFETY: as `forward`; `work` has n elements.
+    /// The row's gradient and probabilities are copied into the two halves of `work`, whose
+    /// padding stays +0 (adding its products to the lanes changes no sum).
+    ///
+    /// SAFETY: as `forward`.
     #[inline(always)]
     unsafe fn backward(&self, range: std::ops::Range<usize>, work: &mut [f32]) {
         let a = self.args;
         let (scale, kept) = (a.scale as f32, a.kept as f32);
+        let n = self.n();
+        let (grads, probs) = work.split_at_mut(work.len() / 2);
         for row in range {
             let grad: &[f32] = self.row(a.input.cast(), row);
-            let probs = self.row(a.probs, row);
-            let grad = if a.keep.is_null() {
-                grad
+            if a.keep.is_null() {
+                grads[..n].copy_from_slice(grad);
             } else {
                 let keep = self.row(a.keep, row);
-                for ((w, &g), &k) in work.iter_mut().zip(grad).zip(keep) {
+                for ((w, &g), &k) in grads.iter_mut().zip(grad).zip(keep) {
                     *w = if k != 0 { g * kept } else { 0.0 };
                 }
-                &*work
-            };
-            let sum = sum_of::<L>(grad, Some(probs));
+            }
+            probs[..n].copy_from_slice(self.row(a.probs, row));
+            let sum = sum_of_padded::<L>(grads, Some(probs), n);
             let out: &mut [S] = self.row_mut(a.out.cast(), row);
-            for ((o, &g), &p) in out.iter_mut().zip(grad).zip(probs) {
+            for ((o, &g), &p) in out.iter_mut().zip(&*grads).zip(&*probs) {
                 *o = S::store(round::<S>((g - sum) * p) * scale);
             }
         }
     }
 }
 
-/// Runs `body` over the rows on libtorch's threads, with a row of scratch space per range.
+/// Runs `body` over the rows on libtorch's threads, with scratch space per range: two rows of
+/// n floats, each rounded up to whole blocks, zeros.
 fn over_rows(args: &ProbsArgs, body: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
     let n = args.n as usize;
     let grain = (16_384 / n.max(1)).max(1);
-    ops::parallel_for(args.rows as usize, grain, |range| body(range, &mut vec![0.0f32; n]));
+    let padded = n.div_ceil(BLOCK) * BLOCK;
+    ops::parallel_for(args.rows as usize, grain, |range| {
+        body(range, &mut vec![0.0f32; 2 * padded])
+    });
 }
 
 /// Compiles `$call` (a use of `rows: &Rows<S, L>` over `range` with scratch `work`) for
@@ -388,7 +433,7 @@ extern "C" fn forward_kernel(args: *const c_void) -> c_int {
     let args = unsafe { &*args.cast::<ProbsArgs>() };
     #[cfg(target_arch = "x86_64")]
     let run = catch_unwind(AssertUnwindSafe(|| {
-        dispatch!(args, |rows, range, _work| rows.forward(range))
+        dispatch!(args, |rows, range, work| rows.forward(range, work))
     }));
     #[cfg(not(target_arch = "x86_64"))]
     let run = Err::<(), _>(args); // `applies` admits x86-64 only
