@@ -334,11 +334,11 @@ struct ProbsArgs {
   void *out;
   int64_t heads, queries, rows, n;
   double scale, kept;
-  int32_t scores_bf16, lanes;
+  int32_t scores_bf16, out_bf16, lanes;
 };
 using ProbsKernel = int (*)(const ProbsArgs *);
 
-ProbsArgs probs_args(const at::Tensor &scores, at::ScalarType scores_type,
+ProbsArgs probs_args(const at::Tensor &scores, at::ScalarType scores_type, bool out_bf16,
                      const at::Tensor &keep, double scale, double kept, int64_t lanes) {
   ProbsArgs a{};
   a.keep = keep.defined() ? keep.data_ptr<uint8_t>() : nullptr;
@@ -349,6 +349,7 @@ ProbsArgs probs_args(const at::Tensor &scores, at::ScalarType scores_type,
   a.scale = scale;
   a.kept = kept;
   a.scores_bf16 = scores_type == at::kBFloat16;
+  a.out_bf16 = out_bf16;
   a.lanes = static_cast<int32_t>(lanes);
   return a;
 }
@@ -356,18 +357,20 @@ ProbsArgs probs_args(const at::Tensor &scores, at::ScalarType scores_type,
 struct AttentionProbs : public torch::autograd::Function<AttentionProbs> {
   // scores [batch, heads, queries, n] contiguous; bias none or float32 [1 or batch, 1 or
   // heads, 1 or queries, n] with its last dimension contiguous; keep none (no dropout) or
-  // bytes shaped like the scores.
+  // bytes shaped like the scores; the result float32, or bfloat16 (out_bf16).
   static at::Tensor forward(AutogradContext *ctx, at::Tensor scores,
                             std::optional<at::Tensor> bias_in, std::optional<at::Tensor> keep_in,
-                            double scale, double kept, int64_t lanes, int64_t forward_kernel,
-                            int64_t backward_kernel) {
+                            double scale, double kept, int64_t lanes, bool out_bf16,
+                            int64_t forward_kernel, int64_t backward_kernel) {
     auto bias = bias_in.value_or(at::Tensor()), keep = keep_in.value_or(at::Tensor());
     auto probs = at::empty(scores.sizes(), scores.options().dtype(at::kFloat));
-    auto out = keep.defined() ? at::empty_like(probs) : probs;
-    auto a = probs_args(scores, scores.scalar_type(), keep, scale, kept, lanes);
+    // Without dropout the float32 result is the probabilities themselves.
+    bool separate = keep.defined() || out_bf16;
+    auto out = separate ? at::empty_like(probs, out_bf16 ? at::kBFloat16 : at::kFloat) : probs;
+    auto a = probs_args(scores, scores.scalar_type(), out_bf16, keep, scale, kept, lanes);
     a.input = scores.const_data_ptr();
     a.probs = probs.data_ptr<float>();
-    a.out = keep.defined() ? out.data_ptr() : nullptr;
+    a.out = separate ? out.data_ptr() : nullptr;
     if (bias.defined()) {
       a.bias = bias.const_data_ptr<float>();
       for (int d = 0; d < 3; ++d) a.bias_strides[d] = bias.size(d) == 1 ? 0 : bias.stride(d);
@@ -379,6 +382,7 @@ struct AttentionProbs : public torch::autograd::Function<AttentionProbs> {
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["kept"] = kept;
     ctx->saved_data["lanes"] = lanes;
+    ctx->saved_data["out_bf16"] = out_bf16;
     ctx->saved_data["scores_type"] = scores.scalar_type();
     ctx->saved_data["backward_kernel"] = backward_kernel;
     return out;
@@ -389,16 +393,18 @@ struct AttentionProbs : public torch::autograd::Function<AttentionProbs> {
     auto &d = ctx->saved_data;
     auto keep = d["keep"].isTensor() ? d["keep"].toTensor() : at::Tensor();
     auto scores_type = d["scores_type"].toScalarType();
-    auto grad = grads[0].to(at::kFloat).contiguous();
+    bool out_bf16 = d["out_bf16"].toBool();
+    // The result's gradient, in the result's dtype (which autograd gives it already).
+    auto grad = grads[0].to(out_bf16 ? at::kBFloat16 : at::kFloat).contiguous();
     auto out = at::empty(probs.sizes(), probs.options().dtype(scores_type));
-    auto a = probs_args(probs, scores_type, keep, d["scale"].toDouble(), d["kept"].toDouble(),
-                        d["lanes"].toInt());
+    auto a = probs_args(probs, scores_type, out_bf16, keep, d["scale"].toDouble(),
+                        d["kept"].toDouble(), d["lanes"].toInt());
     a.input = grad.const_data_ptr();
     a.probs = probs.data_ptr<float>();
     a.out = out.data_ptr();
     auto kernel = reinterpret_cast<ProbsKernel>(d["backward_kernel"].toInt());
     TORCH_CHECK(kernel(&a) == 0, "the attention probabilities' backward kernel failed");
-    return {out, {}, {}, {}, {}, {}, {}, {}};
+    return {out, {}, {}, {}, {}, {}, {}, {}, {}};
   }
 };
 
@@ -468,9 +474,18 @@ char *ft_autocast(int cuda, int half, int enabled) {
   });
 }
 
-// Writes whether autocast is on for the CPU (cuda == 0) or CUDA on this thread.
-char *ft_autocast_enabled(int cuda, int *enabled) {
-  return guarded([&] { *enabled = at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU); });
+// Writes the dtype autocast casts to on the CPU (cuda == 0) or CUDA on this thread: 0 when it
+// is off, 1 bfloat16, 2 float16, 3 another.
+char *ft_autocast_dtype(int cuda, int *dtype) {
+  return guarded([&] {
+    auto device = cuda ? at::kCUDA : at::kCPU;
+    if (!at::autocast::is_autocast_enabled(device)) {
+      *dtype = 0;
+      return;
+    }
+    auto type = at::autocast::get_autocast_dtype(device);
+    *dtype = type == at::kBFloat16 ? 1 : type == at::kHalf ? 2 : 3;
+  });
 }
 
 // torch.randperm(n, generator=torch.Generator().manual_seed(seed)): the order in which the
@@ -559,12 +574,12 @@ char *ft_cpu_capability(char *out, int size) {
   });
 }
 
-// dropout(softmax(scores · scale + bias)) in float32 (see AttentionProbs); bias and keep NULL
-// where there are none; lanes the width of libtorch's float vectors. Written to *out,
-// differentiable in the scores.
+// dropout(softmax(scores · scale + bias)) computed in float32 (see AttentionProbs), the
+// result float32 or bfloat16 (out_bf16); bias and keep NULL where there are none; lanes the
+// width of libtorch's float vectors. Written to *out, differentiable in the scores.
 char *ft_attention_probs(at::Tensor *scores, at::Tensor *bias, at::Tensor *keep, double scale,
-                         double kept, int64_t lanes, ProbsKernel forward, ProbsKernel backward,
-                         at::Tensor **out) {
+                         double kept, int64_t lanes, int out_bf16, ProbsKernel forward,
+                         ProbsKernel backward, at::Tensor **out) {
   return guarded([&] {
     const auto &s = *scores;
     TORCH_CHECK(s.device().is_cpu() && s.dim() == 4 &&
@@ -593,9 +608,9 @@ char *ft_attention_probs(at::Tensor *scores, at::Tensor *bias, at::Tensor *keep,
     auto optional = [](const at::Tensor &t) {
       return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
     };
-    *out = new at::Tensor(AttentionProbs::apply(s.contiguous(), optional(b), optional(k), scale,
-                                                kept, lanes, reinterpret_cast<int64_t>(forward),
-                                                reinterpret_cast<int64_t>(backward)));
+    *out = new at::Tensor(AttentionProbs::apply(
+        s.contiguous(), optional(b), optional(k), scale, kept, lanes, out_bf16 != 0,
+        reinterpret_cast<int64_t>(forward), reinterpret_cast<int64_t>(backward)));
   });
 }
 

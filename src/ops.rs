@@ -29,7 +29,7 @@ extern "C" {
     ) -> *mut c_char;
     fn ft_set_grad(param: *const C_tensor, grad: *const C_tensor) -> *mut c_char;
     fn ft_autocast(cuda: c_int, half: c_int, enabled: c_int) -> *mut c_char;
-    fn ft_autocast_enabled(cuda: c_int, enabled: *mut c_int) -> *mut c_char;
+    fn ft_autocast_dtype(cuda: c_int, dtype: *mut c_int) -> *mut c_char;
     fn ft_unscale(
         grads: *const *const C_tensor,
         n: c_int,
@@ -76,6 +76,7 @@ extern "C" {
         scale: f64,
         kept: f64,
         lanes: i64,
+        out_bf16: c_int,
         forward: ProbsKernel,
         backward: ProbsKernel,
         out: *mut *mut C_tensor,
@@ -231,13 +232,25 @@ impl Autocast {
     }
 }
 
+/// The dtype autocast casts to for `device`'s type on this thread, None when it is off
+/// (`torch.is_autocast_enabled`, `torch.get_autocast_dtype`); Float for a dtype other than
+/// bfloat16 and float16.
+pub fn autocast_kind(device: tch::Device) -> Option<tch::Kind> {
+    let mut dtype: c_int = 0;
+    // SAFETY: only reads libtorch's thread-local autocast state into `dtype`.
+    check(unsafe { ft_autocast_dtype(device.is_cuda() as c_int, &mut dtype) })
+        .expect("reading the autocast state");
+    match dtype {
+        0 => None,
+        1 => Some(tch::Kind::BFloat16),
+        2 => Some(tch::Kind::Half),
+        _ => Some(tch::Kind::Float),
+    }
+}
+
 /// Whether autocast is on for `device`'s type on this thread (`torch.is_autocast_enabled`).
 pub fn autocast_enabled(device: tch::Device) -> bool {
-    let mut enabled: c_int = 0;
-    // SAFETY: only reads libtorch's thread-local autocast state into `enabled`.
-    check(unsafe { ft_autocast_enabled(device.is_cuda() as c_int, &mut enabled) })
-        .expect("reading the autocast state");
-    enabled != 0
+    autocast_kind(device).is_some()
 }
 
 impl Drop for Autocast {
@@ -371,11 +384,13 @@ pub fn cpu_capability() -> Result<String> {
     Ok(unsafe { CStr::from_ptr(out.as_ptr()) }.to_string_lossy().into_owned())
 }
 
-/// `dropout(softmax(scores · scale + bias, dim=-1))` in float32 by one autograd function whose
-/// forward and backward run `kernels` (see `models::probs`): scores [batch, heads, queries,
-/// keys] float32 (or bfloat16 with a bias) on the CPU, a float32 bias broadcast to them,
-/// `keep` the dropout mask (bytes shaped like the scores, None: no dropout), `kept` the kept
-/// elements' factor, `lanes` the width of libtorch's float vectors (8 or 16).
+/// `dropout(softmax(scores · scale + bias, dim=-1))` computed in float32 by one autograd
+/// function whose forward and backward run `kernels` (see `models::probs`): scores [batch,
+/// heads, queries, keys] float32 (or bfloat16 with a bias) on the CPU, a float32 bias broadcast
+/// to them, `keep` the dropout mask (bytes shaped like the scores, None: no dropout), `kept` the
+/// kept elements' factor, `lanes` the width of libtorch's float vectors (8 or 16); the result
+/// float32, or bfloat16 when `out_bf16` (rounded once, as a cast of the float32 result).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_probs(
     scores: &Tensor,
     bias: Option<&Tensor>,
@@ -383,6 +398,7 @@ pub fn attention_probs(
     scale: f64,
     kept: f64,
     lanes: i32,
+    out_bf16: bool,
     (forward, backward): (ProbsKernel, ProbsKernel),
 ) -> Result<Tensor> {
     let pointer = |t: Option<&Tensor>| t.map_or(std::ptr::null(), Tensor::as_ptr);
@@ -397,6 +413,7 @@ pub fn attention_probs(
             scale,
             kept,
             i64::from(lanes),
+            c_int::from(out_bf16),
             forward,
             backward,
             &mut out,
@@ -501,8 +518,10 @@ mod tests {
         assert!(!autocast_enabled(Device::Cpu));
         let guard = Autocast::enter(Device::Cpu, Half::BFloat16).unwrap();
         assert!(autocast_enabled(Device::Cpu));
+        assert_eq!(autocast_kind(Device::Cpu), Some(Kind::BFloat16));
         drop(guard);
         assert!(!autocast_enabled(Device::Cpu));
+        assert_eq!(autocast_kind(Device::Cpu), None);
     }
 
     #[test]

@@ -208,9 +208,10 @@ pub(crate) enum Softmax {
 }
 
 /// The eager attention's `dropout(softmax(scores · scale + bias, dim=-1), p)`, the softmax in
-/// the dtype `softmax` says: in one pass by `probs::attention_probs` where it gives the same
-/// bits (it computes in float32, so a float softmax of bfloat16 scores only when no dropout
-/// follows its cast back), else by tensors.
+/// the dtype `softmax` says, for its product with the values: in one pass by
+/// `probs::attention_probs` where it gives the same bits (it computes in float32, so a float
+/// softmax of bfloat16 scores only when no dropout follows its cast back), else by tensors.
+/// The kernel writes them in bfloat16 under autocast to bfloat16, as the product casts them.
 pub(crate) fn probabilities(
     scores: &Tensor,
     bias: Option<&Tensor>,
@@ -223,11 +224,16 @@ pub(crate) fn probabilities(
     let dropped = train && p > 0.0;
     let float = softmax == Softmax::InScores || kind == Kind::Float || !dropped;
     if float && probs::applies(scores, bias) {
-        let probs = probs::attention_probs(scores, bias, scale, p, train);
-        return match softmax {
-            Softmax::InScores => probs,
-            Softmax::InFloat => probs.to_kind(kind),
+        let natural = match softmax {
+            Softmax::InScores => Kind::Float,
+            Softmax::InFloat => kind,
         };
+        let autocast = ops::autocast_kind(scores.device());
+        let result = match autocast == Some(Kind::BFloat16) {
+            true => Kind::BFloat16,
+            false => natural,
+        };
+        return probs::attention_probs(scores, bias, scale, p, train, result);
     }
     let scaled = match scale == 1.0 {
         true => scores.shallow_clone(),

@@ -23,7 +23,7 @@ use tch::{Device, Kind, Tensor};
 /// What `csrc/ops.cpp` passes to the kernels (the same layout as its `ProbsArgs`).
 #[repr(C)]
 pub struct ProbsArgs {
-    /// Forward: the scores; backward: the gradient of the dropped probabilities.
+    /// Forward: the scores; backward: the gradient of the result, of its type.
     input: *const c_void,
     /// The float32 bias (NULL: none), [batch, heads, queries, n] with these element strides
     /// for the first three dimensions (0 where it is broadcast) and 1 for the last.
@@ -33,8 +33,8 @@ pub struct ProbsArgs {
     keep: *const u8,
     /// The float32 probabilities. Forward: written; backward: read.
     probs: *mut f32,
-    /// Forward: the dropped probabilities, float32 (NULL without dropout); backward: the
-    /// scores' gradient.
+    /// Forward: the dropped probabilities, of the result's type (NULL when they are `probs`:
+    /// float32 without dropout); backward: the scores' gradient.
     out: *mut c_void,
     heads: i64,
     queries: i64,
@@ -45,6 +45,8 @@ pub struct ProbsArgs {
     kept: f64,
     /// Whether the scores are bfloat16 (else float32).
     scores_bf16: i32,
+    /// Whether the result (the dropped probabilities) is bfloat16 (else float32).
+    out_bf16: i32,
     /// The width of libtorch's float vectors (8 or 16), whose order of summation the kernels
     /// follow.
     lanes: i32,
@@ -239,13 +241,14 @@ fn max_of(x: &[f32]) -> f32 {
     lanes[0]
 }
 
-/// The kernels over `ProbsArgs`, scores of type S, libtorch's vectors of L floats.
-struct Rows<'a, S, const L: usize> {
+/// The kernels over `ProbsArgs`, scores of type S, the result of type O, libtorch's vectors of
+/// L floats.
+struct Rows<'a, S, O, const L: usize> {
     args: &'a ProbsArgs,
-    _scores: std::marker::PhantomData<S>,
+    _types: std::marker::PhantomData<(S, O)>,
 }
 
-impl<S: Elem, const L: usize> Rows<'_, S, L> {
+impl<S: Elem, O: Elem, const L: usize> Rows<'_, S, O, L> {
     fn n(&self) -> usize {
         self.args.n as usize
     }
@@ -270,7 +273,7 @@ impl<S: Elem, const L: usize> Rows<'_, S, L> {
     unsafe fn biases<'b>(
         &self,
         range: std::ops::Range<usize>,
-    ) -> impl Iterator<Item = Option<&'b [f32]>> + use<'b, '_, S, L> {
+    ) -> impl Iterator<Item = Option<&'b [f32]>> + use<'b, '_, S, O, L> {
         let a = self.args;
         let (heads, queries) = (a.heads as usize, a.queries as usize);
         let [sb, sh, sq] = a.bias_strides.map(|s| s as usize);
@@ -325,16 +328,22 @@ impl<S: Elem, const L: usize> Rows<'_, S, L> {
             map_in_place(work, |v| exp(v - max));
             let inverse = 1.0 / sum_of_padded::<L>(work, None, n);
             let probs = self.row_mut(a.probs, row);
-            if a.keep.is_null() {
+            if a.out.is_null() {
                 for (p, &v) in probs.iter_mut().zip(&*work) {
                     *p = v * inverse;
                 }
+            } else if a.keep.is_null() {
+                let out: &mut [O] = self.row_mut(a.out.cast(), row);
+                for ((p, o), &v) in probs.iter_mut().zip(out).zip(&*work) {
+                    *p = v * inverse;
+                    *o = O::store(*p);
+                }
             } else {
                 let keep = self.row(a.keep, row);
-                let out: &mut [f32] = self.row_mut(a.out.cast(), row);
+                let out: &mut [O] = self.row_mut(a.out.cast(), row);
                 for (((p, o), &v), &k) in probs.iter_mut().zip(out).zip(&*work).zip(keep) {
                     *p = v * inverse;
-                    *o = if k != 0 { *p * kept } else { 0.0 };
+                    *o = O::store(if k != 0 { *p * kept } else { 0.0 });
                 }
             }
         }
@@ -355,13 +364,15 @@ impl<S: Elem, const L: usize> Rows<'_, S, L> {
         let n = self.n();
         let (grads, probs) = work.split_at_mut(work.len() / 2);
         for row in range {
-            let grad: &[f32] = self.row(a.input.cast(), row);
+            let grad: &[O] = self.row(a.input.cast(), row);
             if a.keep.is_null() {
-                grads[..n].copy_from_slice(grad);
+                for (w, &g) in grads.iter_mut().zip(grad) {
+                    *w = g.load();
+                }
             } else {
                 let keep = self.row(a.keep, row);
                 for ((w, &g), &k) in grads.iter_mut().zip(grad).zip(keep) {
-                    *w = if k != 0 { g * kept } else { 0.0 };
+                    *w = if k != 0 { g.load() * kept } else { 0.0 };
                 }
             }
             probs[..n].copy_from_slice(self.row(a.probs, row));
@@ -385,29 +396,29 @@ fn over_rows(args: &ProbsArgs, body: impl Fn(std::ops::Range<usize>, &mut [f32])
     });
 }
 
-/// Compiles `$call` (a use of `rows: &Rows<S, L>` over `range` with scratch `work`) for
-/// AVX-512 and for AVX2 and runs the one the CPU has, for the scores' type and libtorch's
-/// vector width; the kernels are written once, in portable code that those targets vectorize.
+/// Compiles `$call` (a use of `rows: &Rows<S, O, L>` over `range` with scratch `work`) for
+/// AVX-512 and for AVX2 and runs the one the CPU has, for the scores' and the result's types
+/// and libtorch's vector width; the kernels are written once, in portable code that those targets vectorize.
 macro_rules! dispatch {
     ($args:expr, |$rows:ident, $range:ident, $work:ident| $call:expr) => {{
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-        unsafe fn wide<S: Elem, const L: usize>(
-            $rows: &Rows<S, L>,
+        unsafe fn wide<S: Elem, O: Elem, const L: usize>(
+            $rows: &Rows<S, O, L>,
             $range: std::ops::Range<usize>,
             $work: &mut [f32],
         ) {
             $call
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn narrow<S: Elem, const L: usize>(
-            $rows: &Rows<S, L>,
+        unsafe fn narrow<S: Elem, O: Elem, const L: usize>(
+            $rows: &Rows<S, O, L>,
             $range: std::ops::Range<usize>,
             $work: &mut [f32],
         ) {
             $call
         }
-        fn typed<S: Elem, const L: usize>(args: &ProbsArgs) {
-            let rows = Rows::<S, L> { args, _scores: std::marker::PhantomData };
+        fn typed<S: Elem, O: Elem, const L: usize>(args: &ProbsArgs) {
+            let rows = Rows::<S, O, L> { args, _types: std::marker::PhantomData };
             // SAFETY: `applies` admitted only CPUs with AVX2 and FMA; the arguments are the
             // C++ side's (see ProbsArgs).
             if std::arch::is_x86_feature_detected!("avx512bw") {
@@ -417,12 +428,16 @@ macro_rules! dispatch {
             }
         }
         let a: &ProbsArgs = $args;
-        match (a.scores_bf16 != 0, a.lanes) {
-            (false, 8) => typed::<f32, 8>(a),
-            (false, 16) => typed::<f32, 16>(a),
-            (true, 8) => typed::<Bf16, 8>(a),
-            (true, 16) => typed::<Bf16, 16>(a),
-            (_, lanes) => panic!("libtorch vectors of {lanes} floats"),
+        match (a.scores_bf16 != 0, a.out_bf16 != 0, a.lanes) {
+            (false, false, 8) => typed::<f32, f32, 8>(a),
+            (false, false, 16) => typed::<f32, f32, 16>(a),
+            (false, true, 8) => typed::<f32, Bf16, 8>(a),
+            (false, true, 16) => typed::<f32, Bf16, 16>(a),
+            (true, false, 8) => typed::<Bf16, f32, 8>(a),
+            (true, false, 16) => typed::<Bf16, f32, 16>(a),
+            (true, true, 8) => typed::<Bf16, Bf16, 8>(a),
+            (true, true, 16) => typed::<Bf16, Bf16, 16>(a),
+            (_, _, lanes) => panic!("libtorch vectors of {lanes} floats"),
         }
     }};
 }
@@ -497,8 +512,9 @@ pub(crate) fn applies(scores: &Tensor, bias: Option<&Tensor>) -> bool {
         && torch_lanes().is_some()
 }
 
-/// `dropout(softmax(scores · scale + bias, dim=-1), p)` in float32, as `attention::attend`
-/// computes it by tensors, differentiable in the scores. The scores and bias must pass
+/// `dropout(softmax(scores · scale + bias, dim=-1), p)` computed in float32, as
+/// `attention::attend` computes it by tensors, differentiable in the scores; the result in
+/// `result`, float32 or bfloat16 (as the float32 one cast). The scores and bias must pass
 /// `applies`.
 pub(crate) fn attention_probs(
     scores: &Tensor,
@@ -506,12 +522,15 @@ pub(crate) fn attention_probs(
     scale: f64,
     p: f64,
     train: bool,
+    result: Kind,
 ) -> Tensor {
+    assert!(matches!(result, Kind::Float | Kind::BFloat16), "a {result:?} result");
     let lanes = torch_lanes().expect("checked by applies");
     let keep = (train && p > 0.0).then(|| dropout::keep_mask(&scores.size(), p));
     let kept = keep.as_ref().map_or(1.0, |_| dropout::kept_value(Kind::Float, p));
     let kernels = (forward_kernel as ops::ProbsKernel, backward_kernel as ops::ProbsKernel);
-    ops::attention_probs(scores, bias, keep.as_ref(), scale, kept, lanes, kernels)
+    let bf16 = result == Kind::BFloat16;
+    ops::attention_probs(scores, bias, keep.as_ref(), scale, kept, lanes, bf16, kernels)
         .expect("the attention probabilities")
 }
 
@@ -571,24 +590,27 @@ mod tests {
                 masked.to_kind(Kind::Float) * f32::MIN as f64
             });
             let grad = Tensor::randn([3, 4, 5, n], opts);
-            let run = |fused: bool| {
-                let s = scores.detach().set_requires_grad(true);
-                tch::manual_seed(5);
-                let out = if fused {
-                    assert!(applies(&s, bias.as_ref()));
-                    attention_probs(&s, bias.as_ref(), 0.125, p, true)
-                } else {
-                    by_tensors(&s, bias.as_ref(), 0.125, p)
+            // The result in float32, and in bfloat16 as the float32 one cast.
+            for result in [Kind::Float, Kind::BFloat16] {
+                let run = |fused: bool| {
+                    let s = scores.detach().set_requires_grad(true);
+                    tch::manual_seed(5);
+                    let out = if fused {
+                        assert!(applies(&s, bias.as_ref()));
+                        attention_probs(&s, bias.as_ref(), 0.125, p, true, result)
+                    } else {
+                        by_tensors(&s, bias.as_ref(), 0.125, p).to_kind(result)
+                    };
+                    (&out * grad.to_kind(result)).sum(Kind::Float).backward();
+                    (out.detach(), s.grad())
                 };
-                (&out * &grad).sum(Kind::Float).backward();
-                (out.detach(), s.grad())
-            };
-            let ((fused, fused_grad), (expected, expected_grad)) = (run(true), run(false));
-            let what = format!("{kind:?} {bias_shape:?} {p} {n}");
-            assert_eq!(fused.kind(), Kind::Float, "{what}");
-            assert_eq!(fused_grad.kind(), kind, "{what}");
-            assert!(fused.equal(&expected), "{what}");
-            assert!(fused_grad.equal(&expected_grad), "{what}");
+                let ((fused, fused_grad), (expected, expected_grad)) = (run(true), run(false));
+                let what = format!("{kind:?} {bias_shape:?} {p} {n} {result:?}");
+                assert_eq!(fused.kind(), result, "{what}");
+                assert_eq!(fused_grad.kind(), kind, "{what}");
+                assert!(fused.equal(&expected), "{what}");
+                assert!(fused_grad.equal(&expected_grad), "{what}");
+            }
         }
         // A NaN or an infinite score makes its row NaN, as in libtorch.
         let mut scores = Tensor::randn([1, 2, 3, 21], (Kind::Float, Device::Cpu));
@@ -596,7 +618,7 @@ mod tests {
         let _ = scores.get(0).get(1).get(2).get(3).fill_(f64::INFINITY);
         let _ = scores.get(0).get(1).get(0).get(0).fill_(f64::NEG_INFINITY);
         scores = scores.set_requires_grad(true);
-        let fused = attention_probs(&scores, None, 1.0, 0.0, true);
+        let fused = attention_probs(&scores, None, 1.0, 0.0, true, Kind::Float);
         let expected = by_tensors(&scores, None, 1.0, 0.0);
         assert!(fused.isnan().equal(&expected.isnan()));
         assert_eq!(fused.isnan().sum(Kind::Int64).int64_value(&[]), 2 * 21);
