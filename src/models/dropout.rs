@@ -14,28 +14,66 @@ use tch::{Device, Kind, Tensor};
 /// Elements per independently seeded block (the unit of parallel work).
 const BLOCK: usize = 1 << 14;
 
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
+/// SplitMix64's step: its `i`-th output (from 1) from `seed` is `mix(seed + i · GAMMA)`.
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function.
+#[inline(always)]
+fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
 /// Fills `out` with `kept` where an element is kept (probability 1 - p) and `dropped` elsewhere,
-/// drawn from `seed`.
+/// drawn from `seed`: each block of elements from its own SplitMix64 stream, two elements per
+/// 64-bit output. The outputs are computed from their index, not one after another, so that
+/// the loop vectorizes.
 fn fill_mask<T: Copy + Send + Sync>(out: &mut [T], p: f64, seed: u64, kept: T, dropped: T) {
     // Kept when a uniform 32-bit draw is at least p · 2³².
     let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+    #[cfg(target_arch = "x86_64")]
+    let wide = std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512bw");
     parallel::for_each_chunk_mut(out, BLOCK, |b, block| {
-        let mut state = seed ^ (b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-        for pair in block.chunks_mut(2) {
-            let r = splitmix64(&mut state);
-            for (slot, draw) in pair.iter_mut().zip([r as u32, (r >> 32) as u32]) {
-                *slot = if draw >= threshold { kept } else { dropped };
-            }
+        let state = seed ^ (b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: the CPU has the features `fill_block_wide` is compiled for.
+            return unsafe { fill_block_wide(block, state, threshold, kept, dropped) };
         }
+        fill_block(block, state, threshold, kept, dropped)
     });
+}
+
+/// One block of `fill_mask` from its stream's `state`.
+#[inline(always)]
+fn fill_block<T: Copy>(block: &mut [T], state: u64, threshold: u32, kept: T, dropped: T) {
+    let pick = |draw: u64| if draw as u32 >= threshold { kept } else { dropped };
+    let output = |i: usize| mix(state.wrapping_add((i as u64 + 1).wrapping_mul(GAMMA)));
+    let whole = block.len() / 2;
+    let mut pairs = block.chunks_exact_mut(2);
+    for (i, pair) in (&mut pairs).enumerate() {
+        let r = output(i);
+        pair[0] = pick(r);
+        pair[1] = pick(r >> 32);
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = pick(output(whole));
+    }
+}
+
+/// `fill_block` compiled for AVX-512, whose 64-bit multiplies vectorize the streams.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512bw,avx2")]
+unsafe fn fill_block_wide<T: Copy>(
+    block: &mut [T],
+    state: u64,
+    threshold: u32,
+    kept: T,
+    dropped: T,
+) {
+    fill_block(block, state, threshold, kept, dropped)
 }
 
 /// A tensor shaped like `x` holding 0 or `1 / (1 - p)` in x's dtype, as torch's noise tensor
@@ -107,6 +145,38 @@ pub(crate) fn kept_value(kind: Kind, p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SplitMix64 as it is usually written, one output after another.
+    fn splitmix64(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn masks_are_splitmix64_streams_per_block() {
+        let (p, seed) = (0.3, 0x1234_5678_9ABC_DEF0u64);
+        let threshold = (p * 4_294_967_296.0f64).round() as u32;
+        // Two blocks and an odd tail: the last element takes the low half of a new output.
+        let n = BLOCK + 1001;
+        let mut mask = vec![7u8; n];
+        fill_mask(&mut mask, p, seed, 1, 0);
+        for (b, block) in mask.chunks(BLOCK).enumerate() {
+            let mut state = seed ^ (b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+            // The portable loop too, where fill_mask ran the AVX-512 one.
+            let mut portable = vec![7u8; block.len()];
+            fill_block(&mut portable, state, threshold, 1, 0);
+            assert_eq!(portable, block);
+            for pair in block.chunks(2) {
+                let r = splitmix64(&mut state);
+                for (&m, draw) in pair.iter().zip([r as u32, (r >> 32) as u32]) {
+                    assert_eq!(m, u8::from(draw >= threshold));
+                }
+            }
+        }
+    }
 
     #[test]
     fn keeps_one_minus_p_and_scales() {
