@@ -396,77 +396,75 @@ fn over_rows(args: &ProbsArgs, body: impl Fn(std::ops::Range<usize>, &mut [f32])
     });
 }
 
-/// Compiles `$call` (a use of `rows: &Rows<S, O, L>` over `range` with scratch `work`) for
-/// AVX-512 and for AVX2 and runs the one the CPU has, for the scores' and the result's types
-/// and libtorch's vector width; the kernels are written once, in portable code that those targets vectorize.
-macro_rules! dispatch {
-    ($args:expr, |$rows:ident, $range:ident, $work:ident| $call:expr) => {{
-        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-        unsafe fn wide<S: Elem, O: Elem, const L: usize>(
-            $rows: &Rows<S, O, L>,
-            $range: std::ops::Range<usize>,
-            $work: &mut [f32],
-        ) {
-            $call
+/// Defines the `extern "C"` kernel `$name` (an `ops::ProbsKernel`, called by `csrc/ops.cpp`
+/// with its `ProbsArgs`; nonzero when the kernel panicked). It runs `$call` (a use of
+/// `rows: &Rows<S, O, L>` over `range` with scratch `work`) compiled for AVX-512 and for AVX2,
+/// the one the CPU has, for the scores' and the result's types and libtorch's vector width: the
+/// kernels are written once, in portable code that those targets vectorize.
+macro_rules! kernel {
+    ($(#[$doc:meta])* $name:ident, |$rows:ident, $range:ident, $work:ident| $call:expr) => {
+        $(#[$doc])*
+        extern "C" fn $name(args: *const c_void) -> c_int {
+            // SAFETY: the C++ side passes a valid ProbsArgs for the duration of the call.
+            let args = unsafe { &*args.cast::<ProbsArgs>() };
+            #[cfg(target_arch = "x86_64")]
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+                unsafe fn wide<S: Elem, O: Elem, const L: usize>(
+                    $rows: &Rows<S, O, L>,
+                    $range: std::ops::Range<usize>,
+                    $work: &mut [f32],
+                ) {
+                    $call
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn narrow<S: Elem, O: Elem, const L: usize>(
+                    $rows: &Rows<S, O, L>,
+                    $range: std::ops::Range<usize>,
+                    $work: &mut [f32],
+                ) {
+                    $call
+                }
+                fn typed<S: Elem, O: Elem, const L: usize>(args: &ProbsArgs) {
+                    let rows = Rows::<S, O, L> { args, _types: std::marker::PhantomData };
+                    // SAFETY: `applies` admitted only CPUs with AVX2 and FMA; the arguments
+                    // are the C++ side's (see ProbsArgs).
+                    if std::arch::is_x86_feature_detected!("avx512bw") {
+                        over_rows(args, |r, w| unsafe { wide(&rows, r, w) })
+                    } else {
+                        over_rows(args, |r, w| unsafe { narrow(&rows, r, w) })
+                    }
+                }
+                match (args.scores_bf16 != 0, args.out_bf16 != 0, args.lanes) {
+                    (false, false, 8) => typed::<f32, f32, 8>(args),
+                    (false, false, 16) => typed::<f32, f32, 16>(args),
+                    (false, true, 8) => typed::<f32, Bf16, 8>(args),
+                    (false, true, 16) => typed::<f32, Bf16, 16>(args),
+                    (true, false, 8) => typed::<Bf16, f32, 8>(args),
+                    (true, false, 16) => typed::<Bf16, f32, 16>(args),
+                    (true, true, 8) => typed::<Bf16, Bf16, 8>(args),
+                    (true, true, 16) => typed::<Bf16, Bf16, 16>(args),
+                    (_, _, lanes) => panic!("libtorch vectors of {lanes} floats"),
+                }
+            }));
+            #[cfg(not(target_arch = "x86_64"))]
+            let run = Err::<(), _>(args); // `applies` admits x86-64 only
+            c_int::from(run.is_err())
         }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn narrow<S: Elem, O: Elem, const L: usize>(
-            $rows: &Rows<S, O, L>,
-            $range: std::ops::Range<usize>,
-            $work: &mut [f32],
-        ) {
-            $call
-        }
-        fn typed<S: Elem, O: Elem, const L: usize>(args: &ProbsArgs) {
-            let rows = Rows::<S, O, L> { args, _types: std::marker::PhantomData };
-            // SAFETY: `applies` admitted only CPUs with AVX2 and FMA; the arguments are the
-            // C++ side's (see ProbsArgs).
-            if std::arch::is_x86_feature_detected!("avx512bw") {
-                over_rows(args, |r, w| unsafe { wide(&rows, r, w) })
-            } else {
-                over_rows(args, |r, w| unsafe { narrow(&rows, r, w) })
-            }
-        }
-        let a: &ProbsArgs = $args;
-        match (a.scores_bf16 != 0, a.out_bf16 != 0, a.lanes) {
-            (false, false, 8) => typed::<f32, f32, 8>(a),
-            (false, false, 16) => typed::<f32, f32, 16>(a),
-            (false, true, 8) => typed::<f32, Bf16, 8>(a),
-            (false, true, 16) => typed::<f32, Bf16, 16>(a),
-            (true, false, 8) => typed::<Bf16, f32, 8>(a),
-            (true, false, 16) => typed::<Bf16, f32, 16>(a),
-            (true, true, 8) => typed::<Bf16, Bf16, 8>(a),
-            (true, true, 16) => typed::<Bf16, Bf16, 16>(a),
-            (_, _, lanes) => panic!("libtorch vectors of {lanes} floats"),
-        }
-    }};
+    };
 }
 
-/// The forward kernel (`ops::ProbsKernel`), called by `csrc/ops.cpp`.
-extern "C" fn forward_kernel(args: *const c_void) -> c_int {
-    // SAFETY: the C++ side passes a valid ProbsArgs for the duration of the call.
-    let args = unsafe { &*args.cast::<ProbsArgs>() };
-    #[cfg(target_arch = "x86_64")]
-    let run = catch_unwind(AssertUnwindSafe(|| {
-        dispatch!(args, |rows, range, work| rows.forward(range, work))
-    }));
-    #[cfg(not(target_arch = "x86_64"))]
-    let run = Err::<(), _>(args); // `applies` admits x86-64 only
-    c_int::from(run.is_err())
-}
+kernel!(
+    /// The forward kernel: `Rows::forward`.
+    forward_kernel,
+    |rows, range, work| rows.forward(range, work)
+);
 
-/// The backward kernel (`ops::ProbsKernel`), called by `csrc/ops.cpp`.
-extern "C" fn backward_kernel(args: *const c_void) -> c_int {
-    // SAFETY: as in forward_kernel.
-    let args = unsafe { &*args.cast::<ProbsArgs>() };
-    #[cfg(target_arch = "x86_64")]
-    let run = catch_unwind(AssertUnwindSafe(|| {
-        dispatch!(args, |rows, range, work| rows.backward(range, work))
-    }));
-    #[cfg(not(target_arch = "x86_64"))]
-    let run = Err::<(), _>(args); // `applies` admits x86-64 only
-    c_int::from(run.is_err())
-}
+kernel!(
+    /// The backward kernel: `Rows::backward`.
+    backward_kernel,
+    |rows, range, work| rows.backward(range, work)
+);
 
 /// The width of libtorch's float vectors where the kernels follow its order of summation
 /// (AVX2 or AVX-512 kernels, on a CPU with AVX2 and FMA), else None.

@@ -170,10 +170,12 @@ impl Optimizer {
                     .collect();
                 let clipped = ops::clip_grad_norm(&by_rows, max_norm)?;
                 let mut buffer = buffer.shallow_clone();
-                let _ = tch::no_grad(|| buffer.f_index_copy_(0, rows, gathered))?;
-                // A NaN coefficient turns the other rows' zeros into NaN too.
+                // The scaled rows go back, unless nothing was scaled (a coefficient of 1); a
+                // NaN coefficient turns the other rows' zeros into NaN too.
                 if clipped.coefficient.is_nan() {
                     let _ = tch::no_grad(|| buffer.f_fill_(f64::NAN))?;
+                } else if clipped.coefficient != 1.0 {
+                    let _ = tch::no_grad(|| buffer.f_index_copy_(0, rows, gathered))?;
                 }
                 clipped
             }
