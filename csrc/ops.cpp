@@ -1,5 +1,5 @@
 // libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
-// clipping, setting `.grad`, GradScaler's unscaling, autocast, randperm with a private
+// clipping, which parameters reach a loss only through a cast to bfloat16, setting `.grad`, GradScaler's unscaling, autocast, randperm with a private
 // seeded generator, at::parallel_for (libtorch's own thread pool) for Rust work, and the
 // attention's change of layout between packed token rows and heads (with the rotary) and the
 // attention of each packed sequence, as autograd functions. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
@@ -13,10 +13,13 @@
 #include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/functions/accumulate_grad.h>
 
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace {
@@ -425,22 +428,71 @@ char *ft_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor **exp_a
   });
 }
 
-// torch.nn.utils.clip_grad_norm_ (foreach path): writes the total 2-norm before clipping.
-char *ft_clip_grad_norm(at::Tensor **grads, int n, double max_norm, double *total_norm,
-                        double *coefficient) {
+// torch.nn.utils.clip_grad_norm_ (foreach path): writes the total 2-norm before clipping and
+// the coefficient, and scales the gradients whose `scale` flag is set (the optimizer scales the
+// others in its update: its bfloat16 weights' gradients, src/train/optim.rs). Each norm is
+// computed in float32: a bfloat16 gradient's is then bit for bit its float32 copy's.
+char *ft_clip_grad_norm(at::Tensor **grads, const unsigned char *scale, int n, double max_norm,
+                        double *total_norm, double *coefficient) {
   return guarded([&] {
     auto g = list(grads, n);
     *total_norm = 0.0;
     *coefficient = 1.0;
     if (g.empty()) return;
-    auto norms = at::_foreach_norm(g, 2);
+    auto norms = at::_foreach_norm(g, 2, at::kFloat);
     auto total = at::linalg_vector_norm(at::stack(norms), 2);
     auto coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
     *total_norm = total.item<double>();
     *coefficient = coef.item<double>();
     // torch multiplies by the clamped coefficient even when it is 1, which changes nothing:
     // that pass over every gradient is skipped.
-    if (*coefficient != 1.0) at::_foreach_mul_(g, coef.to(g[0].device()));
+    if (*coefficient == 1.0) return;
+    std::vector<at::Tensor> scaled;
+    for (int i = 0; i < n; ++i)
+      if (scale[i]) scaled.push_back(g[i]);
+    if (!scaled.empty()) at::_foreach_mul_(scaled, coef.to(g[0].device()));
+  });
+}
+
+// For each of `params`, whether the graph that computes `loss` reaches it only through one
+// cast of it to bfloat16 (autocast's, or the model's own) from float32 on the CPU: flags[i] is
+// 1 for those, 0 for the others. Such a parameter can be given bfloat16 data for the forward
+// and backward, its gradient then being the cast's (src/train/optim.rs).
+char *ft_cast_only(at::Tensor *loss, at::Tensor **params, int n, int *flags) {
+  return guarded([&] {
+    using torch::autograd::Node;
+    // Each AccumulateGrad node the graph reaches, with the nodes whose edges lead to it (one
+    // entry per edge).
+    std::unordered_map<const Node *, std::vector<const Node *>> into;
+    std::unordered_set<const Node *> seen;
+    std::vector<Node *> stack;
+    if (auto root = loss->grad_fn()) {
+      stack.push_back(root.get());
+      seen.insert(root.get());
+    }
+    while (!stack.empty()) {
+      Node *node = stack.back();
+      stack.pop_back();
+      for (const auto &edge : node->next_edges()) {
+        Node *next = edge.function.get();
+        if (!next) continue;
+        if (dynamic_cast<torch::autograd::AccumulateGrad *>(next)) into[next].push_back(node);
+        if (seen.insert(next).second) stack.push_back(next);
+      }
+    }
+    for (int i = 0; i < n; ++i) {
+      const at::Tensor &p = *params[i];
+      flags[i] = 0;
+      if (p.scalar_type() != at::kFloat || !p.device().is_cpu()) continue;
+      auto accumulator = torch::autograd::impl::try_get_grad_accumulator(p);
+      if (!accumulator) continue;
+      auto found = into.find(accumulator.get());
+      if (found == into.end() || found->second.size() != 1) continue;
+      const Node *cast = found->second[0];
+      flags[i] = cast->name() == "ToCopyBackward0" && cast->num_inputs() == 1 &&
+                 cast->input_metadata(0).dtype() == caffe2::TypeMeta::Make<at::BFloat16>() &&
+                 cast->input_metadata(0).device().is_cpu();
+    }
   });
 }
 

@@ -22,10 +22,17 @@ extern "C" {
     ) -> *mut c_char;
     fn ft_clip_grad_norm(
         grads: *const *const C_tensor,
+        scale: *const u8,
         n: c_int,
         max_norm: f64,
         total_norm: *mut f64,
         coefficient: *mut f64,
+    ) -> *mut c_char;
+    fn ft_cast_only(
+        loss: *const C_tensor,
+        params: *const *const C_tensor,
+        n: c_int,
+        flags: *mut c_int,
     ) -> *mut c_char;
     fn ft_set_grad(param: *const C_tensor, grad: *const C_tensor) -> *mut c_char;
     fn ft_autocast(cuda: c_int, half: c_int, enabled: c_int) -> *mut c_char;
@@ -165,16 +172,40 @@ pub struct Clipped {
     pub coefficient: f64,
 }
 
-/// torch.nn.utils.clip_grad_norm_: scales `grads` in place so their total 2-norm is at most
-/// `max_norm`.
-pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<Clipped> {
+/// torch.nn.utils.clip_grad_norm_: the total 2-norm of `grads` (each norm computed in
+/// float32) and the coefficient that brings it to at most `max_norm`; scales in place those
+/// grads whose `scale` flag is set (the optimizer's update scales the others).
+pub fn clip_grad_norm(grads: &[Tensor], scale: &[bool], max_norm: f64) -> Result<Clipped> {
+    assert_eq!(grads.len(), scale.len(), "clip_grad_norm: one flag per gradient");
     let g = pointers(grads);
+    let scale: Vec<u8> = scale.iter().map(|&s| u8::from(s)).collect();
     let (mut norm, mut coefficient) = (0.0, 1.0);
-    // SAFETY: as in fused_adamw; `norm` and `coefficient` outlive the call.
+    // SAFETY: as in fused_adamw; `scale` holds one flag per gradient; `norm` and `coefficient`
+    // outlive the call.
     check(unsafe {
-        ft_clip_grad_norm(g.as_ptr(), g.len() as c_int, max_norm, &mut norm, &mut coefficient)
+        ft_clip_grad_norm(
+            g.as_ptr(),
+            scale.as_ptr(),
+            g.len() as c_int,
+            max_norm,
+            &mut norm,
+            &mut coefficient,
+        )
     })?;
     Ok(Clipped { norm, coefficient })
+}
+
+/// For each of `params` (float32 leaves on the CPU), whether the autograd graph of `loss`
+/// reaches it only through one cast of it to bfloat16: autocast's (or the model's own), which
+/// then is all its gradient goes through.
+pub fn cast_only(loss: &Tensor, params: &[Tensor]) -> Result<Vec<bool>> {
+    let p = pointers(params);
+    let mut flags: Vec<c_int> = vec![0; params.len()];
+    // SAFETY: as in fused_adamw; `flags` holds one int per parameter.
+    check(unsafe {
+        ft_cast_only(loss.as_ptr(), p.as_ptr(), p.len() as c_int, flags.as_mut_ptr())
+    })?;
+    Ok(flags.into_iter().map(|f| f != 0).collect())
 }
 
 /// `param.grad = grad`, or `param.grad = None` for None.
@@ -545,17 +576,34 @@ mod tests {
     #[test]
     fn clip_grad_norm_matches_the_formula() {
         let grads = vec![Tensor::from_slice(&[3.0f32, 0.0]), Tensor::from_slice(&[0.0f32, 4.0])];
-        let clipped = clip_grad_norm(&grads, 1.0).unwrap();
+        let clipped = clip_grad_norm(&grads, &[true, false], 1.0).unwrap();
         assert!((clipped.norm - 5.0).abs() < 1e-6);
         let coef = 1.0 / (5.0 + 1e-6);
         assert!((clipped.coefficient - coef).abs() < 1e-7); // computed in float32
         assert!((grads[0].double_value(&[0]) - 3.0 * coef).abs() < 1e-6);
-        assert!((grads[1].double_value(&[1]) - 4.0 * coef).abs() < 1e-6);
+        assert_eq!(grads[1].double_value(&[1]), 4.0, "not flagged, not scaled");
         // Under the limit nothing changes.
         let small = vec![Tensor::from_slice(&[0.1f32])];
-        let clipped = clip_grad_norm(&small, 1.0).unwrap();
+        let clipped = clip_grad_norm(&small, &[true], 1.0).unwrap();
         assert!((clipped.norm - 0.1).abs() < 1e-7 && clipped.coefficient == 1.0);
         assert!((small[0].double_value(&[0]) - 0.1).abs() < 1e-7);
+    }
+
+    #[test]
+    fn a_bfloat16_gradient_counts_in_the_norm_as_its_float32_copy() {
+        tch::manual_seed(0);
+        let g16: Vec<Tensor> = [384 * 1536, 384, 7]
+            .iter()
+            .map(|&n| {
+                (Tensor::randn([n], (Kind::Float, Device::Cpu)) * 0.01).to_kind(Kind::BFloat16)
+            })
+            .collect();
+        let g32: Vec<Tensor> = g16.iter().map(|g| g.to_kind(Kind::Float)).collect();
+        let mixed = [g32[0].shallow_clone(), g16[1].shallow_clone(), g16[2].shallow_clone()];
+        let theirs = clip_grad_norm(&g32, &[false; 3], 0.01).unwrap();
+        let ours = clip_grad_norm(&mixed, &[false; 3], 0.01).unwrap();
+        assert_eq!(ours, theirs);
+        assert!(ours.coefficient < 1.0);
     }
 
     #[test]

@@ -148,3 +148,100 @@ def test_fp16_on_the_cpu_trains_in_float32_as_transformers_does(tiny_dir, tmp_pa
     assert "fp16 mixed precision needs a GPU" in caplog.text
     assert ours == pytest.approx(train(ferrotune, fp16=False), abs=0)
     assert ours == pytest.approx(train(transformers, fp16=True), abs=1e-5)
+
+
+def bf16_config(**extra):
+    return {
+        "batch_size": BATCH,
+        "grad_accum": 1,
+        "num_train_epochs": 2,
+        "max_steps": -1,
+        "drop_last": False,
+        "sampling": "sequential",
+        "seed": 0,
+        "learning_rate": 1e-3,
+        "lr_scheduler_type": "linear",
+        "warmup_steps": 0.0,
+        "weight_decay": 0.01,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "adam_epsilon": 1e-8,
+        "max_grad_norm": 0.1,
+        "bf16": True,
+        **extra,
+    }
+
+
+def test_bfloat16_on_the_cpu_follows_autocast_and_transformers_optimizer(tiny_dir, tmp_path):
+    """bfloat16 autocast on the CPU, against transformers' model under torch.autocast with its
+    optimizer, clipping and schedule. The linear layers' weights then live in bfloat16 during
+    the forward and backward and their float32 update reads the bfloat16 gradients
+    (src/train/optim.rs): the same numbers bit for bit as a run that keeps the gradients on the
+    parameters in float32, which it does where callbacks may read them."""
+    ids, labels = rows()
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
+    args = transformers.TrainingArguments(
+        str(tmp_path), learning_rate=1e-3, weight_decay=0.01, use_cpu=True, report_to="none"
+    )
+    helper = transformers.Trainer(model=model, args=args)
+    steps = STEPS_PER_EPOCH * 2
+    helper.create_optimizer_and_scheduler(steps)
+    optimizer, schedule = helper.optimizer, helper.lr_scheduler
+    expected = []
+    for step in range(steps):
+        rows_of_step = slice(step % STEPS_PER_EPOCH * BATCH, (step % STEPS_PER_EPOCH + 1) * BATCH)
+        learning_rate = schedule.get_last_lr()[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids[rows_of_step], labels=labels[rows_of_step]).loss
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        expected.append((loss.item(), norm.item(), learning_rate))
+
+    table = pa.table({"input_ids": ids.tolist(), "labels": labels.tolist()})
+
+    def train(**extra):
+        ours = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
+        run = _core.TrainingRun(ours._model, _core.Examples(table, "labels"), bf16_config(**extra))
+        recorder = Recorder()
+        run.train(recorder)
+        return recorder.logs, ours.state_dict()
+
+    logs, weights = train()
+    kept_logs, kept_weights = train(callbacks_read_gradients=True)
+    assert logs == kept_logs
+    assert weights.keys() == kept_weights.keys()
+    for name, value in weights.items():
+        assert value.dtype == torch.float32, name
+        assert torch.equal(value, kept_weights[name]), name
+    assert len(logs) == len(expected)
+    for (loss, norm, lr), (our_loss, our_norm, our_lr) in zip(expected, logs):
+        assert our_loss == pytest.approx(loss, abs=2e-2)
+        assert our_norm == pytest.approx(norm, rel=2e-2)
+        assert our_lr == pytest.approx(lr, abs=1e-12)
+    assert min(norm for _, norm, _ in expected) > 0.1  # every update was clipped
+    for name, theirs in model.state_dict().items():
+        torch.testing.assert_close(weights[name], theirs, atol=5e-3, rtol=1e-2, msg=name)
+
+
+class _Reads(ferrotune.TrainerCallback):
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        pass
+
+
+class _Plain(ferrotune.TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        pass
+
+
+def test_callbacks_that_may_read_gradients_are_told_apart():
+    from ferrotune.trainer import _reads_gradients
+
+    assert _reads_gradients(_Reads())
+    assert not _reads_gradients(_Plain())
+    assert not _reads_gradients(ferrotune.TrainerCallback())
+    plain = _Plain()
+    plain.on_optimizer_step = lambda *a, **k: None
+    assert _reads_gradients(plain)

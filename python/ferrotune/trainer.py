@@ -84,6 +84,20 @@ __all__ = [
 ]
 
 
+def _reads_gradients(callback: Any) -> bool:
+    """Whether `callback` handles an event at which transformers' parameters hold their
+    gradients (after clipping, before and after the optimizer's step): then the run keeps them
+    there, where a bfloat16 run on the CPU otherwise keeps its linear layers' gradients beside
+    the parameters, in bfloat16, for the update (src/train/optim.rs)."""
+    for event in ("on_pre_optimizer_step", "on_optimizer_step"):
+        if event in getattr(callback, "__dict__", {}):
+            return True
+        owner = next((k for k in type(callback).__mro__ if event in vars(k)), None)
+        if owner is not None and owner.__name__ != "TrainerCallback":
+            return True
+    return False
+
+
 class Trainer:
     """Trains and evaluates a ferrotune (or transformers) sequence-classification model.
 
@@ -330,6 +344,9 @@ class Trainer:
                 "max_grad_norm": args.max_grad_norm,
                 "bf16": args.bf16,
                 "fp16": self._fp16(),
+                "callbacks_read_gradients": any(
+                    _reads_gradients(callback) for callback in self.callback_handler.callbacks
+                ),
                 "nan_inf_filter": args.logging_nan_inf_filter,
                 "problem_type": model.config.problem_type,
                 "process_index": self._processes.index,

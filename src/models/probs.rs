@@ -56,7 +56,7 @@ pub struct ProbsArgs {
 unsafe impl Sync for ProbsArgs {}
 
 /// The scores' element type, computed in float32.
-trait Elem: Copy + Send + Sync + 'static {
+pub(crate) trait Elem: Copy + Send + Sync + 'static {
     fn load(self) -> f32;
     fn store(x: f32) -> Self;
 }
@@ -75,7 +75,7 @@ impl Elem for f32 {
 /// bfloat16: the upper half of a float32, rounded to nearest even as libtorch rounds it.
 #[derive(Clone, Copy)]
 #[repr(transparent)]
-struct Bf16(u16);
+pub(crate) struct Bf16(u16);
 
 impl Elem for Bf16 {
     #[inline(always)]
@@ -468,7 +468,7 @@ kernel!(
 
 /// The width of libtorch's float vectors where the kernels follow its order of summation
 /// (AVX2 or AVX-512 kernels, on a CPU with AVX2 and FMA), else None.
-fn torch_lanes() -> Option<i32> {
+pub(crate) fn torch_lanes() -> Option<i32> {
     static LANES: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
     *LANES.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]

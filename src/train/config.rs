@@ -37,6 +37,10 @@ pub struct TrainingConfig {
     /// float16 autocast with loss scaling (the caller turns it off on the CPU).
     #[serde(default)]
     pub fp16: bool,
+    /// Whether callbacks may read the parameters' gradients: they handle the events at which
+    /// transformers' parameters hold them (`on_pre_optimizer_step`, `on_optimizer_step`).
+    #[serde(default)]
+    pub callbacks_read_gradients: bool,
     /// `logging_nan_inf_filter`.
     #[serde(default = "yes")]
     pub nan_inf_filter: bool,

@@ -1,5 +1,6 @@
 //! Fine-tuning with transformers' Trainer semantics: schedules, metrics, and the loop.
 
+mod adamw;
 pub mod config;
 pub mod data;
 pub mod masking;

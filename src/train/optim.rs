@@ -3,7 +3,9 @@
 //! kernel for the update. Its state is laid out as `torch.optim.AdamW.state_dict()` so that a
 //! checkpoint's optimizer.pt reads in torch too.
 
+use super::adamw;
 use crate::error::{Error, Result};
+use crate::models::probs::torch_lanes;
 use crate::models::WordLookup;
 use crate::ops::{self, AdamW};
 use tch::{Kind, Tensor};
@@ -27,6 +29,46 @@ pub struct Param {
     pub exp_avg: Tensor,
     pub exp_avg_sq: Tensor,
     pub step: Tensor,
+    /// Its bfloat16 data, where bfloat16 steps use it only in bfloat16.
+    half: Option<HalfWeight>,
+}
+
+/// A parameter that a bfloat16 step reaches only through its cast to bfloat16 (autocast's, at a
+/// linear layer). During the step's forward and backward its data is this bfloat16 copy, so
+/// that autocast has nothing to cast and its gradient stays the cast's bfloat16 one; the update
+/// (`adamw`) reads that gradient and writes the copy anew. transformers' numbers stay: the
+/// copy is the cast of the current weight, the gradient's cast to float32 is exact, its norm
+/// is computed in float32, and the update is libtorch's bit for bit.
+struct HalfWeight {
+    /// The float32 data, which the parameter holds outside the step's forward and backward.
+    master: Tensor,
+    /// The bfloat16 copy of the current weight; None until made, and after an update that did
+    /// not write it.
+    copy: Option<Tensor>,
+    /// The gradient of the step's backward, until zero_grad.
+    grad: Option<Tensor>,
+}
+
+/// Whether and where the steps use `HalfWeight`s.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum HalfWeights {
+    #[default]
+    Off,
+    /// To be found at the next step's loss.
+    Searching,
+    /// Found (perhaps none), with libtorch's float vector width.
+    Found { lanes: usize },
+}
+
+impl Param {
+    /// Its gradient, if it has one: the half weights' in bfloat16 after a step.
+    fn grad(&self) -> Option<Tensor> {
+        let grad = self.tensor.grad();
+        if grad.defined() {
+            return Some(grad);
+        }
+        self.half.as_ref().and_then(|h| h.grad.as_ref()).map(Tensor::shallow_clone)
+    }
 }
 
 pub struct Group {
@@ -47,6 +89,10 @@ pub struct Optimizer {
     word_buffer: Option<Tensor>,
     /// What a step wrote into `word_buffer`, which zero_grad clears.
     written: Written,
+    half_weights: HalfWeights,
+    /// The clipping coefficient of the step's gradients, which the update of the half
+    /// weights multiplies their gradients by.
+    clip: f32,
 }
 
 /// The part of the kept word-gradient buffer that is not zero.
@@ -79,9 +125,89 @@ impl Optimizer {
             let exp_avg = tensor.zeros_like().detach();
             let exp_avg_sq = tensor.zeros_like().detach();
             let step = Tensor::zeros([], (Kind::Float, tensor.device()));
-            groups[group].params.push(Param { name, tensor, exp_avg, exp_avg_sq, step });
+            let param = Param { name, tensor, exp_avg, exp_avg_sq, step, half: None };
+            groups[group].params.push(param);
         }
-        Optimizer { groups, beta1, beta2, eps, word_buffer: None, written: Written::Nothing }
+        Optimizer {
+            groups,
+            beta1,
+            beta2,
+            eps,
+            word_buffer: None,
+            written: Written::Nothing,
+            half_weights: HalfWeights::Off,
+            clip: 1.0,
+        }
+    }
+
+    /// Whether the next steps give bfloat16 data to the parameters they use only in bfloat16
+    /// (see `HalfWeight`): for bfloat16 autocast on the CPU where libtorch runs its AVX2 or
+    /// AVX-512 kernels, whose AdamW `adamw` follows, each step's gradients the backward's alone
+    /// (no accumulation over micro-batches, which adds in float32, nor averaging over
+    /// processes). The parameters are found at the next step's loss (`find_half_weights`);
+    /// those found before are forgotten, and with them copies the caller may have outdated.
+    pub fn use_half_weights(&mut self, on: bool) {
+        let lanes = torch_lanes().filter(|_| on);
+        self.half_weights = if lanes.is_some() { HalfWeights::Searching } else { HalfWeights::Off };
+        for group in &mut self.groups {
+            for p in &mut group.params {
+                p.half = None;
+            }
+        }
+    }
+
+    /// At the loss of the first step after `use_half_weights(true)`, before its backward:
+    /// finds the parameters that the loss reaches only through a cast to bfloat16, which the
+    /// next steps give bfloat16 data.
+    pub fn find_half_weights(&mut self, loss: &Tensor) -> Result<()> {
+        if self.half_weights != HalfWeights::Searching {
+            return Ok(());
+        }
+        let Some(lanes) = torch_lanes() else {
+            self.half_weights = HalfWeights::Off;
+            return Ok(());
+        };
+        let tensors: Vec<Tensor> = self.params().map(|p| p.tensor.shallow_clone()).collect();
+        let found = ops::cast_only(loss, &tensors)?;
+        let params = self.groups.iter_mut().flat_map(|g| g.params.iter_mut());
+        for (p, found) in params.zip(found) {
+            if found {
+                let master = p.tensor.detach();
+                p.half = Some(HalfWeight { master, copy: None, grad: None });
+            }
+        }
+        self.half_weights = HalfWeights::Found { lanes: lanes as usize };
+        Ok(())
+    }
+
+    /// Before a step's forward: the half weights take their bfloat16 data (`leave_half`
+    /// gives them back their float32 data).
+    pub fn enter_half(&mut self) {
+        for p in self.groups.iter_mut().flat_map(|g| g.params.iter_mut()) {
+            if let Some(half) = &mut p.half {
+                let copy = half
+                    .copy
+                    .get_or_insert_with(|| tch::no_grad(|| half.master.to_kind(Kind::BFloat16)));
+                p.tensor.shallow_clone().set_data(copy);
+            }
+        }
+    }
+
+    /// After the step's backward, or after it failed: the half weights' gradients move aside,
+    /// for the update, and their float32 data returns.
+    pub fn leave_half(&mut self) -> Result<()> {
+        for p in self.groups.iter_mut().flat_map(|g| g.params.iter_mut()) {
+            // Those found during this step still hold their float32 data and gradient.
+            if let Some(half) = p.half.as_mut().filter(|_| p.tensor.kind() == Kind::BFloat16) {
+                let grad = p.tensor.grad();
+                p.tensor.shallow_clone().set_data(&half.master);
+                if grad.defined() {
+                    ops::set_grad(&p.tensor, None)?;
+                    half.grad = Some(grad);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether this optimizer's parameters are all among `state`'s variables (the same
@@ -134,9 +260,10 @@ impl Optimizer {
         self.groups.iter().flat_map(|g| g.params.iter())
     }
 
-    /// The defined gradients of all parameters (for clipping).
+    /// The defined gradients of all parameters (for clipping): the half weights' are
+    /// bfloat16.
     pub fn grads(&self) -> Vec<Tensor> {
-        self.params().map(|p| p.tensor.grad()).filter(Tensor::defined).collect()
+        self.params().filter_map(Param::grad).collect()
     }
 
     /// `grads()`, to be overwritten by their average over the processes: the kept word
@@ -153,6 +280,12 @@ impl Optimizer {
     /// scales every gradient by NaN or 0, also the kept word buffer's rows that the step did not
     /// write (NaN fills them), which zero_grad then clears whole.
     pub fn clip_grad_norm(&mut self, grads: &[Tensor], max_norm: f64) -> Result<f64> {
+        // Which of them clipping scales: all but the half weights', which the update scales.
+        let scaled: Vec<bool> = self
+            .params()
+            .filter(|p| p.grad().is_some())
+            .map(|p| p.tensor.grad().defined())
+            .collect();
         let written = match (&self.written, &self.word_buffer) {
             (Written::Rows(rows), Some(buffer)) if !rows.is_empty() => {
                 // Sorted, so that the norm's sum runs in the same order in every run.
@@ -168,7 +301,7 @@ impl Optimizer {
                     .iter()
                     .map(|g| if g.is_set_to(buffer) { gathered } else { g }.shallow_clone())
                     .collect();
-                let clipped = ops::clip_grad_norm(&by_rows, max_norm)?;
+                let clipped = ops::clip_grad_norm(&by_rows, &scaled, max_norm)?;
                 let mut buffer = buffer.shallow_clone();
                 // The scaled rows go back, unless nothing was scaled (a coefficient of 1); a
                 // NaN coefficient turns the other rows' zeros into NaN too.
@@ -179,8 +312,9 @@ impl Optimizer {
                 }
                 clipped
             }
-            None => ops::clip_grad_norm(grads, max_norm)?,
+            None => ops::clip_grad_norm(grads, &scaled, max_norm)?,
         };
+        self.clip = clipped.coefficient as f32;
         if !clipped.norm.is_finite() {
             self.written = Written::All;
         }
@@ -189,12 +323,12 @@ impl Optimizer {
 
     /// One AdamW update at learning rate `lr`; parameters without a gradient are left alone.
     pub fn step(&mut self, lr: f64) -> Result<()> {
-        let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
-        for group in &self.groups {
+        let (beta1, beta2, eps, clip) = (self.beta1, self.beta2, self.eps, self.clip);
+        for group in &mut self.groups {
+            let hp = AdamW { lr, beta1, beta2, eps, weight_decay: group.weight_decay };
             let with_grad: Vec<&Param> =
                 group.params.iter().filter(|p| p.tensor.grad().defined()).collect();
             let list = |f: fn(&Param) -> Tensor| with_grad.iter().map(|p| f(p)).collect::<Vec<_>>();
-            let hp = AdamW { lr, beta1, beta2, eps, weight_decay: group.weight_decay };
             tch::no_grad(|| {
                 ops::fused_adamw(
                     &list(|p| p.tensor.shallow_clone()),
@@ -205,6 +339,31 @@ impl Optimizer {
                     hp,
                 )
             })?;
+            let HalfWeights::Found { lanes } = self.half_weights else { continue };
+            let mut updates = Vec::new();
+            for p in &mut group.params {
+                let Some(half) = &mut p.half else { continue };
+                if p.tensor.grad().defined() {
+                    half.copy = None; // updated from a float32 gradient: copied anew
+                    continue;
+                }
+                let Some(grad) = &half.grad else { continue };
+                // As _foreach_add_(steps, 1): the count is a float32 tensor.
+                let step = p.step.double_value(&[]) as f32 + 1.0;
+                let _ = p.step.f_fill_(f64::from(step))?;
+                let weight = half.copy.get_or_insert_with(|| {
+                    Tensor::empty(p.tensor.size(), (Kind::BFloat16, p.tensor.device()))
+                });
+                updates.push(adamw::Update {
+                    param: &half.master,
+                    exp_avg: &p.exp_avg,
+                    exp_avg_sq: &p.exp_avg_sq,
+                    step: f64::from(step),
+                    grad,
+                    weight,
+                });
+            }
+            adamw::update(&updates, hp, clip, lanes)?;
         }
         Ok(())
     }
@@ -240,11 +399,15 @@ impl Optimizer {
     /// `zero_grad(set_to_none=True)`, as transformers calls it: every gradient becomes None,
     /// so a parameter that gets none in the next step is not updated, as in torch.
     pub fn zero_grad(&mut self) -> Result<()> {
-        for p in self.params() {
+        for p in self.groups.iter_mut().flat_map(|g| g.params.iter_mut()) {
             if p.tensor.grad().defined() {
                 ops::set_grad(&p.tensor, None)?;
             }
+            if let Some(half) = &mut p.half {
+                half.grad = None;
+            }
         }
+        self.clip = 1.0;
         if let Some(buffer) = &mut self.word_buffer {
             match std::mem::take(&mut self.written) {
                 Written::Nothing => {}
@@ -280,6 +443,80 @@ mod tests {
         assert!(!decays("bert.embeddings.LayerNorm.weight"));
         assert!(!decays("distilbert.transformer.layer.1.sa_layer_norm.weight"));
         assert!(!decays("distilbert.transformer.layer.1.output_layer_norm.weight"));
+    }
+
+    /// A small network under bfloat16 autocast, trained four steps with clipping, with and
+    /// without half weights: the same norms and parameters bit for bit, and the half weights
+    /// are the linear layers' (not the LayerNorm's, which runs in float32, nor a weight also
+    /// used outside autocast).
+    #[test]
+    fn half_weights_train_as_autocast_does_bit_for_bit() {
+        use crate::ops::{Autocast, Half};
+        use tch::nn::{self, Module};
+        if torch_lanes().is_none() {
+            return;
+        }
+        let train = |half: bool| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let root = vs.root();
+            let first = nn::linear(&root / "first", 16, 40, Default::default());
+            let norm = nn::layer_norm(&root / "norm", vec![40], Default::default());
+            let second = nn::linear(&root / "second", 40, 3, Default::default());
+            let shared = nn::linear(&root / "shared", 16, 16, Default::default());
+            let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            // Values of their own: torch's generator is shared with the tests running beside.
+            let pattern = |size: &[i64], seed: f64| {
+                let n: i64 = size.iter().product();
+                (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + seed).sin().view(size)
+            };
+            for (i, (_, t)) in named.iter().enumerate() {
+                let value = pattern(&t.size(), i as f64) * 0.3;
+                tch::no_grad(|| t.shallow_clone().copy_(&value));
+            }
+            let shared_named = named.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+            let mut opt = Optimizer::new(shared_named, 0.01, 0.9, 0.999, 1e-8);
+            opt.use_half_weights(half);
+            let x = pattern(&[8, 16], 0.5);
+            let labels = Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2, 0, 1]);
+            let mut norms = Vec::new();
+            for _ in 0..4 {
+                opt.enter_half();
+                let loss = {
+                    let _autocast = Autocast::enter(Device::Cpu, Half::BFloat16).unwrap();
+                    // `shared`'s weight is used in float32 too.
+                    let h = shared.forward(&x) + shared.ws.sum(Kind::Float);
+                    let h = norm.forward(&first.forward(&h)).gelu("none");
+                    second.forward(&h).cross_entropy_for_logits(&labels)
+                };
+                opt.find_half_weights(&loss).unwrap();
+                loss.backward();
+                opt.leave_half().unwrap();
+                let grads = opt.grads();
+                norms.push(opt.clip_grad_norm(&grads, 0.05).unwrap());
+
+                opt.step(1e-2).unwrap();
+                opt.zero_grad().unwrap();
+            }
+            let mut halves: Vec<String> =
+                opt.params().filter(|p| p.half.is_some()).map(|p| p.name.clone()).collect();
+            halves.sort();
+            let params: Vec<Tensor> = named.iter().map(|(_, t)| t.copy()).collect();
+            (norms, params, halves)
+        };
+        let (norms, params, none) = train(false);
+        let (half_norms, half_params, halves) = train(true);
+        assert!(none.is_empty());
+        assert_eq!(
+            halves,
+            ["first.bias", "first.weight", "second.bias", "second.weight", "shared.bias"]
+        );
+        assert!(norms.iter().all(|&n| n > 0.05), "clipped: {norms:?}");
+        assert_eq!(norms, half_norms);
+        for (a, b) in params.iter().zip(&half_params) {
+            assert_eq!(b.kind(), Kind::Float);
+            assert!(a.equal(b));
+        }
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl Run {
         let device = m.device();
         let mut previous = previous;
         let kept = previous.as_deref_mut().filter(|p| p.optimizer.belongs_to(&m.state_dict()));
-        let optimizer = match kept {
+        let mut optimizer = match kept {
             Some(p) => {
                 schedule.base_lr = p.schedule.base_lr;
                 p.optimizer.take()
@@ -188,6 +188,14 @@ impl Run {
                 config.adam_epsilon,
             ),
         };
+        // The half weights' gradients are not the parameters' own (see `HalfWeight`).
+        optimizer.use_half_weights(
+            half == Some(Half::BFloat16)
+                && device == tch::Device::Cpu
+                && config.grad_accum == 1
+                && count == 1
+                && !config.callbacks_read_gradients,
+        );
         let scaler = config.fp16.then(|| {
             let kept = previous.and_then(|p| p.scaler.take());
             kept.unwrap_or_else(|| LossScaler::new(device))
@@ -298,17 +306,25 @@ fn exclusive<T>(
 /// Forward and backward of one micro-batch; returns its (mean) loss.
 fn micro_step(model: &Mutex<Model>, run: &mut Run, batch: &TensorBatch) -> Result<f32> {
     let model = lock(model);
-    let (output, word_lookup) = {
-        let _autocast =
-            run.settings.half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
-        model.forward_for_training(&batch.view(), run.problem_type)?
-    };
-    run.problem_type = output.problem_type;
-    let loss = output.loss.ok_or_else(|| Error::value("the training data has no labels"))?;
-    match &run.scaler {
-        Some(scaler) => scaler.scale(&loss).f_backward()?,
-        None => loss.f_backward()?,
-    }
+    run.optimizer.enter_half();
+    let stepped = (|| {
+        let (output, word_lookup) = {
+            let _autocast =
+                run.settings.half.map(|half| Autocast::enter(model.device(), half)).transpose()?;
+            model.forward_for_training(&batch.view(), run.problem_type)?
+        };
+        run.problem_type = output.problem_type;
+        let loss = output.loss.ok_or_else(|| Error::value("the training data has no labels"))?;
+        run.optimizer.find_half_weights(&loss)?;
+        match &run.scaler {
+            Some(scaler) => scaler.scale(&loss).f_backward()?,
+            None => loss.f_backward()?,
+        }
+        Ok::<_, Error>((loss, word_lookup))
+    })();
+    let left = run.optimizer.leave_half();
+    let (loss, word_lookup) = stepped?;
+    left?;
     if let Some(lookup) = word_lookup {
         run.optimizer.accumulate_words(model.word_embeddings(), lookup)?;
     }
