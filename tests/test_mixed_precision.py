@@ -24,6 +24,29 @@ def rows():
     return ids, ids[:, 0] % 2
 
 
+def run_config(**overrides):
+    """A `_core.TrainingRun` configuration: sequential batches of the rows, transformers'
+    AdamW settings at learning rate 1e-3."""
+    return {
+        "batch_size": BATCH,
+        "grad_accum": 1,
+        "num_train_epochs": EPOCHS,
+        "max_steps": -1,
+        "drop_last": False,
+        "sampling": "sequential",
+        "seed": 0,
+        "learning_rate": 1e-3,
+        "lr_scheduler_type": "linear",
+        "warmup_steps": 0.0,
+        "weight_decay": 0.01,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "adam_epsilon": 1e-8,
+        "max_grad_norm": 1.0,
+        **overrides,
+    }
+
+
 class Recorder:
     """The Trainer side of the loop, recording what each update logs."""
 
@@ -76,24 +99,7 @@ def test_float16_loss_scaling_follows_torch_grad_scaler(tiny_dir, tmp_path):
 
     ours = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
     table = pa.table({"input_ids": ids.tolist(), "labels": labels.tolist()})
-    config = {
-        "batch_size": BATCH,
-        "grad_accum": 1,
-        "num_train_epochs": EPOCHS,
-        "max_steps": -1,
-        "drop_last": False,
-        "sampling": "sequential",
-        "seed": 0,
-        "learning_rate": 1e-3,
-        "lr_scheduler_type": "linear",
-        "warmup_steps": 0.0,
-        "weight_decay": 0.01,
-        "adam_beta1": 0.9,
-        "adam_beta2": 0.999,
-        "adam_epsilon": 1e-8,
-        "max_grad_norm": 1.0,
-        "fp16": True,
-    }
+    config = run_config(fp16=True)
     run = _core.TrainingRun(ours._model, _core.Examples(table, "labels"), config)
     run.load_scaler_state(2.0**24, 0)
     recorder = Recorder()
@@ -150,28 +156,6 @@ def test_fp16_on_the_cpu_trains_in_float32_as_transformers_does(tiny_dir, tmp_pa
     assert ours == pytest.approx(train(transformers, fp16=True), abs=1e-5)
 
 
-def bf16_config(**extra):
-    return {
-        "batch_size": BATCH,
-        "grad_accum": 1,
-        "num_train_epochs": 2,
-        "max_steps": -1,
-        "drop_last": False,
-        "sampling": "sequential",
-        "seed": 0,
-        "learning_rate": 1e-3,
-        "lr_scheduler_type": "linear",
-        "warmup_steps": 0.0,
-        "weight_decay": 0.01,
-        "adam_beta1": 0.9,
-        "adam_beta2": 0.999,
-        "adam_epsilon": 1e-8,
-        "max_grad_norm": 0.1,
-        "bf16": True,
-        **extra,
-    }
-
-
 def test_bfloat16_on_the_cpu_follows_autocast_and_transformers_optimizer(tiny_dir, tmp_path):
     """bfloat16 autocast on the CPU, against transformers' model under torch.autocast with its
     optimizer, clipping and schedule. The linear layers' weights then live in bfloat16 during
@@ -204,7 +188,11 @@ def test_bfloat16_on_the_cpu_follows_autocast_and_transformers_optimizer(tiny_di
 
     def train(**extra):
         ours = ferrotune.AutoModelForSequenceClassification.from_pretrained(tiny_dir)
-        run = _core.TrainingRun(ours._model, _core.Examples(table, "labels"), bf16_config(**extra))
+        run = _core.TrainingRun(
+            ours._model,
+            _core.Examples(table, "labels"),
+            run_config(num_train_epochs=2, max_grad_norm=0.1, bf16=True, **extra),
+        )
         recorder = Recorder()
         run.train(recorder)
         return recorder.logs, ours.state_dict()
