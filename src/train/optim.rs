@@ -54,8 +54,8 @@ struct HalfWeight {
 enum HalfWeights {
     #[default]
     Off,
-    /// To be found at the next step's loss.
-    Searching,
+    /// To be found at the next step's loss, with libtorch's float vector width.
+    Searching { lanes: usize },
     /// Found (perhaps none), with libtorch's float vector width.
     Found { lanes: usize },
 }
@@ -147,8 +147,10 @@ impl Optimizer {
     /// processes). The parameters are found at the next step's loss (`find_half_weights`);
     /// those found before are forgotten, and with them copies the caller may have outdated.
     pub fn use_half_weights(&mut self, on: bool) {
-        let lanes = torch_lanes().filter(|_| on);
-        self.half_weights = if lanes.is_some() { HalfWeights::Searching } else { HalfWeights::Off };
+        self.half_weights = match torch_lanes().filter(|_| on) {
+            Some(lanes) => HalfWeights::Searching { lanes: lanes as usize },
+            None => HalfWeights::Off,
+        };
         for group in &mut self.groups {
             for p in &mut group.params {
                 p.half = None;
@@ -160,13 +162,7 @@ impl Optimizer {
     /// finds the parameters that the loss reaches only through a cast to bfloat16, which the
     /// next steps give bfloat16 data.
     pub fn find_half_weights(&mut self, loss: &Tensor) -> Result<()> {
-        if self.half_weights != HalfWeights::Searching {
-            return Ok(());
-        }
-        let Some(lanes) = torch_lanes() else {
-            self.half_weights = HalfWeights::Off;
-            return Ok(());
-        };
+        let HalfWeights::Searching { lanes } = self.half_weights else { return Ok(()) };
         let tensors: Vec<Tensor> = self.params().map(|p| p.tensor.shallow_clone()).collect();
         let found = ops::cast_only(loss, &tensors)?;
         let params = self.groups.iter_mut().flat_map(|g| g.params.iter_mut());
@@ -176,7 +172,7 @@ impl Optimizer {
                 p.half = Some(HalfWeight { master, copy: None, grad: None });
             }
         }
-        self.half_weights = HalfWeights::Found { lanes: lanes as usize };
+        self.half_weights = HalfWeights::Found { lanes };
         Ok(())
     }
 
@@ -494,7 +490,6 @@ mod tests {
                 opt.leave_half().unwrap();
                 let grads = opt.grads();
                 norms.push(opt.clip_grad_norm(&grads, 0.05).unwrap());
-
                 opt.step(1e-2).unwrap();
                 opt.zero_grad().unwrap();
             }
