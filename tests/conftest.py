@@ -228,3 +228,17 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     )
     transformers.BertForSequenceClassification(cfg).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """torch (and ferrotune) on one thread for the test. With more, ferrotune fits the thread
+    count to the machine's load before each step (bench/README.md, "A shared CPU"), and sums
+    split over another number of threads round differently: runs compared bit for bit differed
+    in their last bits when the machine was busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -314,18 +314,6 @@ def test_checkpoint_layout_and_rotation(tiny_dir, tmp_path):
     transformers.AutoModelForSequenceClassification.from_pretrained(best)
 
 
-@pytest.fixture
-def one_thread():
-    """torch (and ferrotune) on one thread for the test. With more, ferrotune fits the thread
-    count to the machine's load before each step (bench/README.md, "A shared CPU"), and sums
-    split over another number of threads round differently: runs compared bit for bit differed
-    in their last bits when the machine was busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_resumed_run_ends_with_the_same_weights(tiny_dir, tmp_path, one_thread):
     data = make_dataset()
 

@@ -208,6 +208,10 @@ class TrainingRun:
     def resume_at(
         self, global_step: int, epoch: float, total_flos: float, scheduler_steps: int | None = None
     ) -> None: ...
+    def settle(self) -> None:
+        """Brings every weight and the optimizer's state up to date during train() (the word
+        embeddings' rows the steps did not reach take the steps they missed): call before
+        reading them from a hook."""
     @property
     def scaler_state(self) -> dict[str, float | int] | None:
         """The float16 loss scaler as GradScaler.state_dict() lays it out; None without fp16."""

@@ -44,6 +44,7 @@ from .modeling import (
 from .trainer_callback import (
     CallbackHandler,
     DefaultFlowCallback,
+    EarlyStoppingCallback,
     NotebookProgressCallback,
     PrinterCallback,
     ProgressCallback,
@@ -84,18 +85,52 @@ __all__ = [
 ]
 
 
-def _reads_gradients(callback: Any) -> bool:
-    """Whether `callback` handles an event at which transformers' parameters hold their
-    gradients (after clipping, before and after the optimizer's step): then the run keeps them
-    there, where a bfloat16 run on the CPU otherwise keeps its linear layers' gradients beside
-    the parameters, in bfloat16, for the update (src/train/optim.rs)."""
-    for event in ("on_pre_optimizer_step", "on_optimizer_step"):
+def _handles(callback: Any, events: tuple[str, ...]) -> bool:
+    """Whether `callback` handles one of `events` (its class or the instance overrides
+    TrainerCallback's)."""
+    for event in events:
         if event in getattr(callback, "__dict__", {}):
             return True
         owner = next((k for k in type(callback).__mro__ if event in vars(k)), None)
         if owner is not None and owner.__name__ != "TrainerCallback":
             return True
     return False
+
+
+def _reads_gradients(callback: Any) -> bool:
+    """Whether `callback` handles an event at which transformers' parameters hold their
+    gradients (after clipping, before and after the optimizer's step): then the run keeps them
+    there, where a bfloat16 run on the CPU otherwise keeps its linear layers' gradients beside
+    the parameters, in bfloat16, for the update (src/train/optim.rs)."""
+    return _handles(callback, ("on_pre_optimizer_step", "on_optimizer_step"))
+
+
+# Callbacks of this package that read no weights during the steps.
+_WEIGHTLESS = (
+    DefaultFlowCallback,
+    ProgressCallback,
+    PrinterCallback,
+    NotebookProgressCallback,
+    EarlyStoppingCallback,
+)
+
+
+def _reads_weights(callback: Any) -> bool:
+    """Whether `callback` may read the weights or the optimizer's state between two steps: it
+    is not one of this package's own and handles an event raised there. Otherwise the run
+    updates the word embeddings' rows only where a step reaches them, and brings the others up
+    to date before evaluations and checkpoints (src/train/optim.rs, LazyWords)."""
+    events = (
+        "on_epoch_begin",
+        "on_step_begin",
+        "on_substep_end",
+        "on_pre_optimizer_step",
+        "on_optimizer_step",
+        "on_step_end",
+        "on_epoch_end",
+        "on_log",
+    )
+    return type(callback) not in _WEIGHTLESS and _handles(callback, events)
 
 
 class Trainer:
@@ -347,6 +382,9 @@ class Trainer:
                 "callbacks_read_gradients": any(
                     _reads_gradients(callback) for callback in self.callback_handler.callbacks
                 ),
+                "callbacks_read_weights": any(
+                    _reads_weights(callback) for callback in self.callback_handler.callbacks
+                ),
                 "nan_inf_filter": args.logging_nan_inf_filter,
                 "problem_type": model.config.problem_type,
                 "process_index": self._processes.index,
@@ -503,6 +541,8 @@ class Trainer:
             logs["learning_rate"] = learning_rate
             self.log(logs)
             logged = True
+        if self.control.should_evaluate or self.control.should_save:
+            self._run.settle()
         if self.control.should_evaluate:
             is_new_best = self._evaluate_and_track()
             if self.args.save_strategy == "best":

@@ -322,6 +322,13 @@ impl PyTrainingRun {
         ))
     }
 
+    /// Brings every weight and the optimizer's state up to date during `train` (the word
+    /// table's rows the steps did not reach take the steps they missed): call before reading
+    /// them from a hook (an evaluation, a checkpoint).
+    fn settle(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| guard(|| run::settle(self.model.get().model(), &self.run)))
+    }
+
     /// The float16 loss scaler as torch's GradScaler.state_dict() lays it out (scaler.pt),
     /// None without one.
     #[getter]

@@ -231,6 +231,233 @@ unsafe fn range_narrow(s: &Slices, start: usize, end: usize) {
     update_range(s, start, end)
 }
 
+/// AdamW's steps for a float32 table whose rows mostly have a zero gradient (the word
+/// embeddings, which a step's batch reaches at a few hundred of their tens of thousands of
+/// rows): a step updates only the rows given a gradient, after the steps they missed; the other
+/// rows wait until they are read (`catch_up`) or the table must be whole (`settle`). A missed
+/// step is the dense update's arithmetic on a zero gradient, replayed while the row is in the
+/// cache, so the weights and moments are `_fused_adamw_`'s over the whole table bit for bit;
+/// a row whose moments are zero (never reached yet) only decays, its update being 0 / eps.
+#[derive(Default)]
+pub(crate) struct LazyRows {
+    /// The constants of each step since the table was last whole.
+    steps: Vec<Constants>,
+    /// For each row, how many of `steps` it has taken.
+    taken: Vec<u32>,
+}
+
+/// A float32 table's AdamW state: the weight and its moments, of the same shape [rows, width].
+pub(crate) struct Table<'a> {
+    pub param: &'a Tensor,
+    pub exp_avg: &'a Tensor,
+    pub exp_avg_sq: &'a Tensor,
+}
+
+/// The table's buffers, for the kernel's threads.
+struct RowSlices {
+    param: *mut f32,
+    exp_avg: *mut f32,
+    exp_avg_sq: *mut f32,
+    /// The step's gradient, of the table's shape.
+    grad: Option<*const f32>,
+    /// A row of zeros: the missed steps' gradient.
+    zeros: Vec<f32>,
+    width: usize,
+    vector_end: usize,
+}
+
+// SAFETY: the threads of `LazyRows::run` update disjoint rows.
+unsafe impl Sync for RowSlices {}
+
+impl LazyRows {
+    /// Whether every row has taken every step (nothing is pending).
+    pub fn is_whole(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// One step (hyperparameters `hp`, step count `step`, counting this step) with `grad`,
+    /// which is zero outside `rows` (sorted, without repeats): those rows take the steps they
+    /// missed, then this one; the others will take it later.
+    pub fn step(
+        &mut self,
+        table: &Table,
+        hp: AdamW,
+        step: f64,
+        grad: &Tensor,
+        rows: &[i64],
+        lanes: usize,
+    ) -> Result<()> {
+        let slices = self.slices(table, Some(grad), lanes)?;
+        self.steps.push(Constants::new(hp, step, 1.0));
+        self.run(&slices, rows)
+    }
+
+    /// `rows` take the steps they missed (ids outside the table are left to the lookup's own
+    /// error).
+    pub fn catch_up(&mut self, table: &Table, rows: &[i64], lanes: usize) -> Result<()> {
+        if self.is_whole() {
+            return Ok(());
+        }
+        let slices = self.slices(table, None, lanes)?;
+        let count = self.taken.len() as i64;
+        let rows: Vec<i64> = rows.iter().copied().filter(|&r| (0..count).contains(&r)).collect();
+        self.run(&slices, &rows)
+    }
+
+    /// Every row takes the steps it missed: the table is whole.
+    pub fn settle(&mut self, table: &Table, lanes: usize) -> Result<()> {
+        if self.is_whole() {
+            return Ok(());
+        }
+        let slices = self.slices(table, None, lanes)?;
+        let rows: Vec<i64> = (0..self.taken.len() as i64).collect();
+        self.run(&slices, &rows)?;
+        self.steps.clear();
+        self.taken.fill(0);
+        Ok(())
+    }
+
+    fn slices(&mut self, table: &Table, grad: Option<&Tensor>, lanes: usize) -> Result<RowSlices> {
+        let size = table.param.size();
+        let [rows, width] = size[..] else {
+            return Err(Error::Other(format!("a table has two dimensions, not {size:?}")));
+        };
+        let mut roles = vec![
+            ("weight", table.param),
+            ("exp_avg", table.exp_avg),
+            ("exp_avg_sq", table.exp_avg_sq),
+        ];
+        roles.extend(grad.map(|g| ("gradient", g)));
+        for (role, t) in roles {
+            if t.kind() != Kind::Float
+                || t.device() != Device::Cpu
+                || !t.is_contiguous()
+                || t.size() != size
+            {
+                return Err(Error::Other(format!(
+                    "the row-wise AdamW update needs a contiguous Float CPU {role} of shape \
+                     {size:?}, not {:?} {:?} of shape {:?}",
+                    t.kind(),
+                    t.device(),
+                    t.size()
+                )));
+            }
+        }
+        if self.taken.len() != rows as usize {
+            if !self.is_whole() {
+                return Err(Error::Other(format!(
+                    "the table has {rows} rows, where its pending steps were recorded for {}",
+                    self.taken.len()
+                )));
+            }
+            self.taken = vec![0; rows as usize];
+        }
+        let (rows, width) = (rows as usize, width as usize);
+        Ok(RowSlices {
+            param: table.param.data_ptr().cast(),
+            exp_avg: table.exp_avg.data_ptr().cast(),
+            exp_avg_sq: table.exp_avg_sq.data_ptr().cast(),
+            grad: grad.map(|g| g.data_ptr().cast_const().cast()),
+            zeros: vec![0.0; width],
+            width,
+            vector_end: vector_end(rows * width, lanes),
+        })
+    }
+
+    /// Each of `rows` (distinct, in the table) takes the steps from its own on, the last one
+    /// with the gradient's row when there is a gradient.
+    fn run(&mut self, s: &RowSlices, rows: &[i64]) -> Result<()> {
+        let (steps, taken) = (&self.steps, &self.taken);
+        #[cfg(target_arch = "x86_64")]
+        let wide = std::arch::is_x86_feature_detected!("avx512f");
+        ops::parallel_for(rows.len(), 16, |range| {
+            for &row in &rows[range] {
+                let row = row as usize;
+                let missed = &steps[(taken[row] as usize).min(steps.len())..];
+                #[cfg(target_arch = "x86_64")]
+                {
+                    // SAFETY: `optim` updates rows only where libtorch runs its AVX2 or AVX-512
+                    // kernels, so the CPU has AVX2 and FMA, and AVX-512F for `wide`.
+                    if wide {
+                        unsafe { row_wide(s, row, missed) }
+                    } else {
+                        unsafe { row_narrow(s, row, missed) }
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                update_row(s, row, missed);
+            }
+        });
+        let done = self.steps.len() as u32;
+        for &row in rows {
+            self.taken[row as usize] = done;
+        }
+        Ok(())
+    }
+}
+
+/// Row `row` takes `missed` (the last with the gradient, if `s` has one).
+#[inline(always)]
+fn update_row(s: &RowSlices, row: usize, missed: &[Constants]) {
+    let (start, w) = (row * s.width, s.width);
+    // SAFETY: `LazyRows::slices` checked the buffers' shape, and this row is no other thread's.
+    let (p, m, v, g) = unsafe {
+        (
+            std::slice::from_raw_parts_mut(s.param.add(start), w),
+            std::slice::from_raw_parts_mut(s.exp_avg.add(start), w),
+            std::slice::from_raw_parts_mut(s.exp_avg_sq.add(start), w),
+            s.grad.map(|g| std::slice::from_raw_parts(g.add(start), w)),
+        )
+    };
+    let split = s.vector_end.clamp(start, start + w) - start;
+    let (zero_steps, last) = match (g, missed.split_last()) {
+        (Some(g), Some((last, before))) => (before, Some((last, g))),
+        _ => (missed, None),
+    };
+    if m.iter().chain(v.iter()).all(|&x| x == 0.0) {
+        // Never reached: the moments stay zero and the update is zero; only the decay.
+        for c in zero_steps {
+            if let Some(decay) = c.decay {
+                p.iter_mut().for_each(|p| *p *= decay);
+            }
+        }
+    } else {
+        for c in zero_steps {
+            pass(c, p, m, v, &s.zeros, split);
+        }
+    }
+    if let Some((c, g)) = last {
+        pass(c, p, m, v, g, split);
+    }
+}
+
+/// One step of `c` over a row, with gradient `g`; the row's vector form up to `split`.
+#[inline(always)]
+fn pass(c: &Constants, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], split: usize) {
+    let (p, p_tail) = p.split_at_mut(split);
+    let (m, m_tail) = m.split_at_mut(split);
+    let (v, v_tail) = v.split_at_mut(split);
+    let (g, g_tail) = g.split_at(split);
+    for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
+        (*p, *m, *v) = c.element(*p, *m, *v, *g, true);
+    }
+    for (((p, m), v), g) in p_tail.iter_mut().zip(m_tail).zip(v_tail).zip(g_tail) {
+        (*p, *m, *v) = c.element(*p, *m, *v, *g, false);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn row_wide(s: &RowSlices, row: usize, missed: &[Constants]) {
+    update_row(s, row, missed)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_narrow(s: &RowSlices, row: usize, missed: &[Constants]) {
+    update_row(s, row, missed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +515,78 @@ mod tests {
                     assert!(v.equal(&tv), "exp_avg_sq differs: {case}");
                     assert!(weight.equal(&tp.to_kind(Kind::BFloat16)), "the copy differs: {case}");
                 }
+            }
+        }
+    }
+
+    /// A table updated row by row (`LazyRows`) against `_fused_adamw_` over the whole table,
+    /// at a learning rate that changes each step, with gradients on a few rows: rows caught up
+    /// midway, and the whole table once settled, bit for bit, also the rows never reached and
+    /// those past the kernel's vector loop.
+    #[test]
+    fn lazy_rows_match_torch_fused_adamw_over_the_table() {
+        let Some(lanes) = torch_lanes() else { return };
+        let lanes = lanes as usize;
+        tch::manual_seed(1);
+        let cpu = (Kind::Float, Device::Cpu);
+        for (rows, width) in [(37i64, 24i64), (9, 13)] {
+            for weight_decay in [0.0, 0.01] {
+                let start = Tensor::randn([rows, width], cpu);
+                let (p, m, v) = (start.copy(), start.zeros_like(), start.zeros_like());
+                let (tp, tm, tv) = (start.copy(), start.zeros_like(), start.zeros_like());
+                let theirs_step = Tensor::zeros([], cpu);
+                let table = Table { param: &p, exp_avg: &m, exp_avg_sq: &v };
+                let mut lazy = LazyRows::default();
+                for step in 1..=7i64 {
+                    let lr = 1e-2 * (1.0 - step as f64 / 8.0);
+                    let hp = AdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay };
+                    // Row 0 every step, two others that move; the last row never.
+                    let mut reached = vec![0, step % (rows - 1), (3 * step + 1) % (rows - 1)];
+                    reached.sort();
+                    reached.dedup();
+                    let mut grad = Tensor::zeros([rows, width], cpu);
+                    let index = Tensor::from_slice(&reached);
+                    let values = Tensor::randn([reached.len() as i64, width], cpu);
+                    let _ = grad.index_copy_(0, &index, &values);
+                    tch::no_grad(|| {
+                        ops::fused_adamw(
+                            &[tp.shallow_clone()],
+                            &[grad.shallow_clone()],
+                            &[tm.shallow_clone()],
+                            &[tv.shallow_clone()],
+                            &[theirs_step.shallow_clone()],
+                            hp,
+                        )
+                    })
+                    .unwrap();
+                    lazy.step(&table, hp, step as f64, &grad, &reached, lanes).unwrap();
+                    let case = format!("{rows}x{width}, decay {weight_decay}, step {step}");
+                    let caught = [1, rows - 2, rows - 1, rows + 5];
+                    if step == 4 {
+                        lazy.catch_up(&table, &caught, lanes).unwrap();
+                    }
+                    if step >= 4 {
+                        for &row in caught.iter().chain(&reached).filter(|&&r| r < rows) {
+                            for (ours, theirs, what) in
+                                [(&p, &tp, "weight"), (&m, &tm, "exp_avg"), (&v, &tv, "exp_avg_sq")]
+                            {
+                                let same = ours.get(row).equal(&theirs.get(row));
+                                assert!(
+                                    same || step > 4 && caught.contains(&row),
+                                    "{what} row {row}: {case}"
+                                );
+                            }
+                        }
+                    }
+                }
+                assert!(!lazy.is_whole());
+                lazy.settle(&table, lanes).unwrap();
+                assert!(lazy.is_whole());
+                let case = format!("{rows}x{width}, decay {weight_decay}");
+                assert!(p.equal(&tp), "weights differ: {case}");
+                assert!(m.equal(&tm), "exp_avg differs: {case}");
+                assert!(v.equal(&tv), "exp_avg_sq differs: {case}");
+                assert!(!p.get(rows - 1).equal(&start.get(rows - 1)) || weight_decay == 0.0);
             }
         }
     }

@@ -41,6 +41,11 @@ pub struct TrainingConfig {
     /// transformers' parameters hold them (`on_pre_optimizer_step`, `on_optimizer_step`).
     #[serde(default)]
     pub callbacks_read_gradients: bool,
+    /// Whether callbacks may read the weights or the optimizer's state during the steps: they
+    /// handle events raised between two steps (not only evaluations and checkpoints, before
+    /// which the caller settles the run, `run::settle`).
+    #[serde(default)]
+    pub callbacks_read_weights: bool,
     /// `logging_nan_inf_filter`.
     #[serde(default = "yes")]
     pub nan_inf_filter: bool,

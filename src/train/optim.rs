@@ -61,6 +61,11 @@ enum HalfWeights {
 }
 
 impl Param {
+    /// Its weight and moments, for `adamw::LazyRows`.
+    fn table(&self) -> adamw::Table<'_> {
+        adamw::Table { param: &self.tensor, exp_avg: &self.exp_avg, exp_avg_sq: &self.exp_avg_sq }
+    }
+
     /// Its gradient, if it has one: the half weights' in bfloat16 after a step.
     fn grad(&self) -> Option<Tensor> {
         let grad = self.tensor.grad();
@@ -69,6 +74,14 @@ impl Param {
         }
         self.half.as_ref().and_then(|h| h.grad.as_ref()).map(Tensor::shallow_clone)
     }
+}
+
+/// Counts a step taken outside `_fused_adamw_` in `step`, a float32 count as
+/// `_foreach_add_(steps, 1)` adds it; returns the new count.
+fn count_step(step: &Tensor) -> Result<f64> {
+    let next = step.double_value(&[]) as f32 + 1.0;
+    let _ = step.shallow_clone().f_fill_(f64::from(next))?;
+    Ok(f64::from(next))
 }
 
 pub struct Group {
@@ -93,6 +106,28 @@ pub struct Optimizer {
     /// The clipping coefficient of the step's gradients, which the update of the half
     /// weights multiplies their gradients by.
     clip: f32,
+    /// Where the steps update only the word table's rows that have a gradient.
+    lazy: Option<LazyWords>,
+}
+
+/// The word table updated row by row (`adamw::LazyRows`): where a step's gradient is the kept
+/// buffer, non-zero only at the rows it wrote, only those rows take the step; the others take
+/// it when a forward reads them (`catch_up_words`) or when the table must be whole (`settle`:
+/// before an evaluation or a checkpoint, and at the end of the run). Over MiniLM's 30522 rows,
+/// a step reaches about 300.
+struct LazyWords {
+    /// libtorch's float vector width.
+    lanes: usize,
+    /// The table's place, (group, parameter), once a step has updated it row by row.
+    at: Option<(usize, usize)>,
+    rows: adamw::LazyRows,
+}
+
+/// The word table's place among the parameters, (group, index), and the rows of it a step
+/// reaches (`Optimizer::reached_words`).
+struct Reached {
+    at: (usize, usize),
+    rows: Vec<i64>,
 }
 
 /// The part of the kept word-gradient buffer that is not zero.
@@ -137,7 +172,45 @@ impl Optimizer {
             written: Written::Nothing,
             half_weights: HalfWeights::Off,
             clip: 1.0,
+            lazy: None,
         }
+    }
+
+    /// Whether the next steps update only the word table's rows that have a gradient (see
+    /// `LazyWords`): on the CPU where libtorch runs its AVX2 or AVX-512 kernels, whose AdamW
+    /// `adamw` follows, and where nothing reads the weights between the steps but the steps
+    /// themselves and the callers of `settle`.
+    pub fn use_lazy_words(&mut self, on: bool) -> Result<()> {
+        self.settle()?;
+        self.lazy = torch_lanes().filter(|_| on).map(|lanes| LazyWords {
+            lanes: lanes as usize,
+            at: None,
+            rows: Default::default(),
+        });
+        Ok(())
+    }
+
+    /// Before a forward that looks up `ids` in the word table: their rows take the steps they
+    /// missed.
+    pub fn catch_up_words(&mut self, ids: &Tensor) -> Result<()> {
+        let Some(LazyWords { lanes, at: Some((g, i)), rows }) = &mut self.lazy else {
+            return Ok(());
+        };
+        if rows.is_whole() {
+            return Ok(());
+        }
+        let (ids, _) = ids.f_reshape([-1])?.f_internal_unique(false, false)?;
+        let ids = Vec::<i64>::try_from(&ids)?;
+        rows.catch_up(&self.groups[*g].params[*i].table(), &ids, *lanes)
+    }
+
+    /// Every row of the word table takes the steps it missed: the weights and moments are
+    /// those of updates over the whole table.
+    pub fn settle(&mut self) -> Result<()> {
+        let Some(LazyWords { lanes, at: Some((g, i)), rows }) = &mut self.lazy else {
+            return Ok(());
+        };
+        rows.settle(&self.groups[*g].params[*i].table(), *lanes)
     }
 
     /// Whether the next steps give bfloat16 data to the parameters they use only in bfloat16
@@ -226,7 +299,8 @@ impl Optimizer {
 
     /// Copies saved moments and step counts (by parameter name: an optimizer.pt's
     /// `param_names`) into this optimizer.
-    pub fn load_state(&self, saved: &[(String, Tensor, Tensor, Tensor)]) -> Result<()> {
+    pub fn load_state(&mut self, saved: &[(String, Tensor, Tensor, Tensor)]) -> Result<()> {
+        self.settle()?;
         let by_name: std::collections::HashMap<&str, &Param> =
             self.params().map(|p| (p.name.as_str(), p)).collect();
         for (name, exp_avg, exp_avg_sq, step) in saved {
@@ -319,11 +393,19 @@ impl Optimizer {
 
     /// One AdamW update at learning rate `lr`; parameters without a gradient are left alone.
     pub fn step(&mut self, lr: f64) -> Result<()> {
+        // The word table and the rows that take this step, where only they do.
+        let reached = self.reached_words()?;
+        if reached.is_none() {
+            self.settle()?;
+        }
         let (beta1, beta2, eps, clip) = (self.beta1, self.beta2, self.eps, self.clip);
-        for group in &mut self.groups {
+        for (g, group) in self.groups.iter_mut().enumerate() {
             let hp = AdamW { lr, beta1, beta2, eps, weight_decay: group.weight_decay };
-            let with_grad: Vec<&Param> =
-                group.params.iter().filter(|p| p.tensor.grad().defined()).collect();
+            let table = reached.as_ref().filter(|r| r.at.0 == g).map(|r| (r.at.1, &r.rows));
+            let with_grad: Vec<&Param> = (group.params.iter().enumerate())
+                .filter(|&(i, p)| p.tensor.grad().defined() && table.is_none_or(|t| t.0 != i))
+                .map(|(_, p)| p)
+                .collect();
             let list = |f: fn(&Param) -> Tensor| with_grad.iter().map(|p| f(p)).collect::<Vec<_>>();
             tch::no_grad(|| {
                 ops::fused_adamw(
@@ -335,6 +417,12 @@ impl Optimizer {
                     hp,
                 )
             })?;
+            if let (Some((i, rows)), Some(lazy)) = (table, &mut self.lazy) {
+                let p = &group.params[i];
+                let step = count_step(&p.step)?;
+                lazy.at = Some((g, i));
+                lazy.rows.step(&p.table(), hp, step, &p.tensor.grad(), rows, lazy.lanes)?;
+            }
             let HalfWeights::Found { lanes } = self.half_weights else { continue };
             let mut updates = Vec::new();
             for p in &mut group.params {
@@ -344,9 +432,7 @@ impl Optimizer {
                     continue;
                 }
                 let Some(grad) = &half.grad else { continue };
-                // As _foreach_add_(steps, 1): the count is a float32 tensor.
-                let step = p.step.double_value(&[]) as f32 + 1.0;
-                let _ = p.step.f_fill_(f64::from(step))?;
+                let step = count_step(&p.step)?;
                 let weight = half.copy.get_or_insert_with(|| {
                     Tensor::empty(p.tensor.size(), (Kind::BFloat16, p.tensor.device()))
                 });
@@ -354,7 +440,7 @@ impl Optimizer {
                     param: &half.master,
                     exp_avg: &p.exp_avg,
                     exp_avg_sq: &p.exp_avg_sq,
-                    step: f64::from(step),
+                    step,
                     grad,
                     weight,
                 });
@@ -362,6 +448,27 @@ impl Optimizer {
             adamw::update(&updates, hp, clip, lanes)?;
         }
         Ok(())
+    }
+
+    /// Where only some rows of the word table take this step: the table's place (group,
+    /// parameter) and the rows the step reaches (sorted). The table's gradient is then the kept
+    /// buffer, non-zero only at the rows the step wrote.
+    fn reached_words(&self) -> Result<Option<Reached>> {
+        let (Some(_), Written::Rows(rows), Some(buffer)) =
+            (&self.lazy, &self.written, &self.word_buffer)
+        else {
+            return Ok(None);
+        };
+        let at = self.groups.iter().enumerate().find_map(|(g, group)| {
+            let i = group.params.iter().position(|p| {
+                let grad = p.tensor.grad();
+                grad.defined() && grad.is_set_to(buffer)
+            })?;
+            Some((g, i))
+        });
+        let (Some(at), false) = (at, rows.is_empty()) else { return Ok(None) };
+        let (rows, _) = Tensor::f_cat(rows, 0)?.f_internal_unique(true, false)?;
+        Ok(Some(Reached { at, rows: Vec::<i64>::try_from(&rows)? }))
     }
 
     /// Adds a micro-batch's word-embedding gradient into `table`'s gradient, which becomes the

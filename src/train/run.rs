@@ -196,6 +196,11 @@ impl Run {
                 && count == 1
                 && !config.callbacks_read_gradients,
         );
+        // Callbacks may read the weights between steps, and other processes' gradients reach
+        // every row.
+        optimizer.use_lazy_words(
+            device == tch::Device::Cpu && count == 1 && !config.callbacks_read_weights,
+        )?;
         let scaler = config.fp16.then(|| {
             let kept = previous.and_then(|p| p.scaler.take());
             kept.unwrap_or_else(|| LossScaler::new(device))
@@ -306,6 +311,7 @@ fn exclusive<T>(
 /// Forward and backward of one micro-batch; returns its (mean) loss.
 fn micro_step(model: &Mutex<Model>, run: &mut Run, batch: &TensorBatch) -> Result<f32> {
     let model = lock(model);
+    run.optimizer.catch_up_words(&batch.input_ids)?;
     run.optimizer.enter_half();
     let stepped = (|| {
         let (output, word_lookup) = {
@@ -332,7 +338,26 @@ fn micro_step(model: &Mutex<Model>, run: &mut Run, batch: &TensorBatch) -> Resul
 }
 
 /// The training loop from `run.global_step` (0, or a resumed checkpoint's) to the plan's end.
+/// However it ends, the weights and the optimizer's state are whole after it (`settle`).
 pub fn train<H: Hooks>(
+    model: &Mutex<Model>,
+    run: &Mutex<Run>,
+    hooks: &mut H,
+) -> std::result::Result<Summary, H::Error> {
+    let summary = train_steps(model, run, hooks);
+    let settled = settle(model, run);
+    let summary = summary?;
+    settled?;
+    Ok(summary)
+}
+
+/// Brings the word table's rows the steps did not reach up to date (`Optimizer::settle`), for
+/// whoever reads the weights or the optimizer's state during a run: evaluations and checkpoints.
+pub fn settle(model: &Mutex<Model>, run: &Mutex<Run>) -> Result<()> {
+    exclusive(model, run, |r| r.optimizer.settle())
+}
+
+fn train_steps<H: Hooks>(
     model: &Mutex<Model>,
     run: &Mutex<Run>,
     hooks: &mut H,
