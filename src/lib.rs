@@ -11,6 +11,7 @@ pub mod parallel;
 pub mod pipelines;
 mod py;
 pub mod rows;
+mod simd;
 pub mod tokenizer;
 pub mod train;
 

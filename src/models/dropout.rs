@@ -9,6 +9,7 @@
 //! devices libtorch's dropout is used as it is.
 
 use crate::parallel;
+use crate::simd::{Kernel, Target};
 use tch::{Device, Kind, Tensor};
 
 /// Elements per independently seeded block (the unit of parallel work).
@@ -32,21 +33,31 @@ fn mix(mut z: u64) -> u64 {
 fn fill_mask<T: Copy + Send + Sync>(out: &mut [T], p: f64, seed: u64, kept: T, dropped: T) {
     // Kept when a uniform 32-bit draw is at least p · 2³².
     let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
-    #[cfg(target_arch = "x86_64")]
-    let wide = std::arch::is_x86_feature_detected!("avx512dq")
-        && std::arch::is_x86_feature_detected!("avx512bw");
+    // AVX-512's 64-bit multiplies vectorize the streams.
+    let target = Target::detect();
     parallel::for_each_chunk_mut(out, BLOCK, |b, block| {
         let state = seed ^ (b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-        #[cfg(target_arch = "x86_64")]
-        if wide {
-            // SAFETY: the CPU has the features `fill_block_wide` is compiled for.
-            return unsafe { fill_block_wide(block, state, threshold, kept, dropped) };
-        }
-        fill_block(block, state, threshold, kept, dropped)
+        target.run(Block { block, state, threshold, kept, dropped })
     });
 }
 
-/// One block of `fill_mask` from its stream's `state`.
+/// One block of `fill_mask`, from its stream's `state`.
+struct Block<'a, T> {
+    block: &'a mut [T],
+    state: u64,
+    threshold: u32,
+    kept: T,
+    dropped: T,
+}
+
+impl<T: Copy> Kernel for Block<'_, T> {
+    #[inline(always)]
+    fn run(self) {
+        let Block { block, state, threshold, kept, dropped } = self;
+        fill_block(block, state, threshold, kept, dropped)
+    }
+}
+
 #[inline(always)]
 fn fill_block<T: Copy>(block: &mut [T], state: u64, threshold: u32, kept: T, dropped: T) {
     let pick = |draw: u64| if draw as u32 >= threshold { kept } else { dropped };
@@ -61,19 +72,6 @@ fn fill_block<T: Copy>(block: &mut [T], state: u64, threshold: u32, kept: T, dro
     if let [last] = pairs.into_remainder() {
         *last = pick(output(whole));
     }
-}
-
-/// `fill_block` compiled for AVX-512, whose 64-bit multiplies vectorize the streams.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512bw,avx2")]
-unsafe fn fill_block_wide<T: Copy>(
-    block: &mut [T],
-    state: u64,
-    threshold: u32,
-    kept: T,
-    dropped: T,
-) {
-    fill_block(block, state, threshold, kept, dropped)
 }
 
 /// A tensor shaped like `x` holding 0 or `1 / (1 - p)` in x's dtype, as torch's noise tensor

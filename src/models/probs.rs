@@ -16,6 +16,7 @@
 
 use super::dropout;
 use crate::ops;
+use crate::simd::{Kernel, Target};
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::{Device, Kind, Tensor};
@@ -398,8 +399,8 @@ fn over_rows(args: &ProbsArgs, body: impl Fn(std::ops::Range<usize>, &mut [f32])
 
 /// Defines the `extern "C"` kernel `$name` (an `ops::ProbsKernel`, called by `csrc/ops.cpp`
 /// with its `ProbsArgs`; nonzero when the kernel panicked). It runs `$call` (a use of
-/// `rows: &Rows<S, O, L>` over `range` with scratch `work`) compiled for AVX-512 and for AVX2,
-/// the one the CPU has, for the scores' and the result's types and libtorch's vector width: the
+/// `rows: &Rows<S, O, L>` over `range` with scratch `work`) for the scores' and the result's
+/// types and libtorch's vector width, compiled for the CPU's vector instructions (`simd`): the
 /// kernels are written once, in portable code that those targets vectorize.
 macro_rules! kernel {
     ($(#[$doc:meta])* $name:ident, |$rows:ident, $range:ident, $work:ident| $call:expr) => {
@@ -407,34 +408,25 @@ macro_rules! kernel {
         extern "C" fn $name(args: *const c_void) -> c_int {
             // SAFETY: the C++ side passes a valid ProbsArgs for the duration of the call.
             let args = unsafe { &*args.cast::<ProbsArgs>() };
-            #[cfg(target_arch = "x86_64")]
+            struct Part<'a, 'b, S, O, const L: usize> {
+                rows: &'a Rows<'b, S, O, L>,
+                range: std::ops::Range<usize>,
+                work: &'a mut [f32],
+            }
+            impl<S: Elem, O: Elem, const L: usize> Kernel for Part<'_, '_, S, O, L> {
+                #[inline(always)]
+                fn run(self) {
+                    let Part { rows: $rows, range: $range, work: $work } = self;
+                    // SAFETY: the arguments are the C++ side's (see ProbsArgs).
+                    unsafe { $call }
+                }
+            }
+            fn typed<S: Elem, O: Elem, const L: usize>(args: &ProbsArgs) {
+                let rows = Rows::<S, O, L> { args, _types: std::marker::PhantomData };
+                let target = Target::detect();
+                over_rows(args, |range, work| target.run(Part { rows: &rows, range, work }))
+            }
             let run = catch_unwind(AssertUnwindSafe(|| {
-                #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-                unsafe fn wide<S: Elem, O: Elem, const L: usize>(
-                    $rows: &Rows<S, O, L>,
-                    $range: std::ops::Range<usize>,
-                    $work: &mut [f32],
-                ) {
-                    $call
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn narrow<S: Elem, O: Elem, const L: usize>(
-                    $rows: &Rows<S, O, L>,
-                    $range: std::ops::Range<usize>,
-                    $work: &mut [f32],
-                ) {
-                    $call
-                }
-                fn typed<S: Elem, O: Elem, const L: usize>(args: &ProbsArgs) {
-                    let rows = Rows::<S, O, L> { args, _types: std::marker::PhantomData };
-                    // SAFETY: `applies` admitted only CPUs with AVX2 and FMA; the arguments
-                    // are the C++ side's (see ProbsArgs).
-                    if std::arch::is_x86_feature_detected!("avx512bw") {
-                        over_rows(args, |r, w| unsafe { wide(&rows, r, w) })
-                    } else {
-                        over_rows(args, |r, w| unsafe { narrow(&rows, r, w) })
-                    }
-                }
                 match (args.scores_bf16 != 0, args.out_bf16 != 0, args.lanes) {
                     (false, false, 8) => typed::<f32, f32, 8>(args),
                     (false, false, 16) => typed::<f32, f32, 16>(args),
@@ -447,8 +439,6 @@ macro_rules! kernel {
                     (_, _, lanes) => panic!("libtorch vectors of {lanes} floats"),
                 }
             }));
-            #[cfg(not(target_arch = "x86_64"))]
-            let run = Err::<(), _>(args); // `applies` admits x86-64 only
             c_int::from(run.is_err())
         }
     };

@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::models::probs::{Bf16, Elem};
 use crate::ops::{self, AdamW};
+use crate::simd::{Kernel, Target};
 use tch::{Device, Kind, Tensor};
 
 /// The update's constants, rounded to float32 where libtorch's kernel rounds them (it computes
@@ -152,24 +153,11 @@ pub(crate) fn update(updates: &[Update], hp: AdamW, clip: f32, lanes: usize) -> 
         .enumerate()
         .flat_map(|(i, s)| (0..s.len).step_by(CHUNK).map(move |start| (i, start)))
         .collect();
-    #[cfg(target_arch = "x86_64")]
-    let wide = std::arch::is_x86_feature_detected!("avx512f");
+    let target = Target::detect();
     ops::parallel_for(units.len(), 1, |range| {
         for &(i, start) in &units[range] {
             let s = &slices[i];
-            let end = s.len.min(start + CHUNK);
-            #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: `optim` updates this way only where libtorch runs its AVX2 or
-                // AVX-512 kernels, so the CPU has AVX2 and FMA, and AVX-512F for `wide`.
-                if wide {
-                    unsafe { range_wide(s, start, end) }
-                } else {
-                    unsafe { range_narrow(s, start, end) }
-                }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            update_range(s, start, end);
+            target.run(Elements { s, start, end: s.len.min(start + CHUNK) });
         }
     });
     Ok(())
@@ -186,6 +174,20 @@ fn vector_end(len: usize, lanes: usize) -> usize {
 }
 
 /// Elements `start..end` of one parameter.
+struct Elements<'a> {
+    s: &'a Slices,
+    start: usize,
+    end: usize,
+}
+
+impl Kernel for Elements<'_> {
+    #[inline(always)]
+    fn run(self) {
+        let Elements { s, start, end } = self;
+        update_range(s, start, end)
+    }
+}
+
 #[inline(always)]
 fn update_range(s: &Slices, start: usize, end: usize) {
     let n = end - start;
@@ -217,18 +219,6 @@ fn update_range(s: &Slices, start: usize, end: usize) {
     for ((((p, m), v), g), w) in p_tail.iter_mut().zip(m_tail).zip(v_tail).zip(g_tail).zip(w_tail) {
         step(false, p, m, v, g, w);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn range_wide(s: &Slices, start: usize, end: usize) {
-    update_range(s, start, end)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn range_narrow(s: &Slices, start: usize, end: usize) {
-    update_range(s, start, end)
 }
 
 /// AdamW's steps for a float32 table whose rows mostly have a zero gradient (the word
@@ -368,24 +358,12 @@ impl LazyRows {
     /// with the gradient's row when there is a gradient.
     fn run(&mut self, s: &RowSlices, rows: &[i64]) -> Result<()> {
         let (steps, taken) = (&self.steps, &self.taken);
-        #[cfg(target_arch = "x86_64")]
-        let wide = std::arch::is_x86_feature_detected!("avx512f");
+        let target = Target::detect();
         ops::parallel_for(rows.len(), 16, |range| {
             for &row in &rows[range] {
                 let row = row as usize;
                 let missed = &steps[(taken[row] as usize).min(steps.len())..];
-                #[cfg(target_arch = "x86_64")]
-                {
-                    // SAFETY: `optim` updates rows only where libtorch runs its AVX2 or AVX-512
-                    // kernels, so the CPU has AVX2 and FMA, and AVX-512F for `wide`.
-                    if wide {
-                        unsafe { row_wide(s, row, missed) }
-                    } else {
-                        unsafe { row_narrow(s, row, missed) }
-                    }
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                update_row(s, row, missed);
+                target.run(Row { s, row, missed });
             }
         });
         let done = self.steps.len() as u32;
@@ -397,6 +375,20 @@ impl LazyRows {
 }
 
 /// Row `row` takes `missed` (the last with the gradient, if `s` has one).
+struct Row<'a> {
+    s: &'a RowSlices,
+    row: usize,
+    missed: &'a [Constants],
+}
+
+impl Kernel for Row<'_> {
+    #[inline(always)]
+    fn run(self) {
+        let Row { s, row, missed } = self;
+        update_row(s, row, missed)
+    }
+}
+
 #[inline(always)]
 fn update_row(s: &RowSlices, row: usize, missed: &[Constants]) {
     let (start, w) = (row * s.width, s.width);
@@ -444,18 +436,6 @@ fn pass(c: &Constants, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s
     for (((p, m), v), g) in p_tail.iter_mut().zip(m_tail).zip(v_tail).zip(g_tail) {
         (*p, *m, *v) = c.element(*p, *m, *v, *g, false);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn row_wide(s: &RowSlices, row: usize, missed: &[Constants]) {
-    update_row(s, row, missed)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn row_narrow(s: &RowSlices, row: usize, missed: &[Constants]) {
-    update_row(s, row, missed)
 }
 
 #[cfg(test)]
