@@ -266,8 +266,8 @@ impl LazyRows {
     }
 
     /// One step (hyperparameters `hp`, step count `step`, counting this step) with `grad`,
-    /// which is zero outside `rows` (sorted, without repeats): those rows take the steps they
-    /// missed, then this one; the others will take it later.
+    /// which is zero outside `rows`: those rows take the steps they missed, then this one; the
+    /// others will take it later.
     pub fn step(
         &mut self,
         table: &Table,
@@ -290,7 +290,7 @@ impl LazyRows {
         }
         let slices = self.slices(table, None, lanes)?;
         let count = self.taken.len() as i64;
-        let rows: Vec<i64> = rows.iter().copied().filter(|&r| (0..count).contains(&r)).collect();
+        let rows: Vec<i64> = rows.iter().copied().filter(|r| (0..count).contains(r)).collect();
         self.run(&slices, &rows)
     }
 
@@ -354,9 +354,17 @@ impl LazyRows {
         })
     }
 
-    /// Each of `rows` (distinct, in the table) takes the steps from its own on, the last one
-    /// with the gradient's row when there is a gradient.
+    /// Each of `rows` takes the steps from its own on, the last one with the gradient's row
+    /// when there is a gradient.
     fn run(&mut self, s: &RowSlices, rows: &[i64]) -> Result<()> {
+        // Each row once: the threads write rows, not elements, apart.
+        let mut rows = rows.to_vec();
+        rows.sort_unstable();
+        rows.dedup();
+        let count = self.taken.len() as i64;
+        if let Some(row) = rows.iter().find(|r| !(0..count).contains(*r)) {
+            return Err(Error::Other(format!("row {row} is outside a table of {count} rows")));
+        }
         let (steps, taken) = (&self.steps, &self.taken);
         let target = Target::detect();
         ops::parallel_for(rows.len(), 16, |range| {
@@ -367,7 +375,7 @@ impl LazyRows {
             }
         });
         let done = self.steps.len() as u32;
-        for &row in rows {
+        for &row in &rows {
             self.taken[row as usize] = done;
         }
         Ok(())

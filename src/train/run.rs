@@ -14,6 +14,7 @@ use crate::models::{Model, ProblemType};
 use crate::ops::{Autocast, Half};
 use crate::parallel::Threads;
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, MutexGuard};
 
 use tch::{Kind, Tensor};
@@ -344,9 +345,10 @@ pub fn train<H: Hooks>(
     run: &Mutex<Run>,
     hooks: &mut H,
 ) -> std::result::Result<Summary, H::Error> {
-    let summary = train_steps(model, run, hooks);
+    // Also after a panic, which then goes on.
+    let summary = std::panic::catch_unwind(AssertUnwindSafe(|| train_steps(model, run, hooks)));
     let settled = settle(model, run);
-    let summary = summary?;
+    let summary = summary.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     settled?;
     Ok(summary)
 }
