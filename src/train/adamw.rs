@@ -79,10 +79,8 @@ impl Constants {
 
 /// One parameter's part of `update`.
 pub(crate) struct Update<'a> {
-    /// The float32 weight, its moments and its step count (already counting this step).
-    pub param: &'a Tensor,
-    pub exp_avg: &'a Tensor,
-    pub exp_avg_sq: &'a Tensor,
+    /// The float32 weight and its moments, and its step count (already counting this step).
+    pub state: Table<'a>,
     pub step: f64,
     /// The bfloat16 gradient, read; the bfloat16 copy of the weight, written.
     pub grad: &'a Tensor,
@@ -113,34 +111,23 @@ const CHUNK: usize = 16 * 1024;
 pub(crate) fn update(updates: &[Update], hp: AdamW, clip: f32, lanes: usize) -> Result<()> {
     let mut slices = Vec::with_capacity(updates.len());
     for u in updates {
-        let len = u.param.numel();
+        let len = u.state.param.numel();
         let roles = [
-            ("weight", u.param, Kind::Float),
-            ("exp_avg", u.exp_avg, Kind::Float),
-            ("exp_avg_sq", u.exp_avg_sq, Kind::Float),
+            ("weight", u.state.param, Kind::Float),
+            ("exp_avg", u.state.exp_avg, Kind::Float),
+            ("exp_avg_sq", u.state.exp_avg_sq, Kind::Float),
             ("gradient", u.grad, Kind::BFloat16),
             ("copy", u.weight, Kind::BFloat16),
         ];
         for (role, t, kind) in roles {
-            if t.kind() != kind
-                || t.device() != Device::Cpu
-                || !t.is_contiguous()
-                || t.numel() != len
-            {
-                return Err(Error::Other(format!(
-                    "the bfloat16 AdamW update needs a contiguous {kind:?} CPU {role} of {len} \
-                     elements, not {:?} {:?} of shape {:?} and strides {:?}",
-                    t.kind(),
-                    t.device(),
-                    t.size(),
-                    t.stride()
-                )));
-            }
+            check(t, kind, t.numel() == len, || {
+                format!("the bfloat16 AdamW update needs a contiguous {kind:?} CPU {role} of {len} elements")
+            })?;
         }
         slices.push(Slices {
-            param: u.param.data_ptr().cast(),
-            exp_avg: u.exp_avg.data_ptr().cast(),
-            exp_avg_sq: u.exp_avg_sq.data_ptr().cast(),
+            param: u.state.param.data_ptr().cast(),
+            exp_avg: u.state.exp_avg.data_ptr().cast(),
+            exp_avg_sq: u.state.exp_avg_sq.data_ptr().cast(),
             grad: u.grad.data_ptr().cast_const().cast(),
             weight: u.weight.data_ptr().cast(),
             len,
@@ -161,6 +148,22 @@ pub(crate) fn update(updates: &[Update], hp: AdamW, clip: f32, lanes: usize) -> 
         }
     });
     Ok(())
+}
+
+/// Checks an operand of an update: a contiguous CPU tensor of `kind` whose size `fits`; else
+/// the error says what was needed (`needs`) and what `t` is.
+fn check(t: &Tensor, kind: Kind, fits: bool, needs: impl FnOnce() -> String) -> Result<()> {
+    if t.kind() == kind && t.device() == Device::Cpu && t.is_contiguous() && fits {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "{}, not {:?} {:?} of shape {:?} and strides {:?}",
+        needs(),
+        t.kind(),
+        t.device(),
+        t.size(),
+        t.stride()
+    )))
 }
 
 /// Where libtorch's kernel leaves the vector form of `Constants::element` for the scalar one,
@@ -319,19 +322,9 @@ impl LazyRows {
         ];
         roles.extend(grad.map(|g| ("gradient", g)));
         for (role, t) in roles {
-            if t.kind() != Kind::Float
-                || t.device() != Device::Cpu
-                || !t.is_contiguous()
-                || t.size() != size
-            {
-                return Err(Error::Other(format!(
-                    "the row-wise AdamW update needs a contiguous Float CPU {role} of shape \
-                     {size:?}, not {:?} {:?} of shape {:?}",
-                    t.kind(),
-                    t.device(),
-                    t.size()
-                )));
-            }
+            check(t, Kind::Float, t.size() == size, || {
+                format!("the row-wise AdamW update needs a contiguous Float CPU {role} of shape {size:?}")
+            })?;
         }
         if self.taken.len() != rows as usize {
             if !self.is_whole() {
@@ -474,9 +467,7 @@ mod tests {
                     let scale = [1e-4, 1e-2, 1.0, 3e-3][step - 1];
                     let grad = (Tensor::randn([len], cpu) * scale).to_kind(Kind::BFloat16);
                     let u = Update {
-                        param: &p,
-                        exp_avg: &m,
-                        exp_avg_sq: &v,
+                        state: Table { param: &p, exp_avg: &m, exp_avg_sq: &v },
                         step: step as f64,
                         grad: &grad,
                         weight: &weight,
@@ -583,7 +574,8 @@ mod tests {
     fn tensors_of_other_kinds_are_refused() {
         let t = Tensor::zeros([4], (Kind::Float, Device::Cpu));
         let hp = AdamW { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
-        let u = Update { param: &t, exp_avg: &t, exp_avg_sq: &t, step: 1.0, grad: &t, weight: &t };
+        let state = Table { param: &t, exp_avg: &t, exp_avg_sq: &t };
+        let u = Update { state, step: 1.0, grad: &t, weight: &t };
         let err = update(&[u], hp, 1.0, 16).unwrap_err().to_string();
         assert!(err.contains("BFloat16 CPU gradient of 4 elements, not Float"), "{err}");
     }

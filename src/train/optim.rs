@@ -76,6 +76,11 @@ impl Param {
     }
 }
 
+/// The rows a step wrote into the kept word buffer (`Written::Rows`), each once, sorted.
+fn sorted_rows(rows: &[Tensor]) -> Result<Tensor> {
+    Ok(Tensor::f_cat(rows, 0)?.f_internal_unique(true, false)?.0)
+}
+
 /// Counts a step taken outside `_fused_adamw_` in `step`, a float32 count as
 /// `_foreach_add_(steps, 1)` adds it; returns the new count.
 fn count_step(step: &Tensor) -> Result<f64> {
@@ -359,7 +364,7 @@ impl Optimizer {
         let written = match (&self.written, &self.word_buffer) {
             (Written::Rows(rows), Some(buffer)) if !rows.is_empty() => {
                 // Sorted, so that the norm's sum runs in the same order in every run.
-                let (rows, _) = Tensor::cat(rows, 0).f_internal_unique(true, false)?;
+                let rows = sorted_rows(rows)?;
                 let gathered = buffer.f_index_select(0, &rows)?;
                 Some((buffer, rows, gathered))
             }
@@ -437,9 +442,11 @@ impl Optimizer {
                     Tensor::empty(p.tensor.size(), (Kind::BFloat16, p.tensor.device()))
                 });
                 updates.push(adamw::Update {
-                    param: &half.master,
-                    exp_avg: &p.exp_avg,
-                    exp_avg_sq: &p.exp_avg_sq,
+                    state: adamw::Table {
+                        param: &half.master,
+                        exp_avg: &p.exp_avg,
+                        exp_avg_sq: &p.exp_avg_sq,
+                    },
                     step,
                     grad,
                     weight,
@@ -467,8 +474,7 @@ impl Optimizer {
             Some((g, i))
         });
         let (Some(at), false) = (at, rows.is_empty()) else { return Ok(None) };
-        let (rows, _) = Tensor::f_cat(rows, 0)?.f_internal_unique(true, false)?;
-        Ok(Some(Reached { at, rows: Vec::<i64>::try_from(&rows)? }))
+        Ok(Some(Reached { at, rows: Vec::<i64>::try_from(&sorted_rows(rows)?)? }))
     }
 
     /// Adds a micro-batch's word-embedding gradient into `table`'s gradient, which becomes the
