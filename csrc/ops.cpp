@@ -428,29 +428,23 @@ char *ft_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor **exp_a
   });
 }
 
-// torch.nn.utils.clip_grad_norm_ (foreach path): writes the total 2-norm before clipping and
-// the coefficient, and scales the gradients whose `scale` flag is set (the optimizer scales the
-// others in its update: its bfloat16 weights' gradients, src/train/optim.rs). Each norm is
-// computed in float32: a bfloat16 gradient's is then bit for bit its float32 copy's.
-char *ft_clip_grad_norm(at::Tensor **grads, const unsigned char *scale, int n, double max_norm,
-                        double *total_norm, double *coefficient) {
+// torch.nn.utils.clip_grad_norm_'s total norm (foreach path): each gradient's 2-norm computed
+// in float32 (a bfloat16 gradient's is then bit for bit its float32 copy's), then theirs.
+char *ft_grad_norm(at::Tensor **grads, int n, float *norm) {
   return guarded([&] {
     auto g = list(grads, n);
-    *total_norm = 0.0;
-    *coefficient = 1.0;
+    *norm = 0.0f;
     if (g.empty()) return;
     auto norms = at::_foreach_norm(g, 2, at::kFloat);
-    auto total = at::linalg_vector_norm(at::stack(norms), 2);
-    auto coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
-    *total_norm = total.item<double>();
-    *coefficient = coef.item<double>();
-    // torch multiplies by the clamped coefficient even when it is 1, which changes nothing:
-    // that pass over every gradient is skipped.
-    if (*coefficient == 1.0) return;
-    std::vector<at::Tensor> scaled;
-    for (int i = 0; i < n; ++i)
-      if (scale[i]) scaled.push_back(g[i]);
-    if (!scaled.empty()) at::_foreach_mul_(scaled, coef.to(g[0].device()));
+    *norm = at::linalg_vector_norm(at::stack(norms), 2).item<float>();
+  });
+}
+
+// `grads *= coefficient`, clipping's multiply by its float32 coefficient.
+char *ft_scale_grads(at::Tensor **grads, int n, float coefficient) {
+  return guarded([&] {
+    auto g = list(grads, n);
+    if (!g.empty()) at::_foreach_mul_(g, static_cast<double>(coefficient));
   });
 }
 

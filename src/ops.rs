@@ -20,14 +20,8 @@ extern "C" {
         weight_decay: f64,
         eps: f64,
     ) -> *mut c_char;
-    fn ft_clip_grad_norm(
-        grads: *const *const C_tensor,
-        scale: *const u8,
-        n: c_int,
-        max_norm: f64,
-        total_norm: *mut f64,
-        coefficient: *mut f64,
-    ) -> *mut c_char;
+    fn ft_grad_norm(grads: *const *const C_tensor, n: c_int, norm: *mut f32) -> *mut c_char;
+    fn ft_scale_grads(grads: *const *const C_tensor, n: c_int, coefficient: f32) -> *mut c_char;
     fn ft_cast_only(
         loss: *const C_tensor,
         params: *const *const C_tensor,
@@ -172,27 +166,38 @@ pub struct Clipped {
     pub coefficient: f64,
 }
 
-/// torch.nn.utils.clip_grad_norm_: the total 2-norm of `grads` (each norm computed in
-/// float32) and the coefficient that brings it to at most `max_norm`; scales in place those
-/// grads whose `scale` flag is set (the optimizer's update scales the others).
+/// clip_grad_norm_'s coefficient for gradients of total norm `norm`: `max_norm / (norm +
+/// 1e-6)` clamped at 1, computed as torch computes it, in float32 and as the reciprocal times
+/// `max_norm` (Python's `float / tensor`); NaN for a NaN norm. An infinite `max_norm` (no
+/// clipping) gives 1.
+pub fn clip_coefficient(norm: f32, max_norm: f64) -> f32 {
+    if max_norm == f64::INFINITY {
+        return 1.0;
+    }
+    let coefficient = (1.0 / (norm + 1e-6)) * max_norm as f32;
+    if coefficient.is_nan() {
+        coefficient
+    } else {
+        coefficient.min(1.0)
+    }
+}
+
+/// torch.nn.utils.clip_grad_norm_ on libtorch: the total 2-norm of `grads` (each norm computed
+/// in float32) and `clip_coefficient`, which multiplies in place those grads whose `scale` flag
+/// is set (the optimizer's update scales the others).
 pub fn clip_grad_norm(grads: &[Tensor], scale: &[bool], max_norm: f64) -> Result<Clipped> {
     assert_eq!(grads.len(), scale.len(), "clip_grad_norm: one flag per gradient");
     let g = pointers(grads);
-    let scale: Vec<u8> = scale.iter().map(|&s| u8::from(s)).collect();
-    let (mut norm, mut coefficient) = (0.0, 1.0);
-    // SAFETY: as in fused_adamw; `scale` holds one flag per gradient; `norm` and `coefficient`
-    // outlive the call.
-    check(unsafe {
-        ft_clip_grad_norm(
-            g.as_ptr(),
-            scale.as_ptr(),
-            g.len() as c_int,
-            max_norm,
-            &mut norm,
-            &mut coefficient,
-        )
-    })?;
-    Ok(Clipped { norm, coefficient })
+    let mut norm = 0.0f32;
+    // SAFETY: as in fused_adamw; `norm` outlives the call.
+    check(unsafe { ft_grad_norm(g.as_ptr(), g.len() as c_int, &mut norm) })?;
+    let coefficient = clip_coefficient(norm, max_norm);
+    if coefficient != 1.0 {
+        let flagged: Vec<_> = g.iter().zip(scale).filter(|(_, &s)| s).map(|(g, _)| *g).collect();
+        // SAFETY: as in fused_adamw.
+        check(unsafe { ft_scale_grads(flagged.as_ptr(), flagged.len() as c_int, coefficient) })?;
+    }
+    Ok(Clipped { norm: f64::from(norm), coefficient: f64::from(coefficient) })
 }
 
 /// For each of `params` (float32 leaves on the CPU), whether the autograd graph of `loss`

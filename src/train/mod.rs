@@ -1,6 +1,7 @@
 //! Fine-tuning with transformers' Trainer semantics: schedules, metrics, and the loop.
 
 mod adamw;
+mod clip;
 pub mod config;
 pub mod data;
 pub mod masking;

@@ -3,7 +3,7 @@
 //! kernel for the update. Its state is laid out as `torch.optim.AdamW.state_dict()` so that a
 //! checkpoint's optimizer.pt reads in torch too.
 
-use super::adamw;
+use super::{adamw, clip};
 use crate::error::{Error, Result};
 use crate::models::probs::torch_lanes;
 use crate::models::WordLookup;
@@ -77,8 +77,8 @@ impl Param {
 }
 
 /// The rows a step wrote into the kept word buffer (`Written::Rows`), each once, sorted.
-fn sorted_rows(rows: &[Tensor]) -> Result<Tensor> {
-    Ok(Tensor::f_cat(rows, 0)?.f_internal_unique(true, false)?.0)
+fn sorted_rows(rows: &[Tensor]) -> Result<Vec<i64>> {
+    Ok(Vec::<i64>::try_from(&Tensor::f_cat(rows, 0)?.f_internal_unique(true, false)?.0)?)
 }
 
 /// Counts a step taken outside `_fused_adamw_` in `step`, a float32 count as
@@ -348,12 +348,12 @@ impl Optimizer {
         self.grads()
     }
 
-    /// `ops::clip_grad_norm` of `grads` (this optimizer's, as `grads()` returned them). The
-    /// kept word buffer holds zeros outside the rows the step wrote, so its norm and its
-    /// clipping are those rows' alone: over the whole table they took a tenth of what a MiniLM
-    /// step spends outside its matrix products (bench/README.md). A norm that is not finite
-    /// scales every gradient by NaN or 0, also the kept word buffer's rows that the step did not
-    /// write (NaN fills them), which zero_grad then clears whole.
+    /// clip_grad_norm_ of `grads` (this optimizer's, as `grads()` returned them). In CPU
+    /// memory `clip::Grads` reads the kept word buffer only at the rows the step wrote (it holds
+    /// zeros elsewhere): over the whole table they took a tenth of what a MiniLM step spends
+    /// outside its matrix products (bench/README.md). A norm that is not finite scales every
+    /// gradient by NaN or 0, also the kept word buffer's rows that the step did not write (NaN
+    /// fills them), which zero_grad then clears whole.
     pub fn clip_grad_norm(&mut self, grads: &[Tensor], max_norm: f64) -> Result<f64> {
         // Which of them clipping scales: all but the half weights', which the update scales.
         let scaled: Vec<bool> = self
@@ -361,34 +361,22 @@ impl Optimizer {
             .filter(|p| p.grad().is_some())
             .map(|p| p.tensor.grad().defined())
             .collect();
-        let written = match (&self.written, &self.word_buffer) {
+        let words = match (&self.written, &self.word_buffer) {
             (Written::Rows(rows), Some(buffer)) if !rows.is_empty() => {
-                // Sorted, so that the norm's sum runs in the same order in every run.
-                let rows = sorted_rows(rows)?;
-                let gathered = buffer.f_index_select(0, &rows)?;
-                Some((buffer, rows, gathered))
+                Some((buffer, sorted_rows(rows)?))
             }
             _ => None,
         };
-        let clipped = match &written {
-            Some((buffer, rows, gathered)) => {
-                let by_rows: Vec<Tensor> = grads
-                    .iter()
-                    .map(|g| if g.is_set_to(buffer) { gathered } else { g }.shallow_clone())
-                    .collect();
-                let clipped = ops::clip_grad_norm(&by_rows, &scaled, max_norm)?;
-                let mut buffer = buffer.shallow_clone();
-                // The scaled rows go back, unless nothing was scaled (a coefficient of 1); a
-                // NaN coefficient turns the other rows' zeros into NaN too.
-                if clipped.coefficient.is_nan() {
-                    let _ = tch::no_grad(|| buffer.f_fill_(f64::NAN))?;
-                } else if clipped.coefficient != 1.0 {
-                    let _ = tch::no_grad(|| buffer.f_index_copy_(0, rows, gathered))?;
-                }
-                clipped
-            }
+        let words = words.as_ref().map(|(buffer, rows)| (*buffer, &rows[..]));
+        let clipped = match clip::Grads::new(grads, &scaled, words)? {
+            Some(grads) => grads.clip(max_norm),
             None => ops::clip_grad_norm(grads, &scaled, max_norm)?,
         };
+        if clipped.coefficient.is_nan() {
+            if let Some(buffer) = &self.word_buffer {
+                let _ = tch::no_grad(|| buffer.shallow_clone().f_fill_(f64::NAN))?;
+            }
+        }
         self.clip = clipped.coefficient as f32;
         if !clipped.norm.is_finite() {
             self.written = Written::All;
@@ -474,7 +462,7 @@ impl Optimizer {
             Some((g, i))
         });
         let (Some(at), false) = (at, rows.is_empty()) else { return Ok(None) };
-        Ok(Some(Reached { at, rows: Vec::<i64>::try_from(&sorted_rows(rows)?)? }))
+        Ok(Some(Reached { at, rows: sorted_rows(rows)? }))
     }
 
     /// Adds a micro-batch's word-embedding gradient into `table`'s gradient, which becomes the
