@@ -73,6 +73,12 @@ impl Grads {
                             )))
                         }
                     };
+                    // Distinct rows: the threads scale each row's part alone.
+                    if rows.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(Error::Other(
+                            "the word buffer's rows must be sorted and distinct".into(),
+                        ));
+                    }
                     for &row in rows {
                         if !(0..count).contains(&row) {
                             return Err(Error::Other(format!(
@@ -284,6 +290,8 @@ mod tests {
         assert_eq!(clipped, expected);
         assert!(buffer.equal(&dense[0]) && other.equal(&dense[1]));
 
+        let error = Grads::new(&grads, &[true, true], Some((&buffer, &[3, 3]))).err().unwrap();
+        assert!(error.to_string().contains("sorted and distinct"), "{error}");
         let error = Grads::new(&grads, &[true, true], Some((&buffer, &[2, 50]))).err().unwrap();
         assert!(
             error.to_string().contains("row 50 is outside the word buffer's 50 rows"),
