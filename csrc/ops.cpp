@@ -1,8 +1,10 @@
-// libtorch operations that tch does not bind: the fused AdamW step, foreach gradient
-// clipping, which parameters reach a loss only through a cast to bfloat16, setting `.grad`, GradScaler's unscaling, autocast, randperm with a private
-// seeded generator, at::parallel_for (libtorch's own thread pool) for Rust work, and the
-// attention's change of layout between packed token rows and heads (with the rotary) and the
-// attention of each packed sequence, as autograd functions. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// libtorch operations that tch does not bind: the fused AdamW step, the gradients' norm and
+// scaling for clipping, which parameters reach a loss only through a cast to bfloat16, setting
+// `.grad`, GradScaler's unscaling, autocast, randperm with a private seeded generator,
+// at::parallel_for (libtorch's own thread pool) for Rust work, and, as autograd functions, the
+// attention's change of layout between packed token rows and heads (with the rotary), the
+// attention of each packed sequence, and the linear layers of bfloat16 training. Called from
+// src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
 
@@ -12,6 +14,8 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/ExpandUtils.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/functions/accumulate_grad.h>
 
@@ -226,6 +230,49 @@ struct MergeHeads : public torch::autograd::Function<MergeHeads> {
   }
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
     return {to_heads(grads[0], saved(ctx), 1.0f)[0], {}, {}, {}};
+  }
+};
+
+// A linear layer on the CPU in bfloat16 (x [tokens, in], W [out, in], b [out] or undefined),
+// as at::linear computes it under autocast, bit for bit: the forward is oneDNN's product with
+// the bias added to its float32 sums (mkldnn::_linear_pointwise; at::addmm first copies the
+// bias into every row of the output, then adds the product to it, rounding once as well), the
+// backward AddmmBackward0's: the input's gradient g·W, the weight's gᵀ·x, the bias's the
+// column sums of g (at::sum_to). The two products, equal in work, run at once, one thread
+// each: oneDNN's bfloat16 products of a MiniLM layer's shapes gained less from a second thread
+// than from running beside the other product (bench/README.md). No bias: `b` has no elements
+// (autograd functions take no undefined inputs).
+struct BfLinear : public torch::autograd::Function<BfLinear> {
+  static at::Tensor forward(AutogradContext *ctx, at::Tensor x, at::Tensor w, at::Tensor b) {
+    ctx->save_for_backward({x, w});
+    if (b.numel() == 0) b = at::Tensor();
+    ctx->saved_data["bias"] = b.defined();
+    static auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+    std::vector<c10::IValue> stack{x, w, b.defined() ? c10::IValue(b) : c10::IValue(),
+                                   c10::IValue(std::string("none")),
+                                   c10::IValue(c10::List<std::optional<at::Scalar>>()),
+                                   c10::IValue(std::string(""))};
+    op.callBoxed(stack);
+    return stack[0].toTensor();
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1];
+    auto g = grads[0].contiguous();
+    at::Tensor gx, gw, gb;
+    bool want_x = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) {
+      std::vector<int64_t> shape{w.size(0)};
+      gb = at::sum_to(g, at::IntArrayRef(shape));
+    }
+    at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        if (i == 0 && want_x) gx = g.mm(w);
+        if (i == 1 && want_w) gw = g.t().mm(x);
+      }
+    });
+    return {gx, gw, gb};
   }
 };
 
@@ -517,6 +564,46 @@ char *ft_autocast(int cuda, int half, int enabled) {
       if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
       at::autocast::set_autocast_enabled(device, false);
     }
+  });
+}
+
+// Whether this libtorch has oneDNN's linear (mkldnn::_linear_pointwise) and runs it in
+// bfloat16 on this CPU (mkldnn::_is_mkldnn_bf16_supported).
+bool bf_linear_available() {
+  static const bool available = [] {
+    auto &dispatcher = c10::Dispatcher::singleton();
+    auto linear = dispatcher.findSchema({"mkldnn::_linear_pointwise", ""});
+    auto supported = dispatcher.findSchema({"mkldnn::_is_mkldnn_bf16_supported", ""});
+    if (!linear || !supported) return false;
+    std::vector<c10::IValue> stack;
+    supported->callBoxed(stack);
+    return stack.size() == 1 && stack[0].isBool() && stack[0].toBool();
+  }();
+  return available;
+}
+
+// at::linear(x, w, b) (b may be undefined): BfLinear where x is a 2-D CPU tensor, autocast
+// casts to bfloat16 on the CPU, gradients are recorded and oneDNN's linear is there
+// (autocast's casts are made here, as autocast makes them, cached for the weights);
+// at::linear elsewhere.
+char *ft_linear(at::Tensor *x, at::Tensor *w, at::Tensor *b, at::Tensor **out) {
+  return guarded([&] {
+    at::Tensor bias = b ? *b : at::Tensor();
+    bool bf16 = at::autocast::is_autocast_enabled(at::kCPU) &&
+                at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16;
+    if (bf16 && at::GradMode::is_enabled() && x->dim() == 2 && x->device().is_cpu() &&
+        w->device().is_cpu() && bf_linear_available()) {
+      auto cast = [](const at::Tensor &t) {
+        return at::autocast::cached_cast(at::kBFloat16, t, c10::DeviceType::CPU);
+      };
+      auto xb = cast(*x).contiguous();
+      auto wb = cast(*w).contiguous();
+      auto none = at::empty({0}, wb.options());
+      *out = new at::Tensor(BfLinear::apply(xb, wb, bias.defined() ? cast(bias) : none));
+      return;
+    }
+    *out = new at::Tensor(at::linear(*x, *w, bias.defined() ? std::optional<at::Tensor>(bias)
+                                                            : std::nullopt));
   });
 }
 

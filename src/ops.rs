@@ -20,6 +20,12 @@ extern "C" {
         weight_decay: f64,
         eps: f64,
     ) -> *mut c_char;
+    fn ft_linear(
+        x: *const C_tensor,
+        w: *const C_tensor,
+        b: *const C_tensor,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
     fn ft_grad_norm(grads: *const *const C_tensor, n: c_int, norm: *mut f32) -> *mut c_char;
     fn ft_scale_grads(grads: *const *const C_tensor, n: c_int, coefficient: f32) -> *mut c_char;
     fn ft_cast_only(
@@ -164,6 +170,18 @@ pub fn fused_adamw(
 pub struct Clipped {
     pub norm: f64,
     pub coefficient: f64,
+}
+
+/// `layer.forward(x)` (at::linear); on the CPU under bfloat16 autocast while gradients are
+/// recorded, with the bias added inside the product and the backward's two products at once
+/// (csrc/ops.cpp, `BfLinear`), the same numbers bit for bit.
+pub fn linear(layer: &tch::nn::Linear, x: &Tensor) -> Result<Tensor> {
+    let bias = layer.bs.as_ref().map_or(std::ptr::null(), Tensor::as_ptr);
+    let mut out = std::ptr::null_mut();
+    // SAFETY: the pointers are live tch tensors (or NULL for no bias) for the duration of the
+    // call; `out` receives a new at::Tensor owned by the Tensor made of it.
+    check(unsafe { ft_linear(x.as_ptr(), layer.ws.as_ptr(), bias, &mut out) })?;
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// clip_grad_norm_'s coefficient for gradients of total norm `norm`: `max_norm / (norm +
@@ -547,6 +565,51 @@ mod tests {
         let context = Tensor::zeros([3, 2, 3, 5], (Kind::Float, Device::Cpu));
         let error = merge_heads(&context, &map, 2).unwrap_err().to_string();
         assert!(error.contains("heads must be CPU tensors"), "{error}");
+    }
+
+    #[test]
+    fn linear_under_bfloat16_autocast_is_at_linear_bit_for_bit() {
+        use tch::nn::Module;
+        tch::manual_seed(3);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        for (i, (tokens, input, output, bias)) in
+            [(540, 384, 384, true), (37, 384, 1536, true), (53, 1536, 384, true), (7, 24, 2, false)]
+                .into_iter()
+                .enumerate()
+        {
+            let config = tch::nn::LinearConfig { bias, ..Default::default() };
+            let layer = tch::nn::linear(vs.root() / i, input, output, config);
+            let x =
+                Tensor::randn([tokens, input], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let g = Tensor::randn([tokens, output], (Kind::Float, Device::Cpu));
+            // The output and the float32 gradients of x, W and b, by `run`.
+            let grads = |run: &dyn Fn() -> Tensor| {
+                let guard = Autocast::enter(Device::Cpu, Half::BFloat16).unwrap();
+                let y = run();
+                drop(guard);
+                let mut inputs = vec![&x, &layer.ws];
+                inputs.extend(layer.bs.as_ref());
+                let mut out = vec![y.copy()];
+                let loss = (y.to_kind(Kind::Float) * &g).sum(Kind::Float);
+                out.extend(Tensor::run_backward(&[&loss], &inputs, false, false));
+                out
+            };
+            let ours = grads(&|| linear(&layer, &x).unwrap());
+            let theirs = grads(&|| layer.forward(&x));
+            assert_eq!(ours[0].kind(), Kind::BFloat16);
+            assert_eq!(ours.len(), theirs.len());
+            for (k, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert_eq!(a.kind(), b.kind(), "{i} {k}");
+                assert!(a.equal(b), "shape {i}, tensor {k}: {}", (a - b).abs().max());
+            }
+        }
+        // Without autocast, or without gradients, it is at::linear.
+        let layer = tch::nn::linear(vs.root() / "plain", 4, 3, Default::default());
+        let x = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
+        assert!(linear(&layer, &x).unwrap().equal(&layer.forward(&x)));
+        let _guard = Autocast::enter(Device::Cpu, Half::BFloat16).unwrap();
+        let y = tch::no_grad(|| linear(&layer, &x).unwrap());
+        assert!(y.equal(&tch::no_grad(|| layer.forward(&x))));
     }
 
     #[test]

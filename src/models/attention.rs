@@ -4,10 +4,10 @@
 use super::config::ModelConfig;
 use super::dropout::dropout;
 use super::encoder::Packing;
-use super::init::linear;
+use super::init::{apply, linear};
 use super::probs;
 use crate::ops::{self, RowMap};
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// How attention probabilities are computed; all give transformers' results.
@@ -102,9 +102,9 @@ impl SelfAttention {
     pub(crate) fn forward(&self, x: &Tensor, pass: &Pass) -> Tensor {
         let h = self.num_heads;
         let heads = |t: Tensor| split_heads(&t, 1, h, pass.layout, None, pass).swap_remove(0);
-        let q = heads(self.query.forward(x));
-        let k = heads(self.key.forward(x));
-        let v = heads(self.value.forward(x));
+        let q = heads(apply(&self.query, x));
+        let k = heads(apply(&self.key, x));
+        let v = heads(apply(&self.value, x));
         let context = attend(&q, &k, &v, pass.bias, self.dropout, pass, Softmax::InScores);
         merge_heads(context, pass)
     }

@@ -11,7 +11,7 @@ use super::attention::{merge_heads, min_value, probabilities, Pass, Softmax};
 use super::config::{Activation, ConvConfig, DebertaConfig, ModelConfig};
 use super::dropout::dropout;
 use super::encoder::activate;
-use super::init::{layer_norm, linear, normal_init};
+use super::init::{apply, layer_norm, linear, normal_init};
 use super::Batch;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -260,9 +260,9 @@ impl Stack {
     fn layer(&self, layer: &Layer, x: &Tensor, shared: &Shared, pass: &Pass) -> Tensor {
         let train = pass.train;
         let s = &self.settings;
-        let q = self.heads(layer.query.forward(x), pass);
-        let k = self.heads(layer.key.forward(x), pass);
-        let v = self.heads(layer.value.forward(x), pass);
+        let q = self.heads(apply(&layer.query, x), pass);
+        let k = self.heads(apply(&layer.key, x), pass);
+        let v = self.heads(apply(&layer.value, x), pass);
         // sqrt(head_dim · scale_factor), in float32 as `scaled_size_sqrt`.
         let scale = ((self.head_dim * s.scale_factor()) as f32).sqrt() as f64;
         // transformers divides the keys, then multiplies.
@@ -304,10 +304,10 @@ impl Stack {
         let context = probs.matmul(&v);
         let context = merge_heads(context, pass);
         let attended =
-            dropout(&layer.attention_output.forward(&context), self.hidden_dropout, train);
+            dropout(&apply(&layer.attention_output, &context), self.hidden_dropout, train);
         let attended = layer.attention_norm.forward(&(attended + x));
-        let inner = activate(self.activation, &layer.ffn_in.forward(&attended));
-        let out = dropout(&layer.ffn_out.forward(&inner), self.hidden_dropout, train);
+        let inner = activate(self.activation, &apply(&layer.ffn_in, &attended));
+        let out = dropout(&apply(&layer.ffn_out, &inner), self.hidden_dropout, train);
         layer.output_norm.forward(&(out + attended))
     }
 

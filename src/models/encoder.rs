@@ -14,7 +14,7 @@ use super::config::{Activation, Arch, ModelConfig};
 use super::deberta;
 use super::dropout::dropout;
 use super::embeddings::{Embeddings, WordLookup};
-use super::init::{layer_norm, linear};
+use super::init::{apply, layer_norm, linear};
 use super::modernbert;
 use super::Batch;
 use crate::error::{Error, Result};
@@ -87,13 +87,13 @@ impl Layer {
     fn forward(&self, x: &Tensor, pass: &Pass) -> Tensor {
         let train = pass.train;
         let context = self.attention.forward(x, pass);
-        let mut attended = self.attention_output.forward(&context);
+        let mut attended = apply(&self.attention_output, &context);
         if self.attention_output_dropout {
             attended = dropout(&attended, self.hidden_dropout, train);
         }
         let attended = self.attention_norm.forward(&(attended + x));
-        let inner = activate(self.activation, &self.ffn_in.forward(&attended));
-        let out = dropout(&self.ffn_out.forward(&inner), self.hidden_dropout, train);
+        let inner = activate(self.activation, &apply(&self.ffn_in, &attended));
+        let out = dropout(&apply(&self.ffn_out, &inner), self.hidden_dropout, train);
         self.output_norm.forward(&(out + attended))
     }
 }
