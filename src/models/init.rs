@@ -18,13 +18,13 @@ pub(crate) fn linear(p: nn::Path, input: i64, output: i64, config: &ModelConfig)
     nn::linear(p, input, output, cfg)
 }
 
-/// A LayerNorm over the hidden size.
 /// `layer.forward(x)` through `ops::linear`: in bfloat16 training on the CPU the bias is added
 /// inside the product and the backward's two products run at once, with the same numbers.
 pub(crate) fn apply(layer: &nn::Linear, x: &Tensor) -> Tensor {
     crate::ops::linear(layer, x).expect("a linear layer")
 }
 
+/// A LayerNorm over the hidden size.
 pub(crate) fn layer_norm(p: nn::Path, config: &ModelConfig) -> nn::LayerNorm {
     layer_norm_of(p, config.hidden_size, config)
 }
