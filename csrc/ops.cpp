@@ -3,7 +3,8 @@
 // `.grad`, GradScaler's unscaling, autocast, randperm with a private seeded generator,
 // at::parallel_for (libtorch's own thread pool) for Rust work, and, as autograd functions, the
 // attention's change of layout between packed token rows and heads (with the rotary), the
-// attention of each packed sequence, and the linear layers of bfloat16 training. Called from
+// attention of each packed sequence, the linear layers of bfloat16 training, and DeBERTa's
+// relative attention scores. Called from
 // src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
@@ -458,6 +459,86 @@ struct AttentionProbs : public torch::autograd::Function<AttentionProbs> {
   }
 };
 
+
+// DeBERTa's attention scores with their relative terms, `scores + (c2p / scale + p2cᵀ /
+// scale)` at each pair's offset and the masked pairs set to the lowest value, in one pass per
+// [seq, seq] block forward and backward (src/models/relative.rs, whose kernels these call and
+// which says what the tensors are). The layout of RelativeArgs is relative.rs's.
+struct RelativeArgs {
+  const void *input;
+  void *c2p, *p2c;
+  const uint8_t *masked;
+  void *out;
+  int64_t batch, heads, seq, width;
+  float scale;
+  int32_t bf16;
+};
+using RelativeKernel = int (*)(const RelativeArgs *);
+
+struct RelativeScores : public torch::autograd::Function<RelativeScores> {
+  // c2p, p2c or masked without elements where absent (not both terms).
+  static at::Tensor forward(AutogradContext *ctx, at::Tensor scores, at::Tensor c2p,
+                            at::Tensor p2c, at::Tensor masked, double scale,
+                            int64_t forward_kernel, int64_t backward_kernel) {
+    bool has_c = c2p.numel() > 0, has_p = p2c.numel() > 0, has_m = masked.numel() > 0;
+    auto out = at::empty_like(scores);
+    RelativeArgs a{scores.const_data_ptr(),
+                   has_c ? c2p.data_ptr() : nullptr,
+                   has_p ? p2c.data_ptr() : nullptr,
+                   has_m ? reinterpret_cast<const uint8_t *>(masked.const_data_ptr()) : nullptr,
+                   out.data_ptr(),
+                   scores.size(0),
+                   scores.size(1),
+                   scores.size(2),
+                   (has_c ? c2p : p2c).size(3),
+                   static_cast<float>(scale),
+                   scores.scalar_type() == at::kBFloat16};
+    TORCH_CHECK(reinterpret_cast<RelativeKernel>(forward_kernel)(&a) == 0,
+                "the relative scores' kernel failed");
+    ctx->save_for_backward({masked});
+    ctx->saved_data["c2p"] = has_c;
+    ctx->saved_data["p2c"] = has_p;
+    ctx->saved_data["width"] = a.width;
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["backward_kernel"] = backward_kernel;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    if (!grads[0].defined()) return {{}, {}, {}, {}, {}, {}, {}};
+    auto masked = ctx->get_saved_variables()[0];
+    auto &d = ctx->saved_data;
+    auto grad = grads[0].contiguous();
+    bool has_m = masked.numel() > 0;
+    bool want_s = ctx->needs_input_grad(0);
+    bool want_c = d["c2p"].toBool() && ctx->needs_input_grad(1);
+    bool want_p = d["p2c"].toBool() && ctx->needs_input_grad(2);
+    // Without a mask the scores' gradient is the result's itself.
+    at::Tensor gs = want_s && has_m ? at::empty_like(grad) : at::Tensor();
+    std::vector<int64_t> terms{grad.size(1), grad.size(0), grad.size(2), d["width"].toInt()};
+    at::Tensor gc = want_c ? at::empty(terms, grad.options()) : at::Tensor();
+    at::Tensor gp = want_p ? at::empty(terms, grad.options()) : at::Tensor();
+    auto ptr = [](at::Tensor &t) { return t.defined() ? t.data_ptr() : nullptr; };
+    RelativeArgs a{grad.const_data_ptr(),
+                   ptr(gc),
+                   ptr(gp),
+                   has_m ? reinterpret_cast<const uint8_t *>(masked.const_data_ptr()) : nullptr,
+                   ptr(gs),
+                   grad.size(0),
+                   grad.size(1),
+                   grad.size(2),
+                   terms[3],
+                   static_cast<float>(d["scale"].toDouble()),
+                   grad.scalar_type() == at::kBFloat16};
+    if (gc.defined() || gp.defined() || gs.defined()) {
+      auto kernel = reinterpret_cast<RelativeKernel>(d["backward_kernel"].toInt());
+      TORCH_CHECK(kernel(&a) == 0, "the relative scores' backward kernel failed");
+    }
+    if (want_s && !has_m) gs = grad;
+    return {gs, gc, gp, {}, {}, {}, {}};
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -744,6 +825,46 @@ char *ft_attention_probs(at::Tensor *scores, at::Tensor *bias, at::Tensor *keep,
     *out = new at::Tensor(AttentionProbs::apply(
         s.contiguous(), optional(b), optional(k), scale, kept, lanes, out_bf16 != 0,
         reinterpret_cast<int64_t>(forward), reinterpret_cast<int64_t>(backward)));
+  });
+}
+
+
+// DeBERTa's scores with their relative terms (see RelativeScores); c2p, p2c and masked NULL
+// where absent (not both terms). Written to *out, differentiable in scores, c2p and p2c.
+char *ft_relative_scores(at::Tensor *scores, at::Tensor *c2p, at::Tensor *p2c,
+                         at::Tensor *masked, double scale, RelativeKernel forward,
+                         RelativeKernel backward, at::Tensor **out) {
+  return guarded([&] {
+    const auto &s = *scores;
+    TORCH_CHECK(s.device().is_cpu() && s.dim() == 4 && s.size(2) == s.size(3) &&
+                    (s.scalar_type() == at::kFloat || s.scalar_type() == at::kBFloat16),
+                "relative_scores takes float32 or bfloat16 CPU scores [batch, heads, seq, "
+                "seq]; got ", s.sizes(), " ", s.scalar_type());
+    TORCH_CHECK(c2p || p2c, "relative_scores needs c2p or p2c");
+    int64_t batch = s.size(0), heads = s.size(1), seq = s.size(2);
+    auto none = at::empty({0}, s.options());
+    auto term = [&](at::Tensor *t, const char *name) {
+      if (!t) return none;
+      TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == s.scalar_type() &&
+                      t->dim() == 4 && t->size(0) == heads && t->size(1) == batch &&
+                      t->size(2) == seq && t->size(3) >= 2 * seq - 1,
+                  name, " ", t->sizes(), " ", t->scalar_type(), " is not [", heads, ", ",
+                  batch, ", ", seq, ", at least ", 2 * seq - 1, "] of the scores' dtype");
+      return t->contiguous();
+    };
+    auto c = term(c2p, "c2p"), p = term(p2c, "p2c");
+    TORCH_CHECK(!c2p || !p2c || c.size(3) == p.size(3), "c2p and p2c differ in width");
+    auto m = none.to(at::kBool);
+    if (masked) {
+      TORCH_CHECK(masked->scalar_type() == at::kBool &&
+                      masked->sizes() == at::IntArrayRef({batch, 1, seq, seq}),
+                  "the mask ", masked->sizes(), " is not bool [", batch, ", 1, ", seq, ", ",
+                  seq, "]");
+      m = masked->contiguous();
+    }
+    *out = new at::Tensor(RelativeScores::apply(s.contiguous(), c, p, m, scale,
+                                                reinterpret_cast<int64_t>(forward),
+                                                reinterpret_cast<int64_t>(backward)));
   });
 }
 

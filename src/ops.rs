@@ -84,8 +84,18 @@ extern "C" {
         kept: f64,
         lanes: i64,
         out_bf16: c_int,
-        forward: ProbsKernel,
-        backward: ProbsKernel,
+        forward: Kernel,
+        backward: Kernel,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
+    fn ft_relative_scores(
+        scores: *const C_tensor,
+        c2p: *const C_tensor,
+        p2c: *const C_tensor,
+        masked: *const C_tensor,
+        scale: f64,
+        forward: Kernel,
+        backward: Kernel,
         out: *mut *mut C_tensor,
     ) -> *mut c_char;
     fn ft_parallel_for(
@@ -424,9 +434,9 @@ pub fn attend_each(
     Ok(unsafe { Tensor::from_ptr(out) })
 }
 
-/// A kernel of `attention_probs`: takes the C++ side's arguments (`models::probs::ProbsArgs`),
-/// returns 0, or 1 for a failure.
-pub type ProbsKernel = extern "C" fn(*const c_void) -> c_int;
+/// A kernel that `csrc/ops.cpp` calls with its arguments' struct (`models::probs::ProbsArgs`,
+/// `models::relative::RelativeArgs`): returns 0, or 1 for a failure.
+pub type Kernel = extern "C" fn(*const c_void) -> c_int;
 
 /// libtorch's CPU capability: "AVX2", "AVX512", "DEFAULT", ... (the kernels its CPU
 /// operations run).
@@ -453,7 +463,7 @@ pub fn attention_probs(
     kept: f64,
     lanes: i32,
     out_bf16: bool,
-    (forward, backward): (ProbsKernel, ProbsKernel),
+    (forward, backward): (Kernel, Kernel),
 ) -> Result<Tensor> {
     let pointer = |t: Option<&Tensor>| t.map_or(std::ptr::null(), Tensor::as_ptr);
     let mut out = std::ptr::null_mut();
@@ -468,6 +478,36 @@ pub fn attention_probs(
             kept,
             i64::from(lanes),
             c_int::from(out_bf16),
+            forward,
+            backward,
+            &mut out,
+        )
+    })?;
+    // SAFETY: `out` is the new at::Tensor the call made.
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// DeBERTa's attention scores with their relative terms by one autograd function whose forward
+/// and backward run `kernels` (see `models::relative`, which says what the arguments are).
+pub fn relative_scores(
+    scores: &Tensor,
+    c2p: Option<&Tensor>,
+    p2c: Option<&Tensor>,
+    masked: Option<&Tensor>,
+    scale: f64,
+    (forward, backward): (Kernel, Kernel),
+) -> Result<Tensor> {
+    let pointer = |t: Option<&Tensor>| t.map_or(std::ptr::null(), Tensor::as_ptr);
+    let mut out = std::ptr::null_mut();
+    // SAFETY: the tensors are live (or NULL) for the duration of the call; the kernels match
+    // the C++ side's RelativeArgs and never unwind.
+    check(unsafe {
+        ft_relative_scores(
+            scores.as_ptr(),
+            pointer(c2p),
+            pointer(p2c),
+            pointer(masked),
+            scale,
             forward,
             backward,
             &mut out,

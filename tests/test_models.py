@@ -635,6 +635,20 @@ def test_deberta_left_padding_matches_transformers(tmp_path):
         torch.testing.assert_close(ft(**batch).logits, hf(**batch).logits, rtol=0, atol=1e-5)
 
 
+def test_deberta_under_bfloat16_autocast_is_transformers_bit_for_bit(tmp_path):
+    """Under bfloat16 autocast transformers divides the scores by the scale cast to the
+    queries' dtype (the tiny model's sqrt(8 · 3) = 4.899 is 4.906 in bfloat16), and so does
+    ferrotune: the same logits, bit for bit, padding included."""
+    hf, ft = deberta_pair(tmp_path)
+    hf.eval()
+    ft.eval()
+    batch = padded_batch("deberta-v2")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs, ours = hf(**batch).logits, ft(**batch).logits
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    assert torch.equal(ours, theirs)
+
+
 @pytest.mark.parametrize(
     "problem_type, num_labels, labels",
     [

@@ -13,6 +13,7 @@ mod init;
 pub mod loss;
 mod modernbert;
 pub(crate) mod probs;
+pub(crate) mod relative;
 mod token_heads;
 pub mod weights;
 

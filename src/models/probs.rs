@@ -60,6 +60,8 @@ unsafe impl Sync for ProbsArgs {}
 pub(crate) trait Elem: Copy + Send + Sync + 'static {
     fn load(self) -> f32;
     fn store(x: f32) -> Self;
+    /// The lowest finite value (`torch.finfo(dtype).min`).
+    fn lowest() -> Self;
 }
 
 impl Elem for f32 {
@@ -70,6 +72,9 @@ impl Elem for f32 {
     #[inline(always)]
     fn store(x: f32) -> f32 {
         x
+    }
+    fn lowest() -> f32 {
+        f32::MIN
     }
 }
 
@@ -88,6 +93,9 @@ impl Elem for Bf16 {
         let bits = x.to_bits();
         let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
         Bf16(if x.is_nan() { 0x7FC0 } else { rounded })
+    }
+    fn lowest() -> Bf16 {
+        Bf16(0xFF7F)
     }
 }
 
@@ -397,7 +405,7 @@ fn over_rows(args: &ProbsArgs, body: impl Fn(std::ops::Range<usize>, &mut [f32])
     });
 }
 
-/// Defines the `extern "C"` kernel `$name` (an `ops::ProbsKernel`, called by `csrc/ops.cpp`
+/// Defines the `extern "C"` kernel `$name` (an `ops::Kernel`, called by `csrc/ops.cpp`
 /// with its `ProbsArgs`; nonzero when the kernel panicked). It runs `$call` (a use of
 /// `rows: &Rows<S, O, L>` over `range` with scratch `work`) for the scores' and the result's
 /// types and libtorch's vector width, compiled for the CPU's vector instructions (`simd`): the
@@ -516,7 +524,7 @@ pub(crate) fn attention_probs(
     let lanes = torch_lanes().expect("checked by applies");
     let keep = (train && p > 0.0).then(|| dropout::keep_mask(&scores.size(), p));
     let kept = keep.as_ref().map_or(1.0, |_| dropout::kept_value(Kind::Float, p));
-    let kernels = (forward_kernel as ops::ProbsKernel, backward_kernel as ops::ProbsKernel);
+    let kernels = (forward_kernel as ops::Kernel, backward_kernel as ops::Kernel);
     let bf16 = result == Kind::BFloat16;
     ops::attention_probs(scores, bias, keep.as_ref(), scale, kept, lanes, bf16, kernels)
         .expect("the attention probabilities")
