@@ -101,7 +101,7 @@ impl Elem for Bf16 {
 
 /// `x` rounded to `T`'s precision.
 #[inline(always)]
-fn round<T: Elem>(x: f32) -> f32 {
+pub(crate) fn round<T: Elem>(x: f32) -> f32 {
     T::store(x).load()
 }
 

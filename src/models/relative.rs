@@ -12,7 +12,7 @@
 //! libtorch rounds it (a term divided by the scale in float32, the two terms summed in float32,
 //! that sum added to the score in float32, each rounded once).
 
-use super::probs::{Bf16, Elem};
+use super::probs::{round, Bf16, Elem};
 use crate::ops;
 use crate::simd::{Kernel, Target};
 use std::ffi::{c_int, c_void};
@@ -190,12 +190,6 @@ impl<T: Elem> Blocks<'_, T> {
             }
         }
     }
-}
-
-/// `x` rounded to `T`'s precision.
-#[inline(always)]
-fn round<T: Elem>(x: f32) -> f32 {
-    T::store(x).load()
 }
 
 /// Runs `body` over the [seq, seq] blocks on libtorch's threads, with a row of scratch.
