@@ -4,8 +4,7 @@
 // at::parallel_for (libtorch's own thread pool) for Rust work, and, as autograd functions, the
 // attention's change of layout between packed token rows and heads (with the rotary), the
 // attention of each packed sequence, the linear layers of bfloat16 training, and DeBERTa's
-// relative attention scores. Called from
-// src/ops.rs; tensors arrive as tch's `at::Tensor*`.
+// relative attention scores. Called from src/ops.rs; tensors arrive as tch's `at::Tensor*`.
 // Each function returns NULL on success or a malloc'ed error message (freed by the caller):
 // no C++ exception crosses into Rust.
 
@@ -459,7 +458,6 @@ struct AttentionProbs : public torch::autograd::Function<AttentionProbs> {
   }
 };
 
-
 // DeBERTa's attention scores with their relative terms, `scores + (c2p / scale + p2cᵀ /
 // scale)` at each pair's offset and the masked pairs set to the lowest value, in one pass per
 // [seq, seq] block forward and backward (src/models/relative.rs, whose kernels these call and
@@ -827,7 +825,6 @@ char *ft_attention_probs(at::Tensor *scores, at::Tensor *bias, at::Tensor *keep,
         reinterpret_cast<int64_t>(forward), reinterpret_cast<int64_t>(backward)));
   });
 }
-
 
 // DeBERTa's scores with their relative terms (see RelativeScores); c2p, p2c and masked NULL
 // where absent (not both terms). Written to *out, differentiable in scores, c2p and p2c.
