@@ -49,21 +49,31 @@ char *guarded(F f) {
 
 // The attention's layouts. Rows: [tokens, parts · heads · head_dim], the packed tokens (or all
 // batch · seq positions when nothing is packed), each part (q, k, v) a block of heads. Heads:
-// one [batch, heads, seq, head_dim] tensor per part, zeros at the padding. `source` maps each
-// flat position batch · seq to its row or -1 (padding); `index` maps each row to its flat
-// position. The first `rotated` parts are turned by the rotary (`x · cos + rotate_half(x) ·
-// sin` in float32, cos and sin per row [tokens, head_dim / 2]); `sign` -1 turns them back
-// (the transpose, for gradients). Products and sums are those of the tensor formula, one by
-// one (no contraction into fused multiply-adds: the file is built with -ffp-contract=off).
+// per part, one [rows, heads, seq, head_dim] tensor per block of the layout, zeros at the
+// padding; the blocks' positions (rows · seq each) follow one another in the flat positions
+// (one block [batch, seq], or the packed sequences in groups of similar length). `source` maps
+// each flat position to its row or -1 (padding); `index` maps each row to its flat position.
+// The first `rotated` parts are turned by the rotary (`x · cos + rotate_half(x) · sin` in
+// float32, cos and sin per row [tokens, head_dim / 2]); `sign` -1 turns them back (the
+// transpose, for gradients). Products and sums are those of the tensor formula, one by one (no
+// contraction into fused multiply-adds: the file is built with -ffp-contract=off).
 struct Layout {
-  int64_t positions, seq, parts, heads, dim, rotated;
+  int64_t positions, parts, heads, dim, rotated;
   const int64_t *source, *index;
   const float *cos, *sin;
   float sign;
+  // Each block's rows and seq, and its first flat position.
+  std::vector<int64_t> rows, seqs, starts;
   int64_t width() const { return parts * heads * dim; }
-  // Where (part, head) of flat position n is in its heads tensor.
-  int64_t plane(int64_t n, int64_t head) const {
-    int64_t b = n / seq, s = n % seq;
+  int64_t blocks() const { return static_cast<int64_t>(seqs.size()); }
+  // The block of flat position n (blocks are few).
+  int64_t block(int64_t n) const {
+    return std::upper_bound(starts.begin(), starts.end(), n) - starts.begin() - 1;
+  }
+  // Where head `head` of flat position n, in block g, is in that block's heads tensor.
+  int64_t plane(int64_t g, int64_t n, int64_t head) const {
+    int64_t seq = seqs[g], local = n - starts[g];
+    int64_t b = local / seq, s = local % seq;
     return ((b * heads + head) * seq + s) * dim;
   }
 };
@@ -91,10 +101,10 @@ template <typename T>
 void rows_to_heads(const T *rows, const std::vector<T *> &heads, const Layout &l) {
   at::parallel_for(0, l.positions, 16, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
-      int64_t row = l.source[n];
+      int64_t row = l.source[n], g = l.block(n);
       for (int64_t p = 0; p < l.parts; ++p) {
         for (int64_t h = 0; h < l.heads; ++h) {
-          T *to = heads[p] + l.plane(n, h);
+          T *to = heads[p * l.blocks() + g] + l.plane(g, n, h);
           if (row < 0) {
             std::memset(to, 0, sizeof(T) * l.dim);
           } else {
@@ -113,14 +123,15 @@ void heads_to_rows(const std::vector<const T *> &heads, T *rows, int64_t tokens,
                    const Layout &l) {
   at::parallel_for(0, tokens, 16, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      int64_t n = l.index[row];
+      int64_t n = l.index[row], g = l.block(n);
       for (int64_t p = 0; p < l.parts; ++p) {
+        const T *plane = heads[p * l.blocks() + g];
         for (int64_t h = 0; h < l.heads; ++h) {
           T *to = rows + row * l.width() + (p * l.heads + h) * l.dim;
-          if (heads[p] == nullptr) {
+          if (plane == nullptr) {
             std::memset(to, 0, sizeof(T) * l.dim);
           } else {
-            move_head(heads[p] + l.plane(n, h), to, l, row, p < l.rotated);
+            move_head(plane + l.plane(g, n, h), to, l, row, p < l.rotated);
           }
         }
       }
@@ -129,19 +140,33 @@ void heads_to_rows(const std::vector<const T *> &heads, T *rows, int64_t tokens,
 }
 
 // The layout's sizes and tables, checked: what both directions need of the saved tensors.
+// `blocks`: each block's rows and seq, [rows₀, seq₀, rows₁, seq₁, …].
 struct Tables {
   at::Tensor source, index, cos, sin;
-  int64_t batch, parts, heads, rotated;
+  std::vector<int64_t> blocks;
+  int64_t parts, heads, rotated;
 
   Layout layout(int64_t dim, float sign) const {
-    TORCH_CHECK(source.numel() % batch == 0, "positions are not batch × seq");
     for (auto *t : {&source, &index, &cos, &sin})
       TORCH_CHECK(t->device().is_cpu() && t->is_contiguous(),
                   "layout tables must be contiguous CPU tensors");
-    return Layout{source.numel(), source.numel() / batch, parts, heads, dim, rotated,
-                  source.data_ptr<int64_t>(), index.data_ptr<int64_t>(),
-                  rotated > 0 ? cos.data_ptr<float>() : nullptr,
-                  rotated > 0 ? sin.data_ptr<float>() : nullptr, sign};
+    TORCH_CHECK(!blocks.empty() && blocks.size() % 2 == 0, "blocks are pairs [rows, seq]");
+    Layout l{source.numel(), parts, heads, dim, rotated,
+             source.data_ptr<int64_t>(), index.data_ptr<int64_t>(),
+             rotated > 0 ? cos.data_ptr<float>() : nullptr,
+             rotated > 0 ? sin.data_ptr<float>() : nullptr, sign, {}, {}, {}};
+    int64_t start = 0;
+    for (size_t i = 0; i < blocks.size(); i += 2) {
+      TORCH_CHECK(blocks[i] > 0 && blocks[i + 1] > 0, "a block of ", blocks[i], " × ",
+                  blocks[i + 1], " positions");
+      l.rows.push_back(blocks[i]);
+      l.seqs.push_back(blocks[i + 1]);
+      l.starts.push_back(start);
+      start += blocks[i] * blocks[i + 1];
+    }
+    TORCH_CHECK(start == source.numel(), "the blocks have ", start, " positions, the layout ",
+                source.numel());
+    return l;
   }
 };
 
@@ -154,7 +179,8 @@ std::vector<at::Tensor> to_heads(const at::Tensor &rows_in, const Tables &t, flo
   auto l = t.layout(dim, sign);
   std::vector<at::Tensor> out;
   for (int64_t p = 0; p < t.parts; ++p)
-    out.push_back(at::empty({t.batch, t.heads, l.seq, dim}, rows.options()));
+    for (int64_t g = 0; g < l.blocks(); ++g)
+      out.push_back(at::empty({l.rows[g], t.heads, l.seqs[g], dim}, rows.options()));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, rows.scalar_type(), "to_heads", [&] {
     std::vector<scalar_t *> heads;
     for (auto &o : out) heads.push_back(o.data_ptr<scalar_t>());
@@ -173,10 +199,16 @@ at::Tensor to_rows(const std::vector<at::Tensor> &heads_in, const Tables &t, flo
   TORCH_CHECK(like.defined(), "no heads tensor");
   int64_t dim = like.size(3), tokens = t.index.numel();
   auto l = t.layout(dim, sign);
-  for (auto &h : heads)
-    TORCH_CHECK(!h.defined() || (h.device().is_cpu() && h.dim() == 4 &&
-                                 h.sizes() == at::IntArrayRef({t.batch, t.heads, l.seq, dim})),
-                "heads must be CPU tensors [batch, heads, seq, head_dim]");
+  TORCH_CHECK(static_cast<int64_t>(heads.size()) == t.parts * l.blocks(), heads.size(),
+              " heads tensors for ", t.parts, " parts of ", l.blocks(), " blocks");
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const auto &h = heads[i];
+    int64_t g = i % l.blocks();
+    std::vector<int64_t> shape{l.rows[g], t.heads, l.seqs[g], dim};
+    TORCH_CHECK(!h.defined() || (h.device().is_cpu() && h.sizes() == at::IntArrayRef(shape)),
+                "heads must be CPU tensors [rows, heads, seq, head_dim] of their block, got ",
+                h.sizes(), " for ", at::IntArrayRef(shape));
+  }
   auto rows = at::empty({tokens, t.parts * t.heads * dim}, like.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "to_rows", [&] {
     std::vector<const scalar_t *> planes;
@@ -192,24 +224,25 @@ using torch::autograd::variable_list;
 Tables saved(AutogradContext *ctx) {
   auto s = ctx->get_saved_variables();
   auto &d = ctx->saved_data;
-  return Tables{s[0], s[1], s[2], s[3], d["batch"].toInt(), d["parts"].toInt(),
+  return Tables{s[0], s[1], s[2], s[3], d["blocks"].toIntVector(), d["parts"].toInt(),
                 d["heads"].toInt(), d["rotated"].toInt()};
 }
 
 void save(AutogradContext *ctx, const Tables &t) {
   ctx->save_for_backward({t.source, t.index, t.cos, t.sin});
-  ctx->saved_data["batch"] = t.batch;
+  ctx->saved_data["blocks"] = t.blocks;
   ctx->saved_data["parts"] = t.parts;
   ctx->saved_data["heads"] = t.heads;
   ctx->saved_data["rotated"] = t.rotated;
 }
 
-// Rows → heads (rotated), and back for the gradient.
+// Rows → heads (rotated): per part, one tensor per block; and back for the gradient.
 struct SplitHeads : public torch::autograd::Function<SplitHeads> {
   static variable_list forward(AutogradContext *ctx, at::Tensor rows, at::Tensor source,
-                               at::Tensor index, at::Tensor cos, at::Tensor sin, int64_t batch,
-                               int64_t parts, int64_t heads, int64_t rotated) {
-    Tables t{source, index, cos, sin, batch, parts, heads, rotated};
+                               at::Tensor index, at::Tensor cos, at::Tensor sin,
+                               std::vector<int64_t> blocks, int64_t parts, int64_t heads,
+                               int64_t rotated) {
+    Tables t{source, index, cos, sin, blocks, parts, heads, rotated};
     save(ctx, t);
     return to_heads(rows, t, 1.0f);
   }
@@ -219,17 +252,19 @@ struct SplitHeads : public torch::autograd::Function<SplitHeads> {
   }
 };
 
-// Heads → rows (one part, not rotated), and back for the gradient.
+// Heads → rows (one part, not rotated; one context per block), and back for the gradient.
 struct MergeHeads : public torch::autograd::Function<MergeHeads> {
-  static at::Tensor forward(AutogradContext *ctx, at::Tensor context, at::Tensor source,
-                            at::Tensor index, int64_t heads) {
+  static at::Tensor forward(AutogradContext *ctx, at::TensorList contexts, at::Tensor source,
+                            at::Tensor index, std::vector<int64_t> blocks, int64_t heads) {
     auto none = at::empty({0}, source.options().dtype(at::kFloat));
-    Tables t{source, index, none, none, context.size(0), 1, heads, 0};
+    Tables t{source, index, none, none, blocks, 1, heads, 0};
     save(ctx, t);
-    return to_rows({context}, t, 1.0f);
+    return to_rows(contexts.vec(), t, 1.0f);
   }
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
-    return {to_heads(grads[0], saved(ctx), 1.0f)[0], {}, {}, {}};
+    auto out = to_heads(grads[0], saved(ctx), 1.0f);
+    out.resize(out.size() + 4);  // none for source, index, blocks, heads
+    return out;
   }
 };
 
@@ -473,24 +508,35 @@ struct RelativeArgs {
 };
 using RelativeKernel = int (*)(const RelativeArgs *);
 
+// The kernels' arguments: `input` [batch, heads, seq, seq], and NULL for each other tensor that
+// is undefined or without elements (absent).
+RelativeArgs relative_args(const at::Tensor &input, at::Tensor &c2p, at::Tensor &p2c,
+                           const at::Tensor &masked, at::Tensor &out, int64_t width,
+                           double scale) {
+  auto ptr = [](const at::Tensor &t) {
+    return t.defined() && t.numel() > 0 ? t.data_ptr() : nullptr;
+  };
+  return {input.const_data_ptr(),
+          ptr(c2p),
+          ptr(p2c),
+          static_cast<const uint8_t *>(ptr(masked)),
+          ptr(out),
+          input.size(0),
+          input.size(1),
+          input.size(2),
+          width,
+          static_cast<float>(scale),
+          input.scalar_type() == at::kBFloat16};
+}
+
 struct RelativeScores : public torch::autograd::Function<RelativeScores> {
   // c2p, p2c or masked without elements where absent (not both terms).
   static at::Tensor forward(AutogradContext *ctx, at::Tensor scores, at::Tensor c2p,
                             at::Tensor p2c, at::Tensor masked, double scale,
                             int64_t forward_kernel, int64_t backward_kernel) {
-    bool has_c = c2p.numel() > 0, has_p = p2c.numel() > 0, has_m = masked.numel() > 0;
+    bool has_c = c2p.numel() > 0, has_p = p2c.numel() > 0;
     auto out = at::empty_like(scores);
-    RelativeArgs a{scores.const_data_ptr(),
-                   has_c ? c2p.data_ptr() : nullptr,
-                   has_p ? p2c.data_ptr() : nullptr,
-                   has_m ? reinterpret_cast<const uint8_t *>(masked.const_data_ptr()) : nullptr,
-                   out.data_ptr(),
-                   scores.size(0),
-                   scores.size(1),
-                   scores.size(2),
-                   (has_c ? c2p : p2c).size(3),
-                   static_cast<float>(scale),
-                   scores.scalar_type() == at::kBFloat16};
+    auto a = relative_args(scores, c2p, p2c, masked, out, (has_c ? c2p : p2c).size(3), scale);
     TORCH_CHECK(reinterpret_cast<RelativeKernel>(forward_kernel)(&a) == 0,
                 "the relative scores' kernel failed");
     ctx->save_for_backward({masked});
@@ -516,18 +562,7 @@ struct RelativeScores : public torch::autograd::Function<RelativeScores> {
     std::vector<int64_t> terms{grad.size(1), grad.size(0), grad.size(2), d["width"].toInt()};
     at::Tensor gc = want_c ? at::empty(terms, grad.options()) : at::Tensor();
     at::Tensor gp = want_p ? at::empty(terms, grad.options()) : at::Tensor();
-    auto ptr = [](at::Tensor &t) { return t.defined() ? t.data_ptr() : nullptr; };
-    RelativeArgs a{grad.const_data_ptr(),
-                   ptr(gc),
-                   ptr(gp),
-                   has_m ? reinterpret_cast<const uint8_t *>(masked.const_data_ptr()) : nullptr,
-                   ptr(gs),
-                   grad.size(0),
-                   grad.size(1),
-                   grad.size(2),
-                   terms[3],
-                   static_cast<float>(d["scale"].toDouble()),
-                   grad.scalar_type() == at::kBFloat16};
+    auto a = relative_args(grad, gc, gp, masked, gs, terms[3], d["scale"].toDouble());
     if (gc.defined() || gp.defined() || gs.defined()) {
       auto kernel = reinterpret_cast<RelativeKernel>(d["backward_kernel"].toInt());
       TORCH_CHECK(kernel(&a) == 0, "the relative scores' backward kernel failed");
@@ -720,25 +755,27 @@ char *ft_parallel_for(int64_t n, int64_t grain, void (*body)(void *, int64_t, in
   });
 }
 
-// Packed rows [tokens, parts · heads · head_dim] → `parts` tensors [batch, heads, seq,
-// head_dim] written to out[0..parts] (see Layout; cos and sin float32 [tokens, head_dim / 2],
-// read when rotated > 0), differentiable.
+// Packed rows [tokens, parts · heads · head_dim] → per part, one tensor [rows, heads, seq,
+// head_dim] per block (blocks: n pairs [rows, seq]), written to out[part · n + block] (see
+// Layout; cos and sin float32 [tokens, head_dim / 2], read when rotated > 0), differentiable.
 char *ft_split_heads(at::Tensor *rows, at::Tensor *source, at::Tensor *index, at::Tensor *cos,
-                     at::Tensor *sin, int64_t batch, int64_t parts, int64_t heads,
-                     int64_t rotated, at::Tensor **out) {
+                     at::Tensor *sin, const int64_t *blocks, int n, int64_t parts,
+                     int64_t heads, int64_t rotated, at::Tensor **out) {
   return guarded([&] {
-    auto result = SplitHeads::apply(*rows, *source, *index, *cos, *sin, batch, parts, heads,
-                                    rotated);
-    for (int64_t p = 0; p < parts; ++p) out[p] = new at::Tensor(result[p]);
+    std::vector<int64_t> b(blocks, blocks + 2 * n);
+    auto result = SplitHeads::apply(*rows, *source, *index, *cos, *sin, b, parts, heads, rotated);
+    for (size_t i = 0; i < result.size(); ++i) out[i] = new at::Tensor(result[i]);
   });
 }
 
-// The attention context [batch, heads, seq, head_dim] → packed rows [tokens, heads · head_dim]
-// written to *out, differentiable.
-char *ft_merge_heads(at::Tensor *context, at::Tensor *source, at::Tensor *index, int64_t heads,
-                     at::Tensor **out) {
+// The attention contexts, one [rows, heads, seq, head_dim] per block (n blocks) → packed rows
+// [tokens, heads · head_dim] written to *out, differentiable.
+char *ft_merge_heads(at::Tensor **contexts, at::Tensor *source, at::Tensor *index,
+                     const int64_t *blocks, int n, int64_t heads, at::Tensor **out) {
   return guarded([&] {
-    *out = new at::Tensor(MergeHeads::apply(*context, *source, *index, heads));
+    std::vector<int64_t> b(blocks, blocks + 2 * n);
+    auto c = list(contexts, n);
+    *out = new at::Tensor(MergeHeads::apply(at::TensorList(c), *source, *index, b, heads));
   });
 }
 

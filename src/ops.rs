@@ -50,16 +50,19 @@ extern "C" {
         index: *const C_tensor,
         cos: *const C_tensor,
         sin: *const C_tensor,
-        batch: i64,
+        blocks: *const i64,
+        n: c_int,
         parts: i64,
         heads: i64,
         rotated: i64,
         out: *mut *mut C_tensor,
     ) -> *mut c_char;
     fn ft_merge_heads(
-        context: *const C_tensor,
+        contexts: *const *const C_tensor,
         source: *const C_tensor,
         index: *const C_tensor,
+        blocks: *const i64,
+        n: c_int,
         heads: i64,
         out: *mut *mut C_tensor,
     ) -> *mut c_char;
@@ -336,19 +339,26 @@ pub fn randperm(n: usize, seed: u64) -> Result<Vec<usize>> {
     Ok(out.into_iter().map(|i| i as usize).collect())
 }
 
-/// Where the rows of the token-wise layers are in the attention's [batch, seq] layout: for each
-/// flat position (batch × seq) its row or -1 (padding), `source`, and for each row its flat
-/// position, `index` (both int64, on the CPU).
+/// Where the rows of the token-wise layers are in the attention's layout: its `blocks` [rows,
+/// seq] (one [batch, seq] block, or the packed sequences in groups of similar length), whose
+/// flat positions (rows × seq each) follow one another; for each flat position its row or -1
+/// (padding), `source`, and for each row its flat position, `index` (both int64, on the CPU).
 pub struct RowMap<'a> {
     pub source: &'a Tensor,
     pub index: &'a Tensor,
-    pub batch: i64,
+    pub blocks: &'a [[i64; 2]],
 }
 
-/// Rows [tokens, parts × heads × head_dim] → `parts` tensors [batch, heads, seq, head_dim],
-/// zeros at the padding, the first `rotated` parts turned by the rotary (`x·cos +
-/// rotate_half(x)·sin` in float32 with float32 `cos` and `sin` [tokens, head_dim / 2]), in one
-/// pass; its backward is the transposed pass. CPU tensors only.
+impl RowMap<'_> {
+    fn blocks(&self) -> (*const i64, c_int) {
+        (self.blocks.as_ptr().cast(), self.blocks.len() as c_int)
+    }
+}
+
+/// Rows [tokens, parts × heads × head_dim] → per part, one tensor [rows, heads, seq, head_dim]
+/// per block of `map` (part after part), zeros at the padding, the first `rotated` parts
+/// turned by the rotary (`x·cos + rotate_half(x)·sin` in float32 with float32 `cos` and `sin`
+/// [tokens, head_dim / 2]), in one pass; its backward is the transposed pass. CPU tensors only.
 pub fn split_heads(
     rows: &Tensor,
     map: &RowMap,
@@ -358,9 +368,11 @@ pub fn split_heads(
 ) -> Result<Vec<Tensor>> {
     let none = Tensor::empty([0], (tch::Kind::Float, rows.device()));
     let (cos, sin, rotated) = rotary.unwrap_or((&none, &none, 0));
-    let mut out = vec![std::ptr::null_mut(); parts as usize];
-    // SAFETY: every pointer is a live tch tensor for the duration of the call; `out` has room
-    // for `parts` results, each a new at::Tensor owned by the Tensor made of it.
+    let mut out = vec![std::ptr::null_mut(); parts as usize * map.blocks.len()];
+    let (blocks, n) = map.blocks();
+    // SAFETY: every pointer is a live tch tensor for the duration of the call, `blocks` holds n
+    // pairs; `out` has room for parts × n results, each a new at::Tensor owned by the Tensor
+    // made of it.
     check(unsafe {
         ft_split_heads(
             rows.as_ptr(),
@@ -368,7 +380,8 @@ pub fn split_heads(
             map.index.as_ptr(),
             cos.as_ptr(),
             sin.as_ptr(),
-            map.batch,
+            blocks,
+            n,
             parts,
             heads,
             rotated,
@@ -378,13 +391,30 @@ pub fn split_heads(
     Ok(out.into_iter().map(|t| unsafe { Tensor::from_ptr(t) }).collect())
 }
 
-/// The attention context [batch, heads, seq, head_dim] → rows [tokens, heads × head_dim]
-/// (split_heads' inverse for one part, not rotated). CPU tensors only.
-pub fn merge_heads(context: &Tensor, map: &RowMap, heads: i64) -> Result<Tensor> {
+/// The attention contexts, one [rows, heads, seq, head_dim] per block of `map` → rows [tokens,
+/// heads × head_dim] (split_heads' inverse for one part, not rotated). CPU tensors only.
+pub fn merge_heads(contexts: &[&Tensor], map: &RowMap, heads: i64) -> Result<Tensor> {
+    if contexts.len() != map.blocks.len() {
+        return Err(Error::value(format!(
+            "{} attention contexts for {} blocks",
+            contexts.len(),
+            map.blocks.len()
+        )));
+    }
+    let pointers: Vec<*const C_tensor> = contexts.iter().map(|t| t.as_ptr()).collect();
+    let (blocks, n) = map.blocks();
     let mut out = std::ptr::null_mut();
     // SAFETY: as in split_heads, for one result.
     check(unsafe {
-        ft_merge_heads(context.as_ptr(), map.source.as_ptr(), map.index.as_ptr(), heads, &mut out)
+        ft_merge_heads(
+            pointers.as_ptr(),
+            map.source.as_ptr(),
+            map.index.as_ptr(),
+            blocks,
+            n,
+            heads,
+            &mut out,
+        )
     })?;
     // SAFETY: `out` is the new at::Tensor the call made.
     Ok(unsafe { Tensor::from_ptr(out) })
@@ -596,15 +626,22 @@ mod tests {
     #[test]
     fn split_and_merge_heads_report_bad_layouts_as_errors() {
         let index = Tensor::arange(6, (Kind::Int64, Device::Cpu));
-        let map = RowMap { source: &index, index: &index, batch: 2 };
+        let map = RowMap { source: &index, index: &index, blocks: &[[2, 3]] };
         let rows = Tensor::zeros([6, 10], (Kind::Float, Device::Cpu));
         // 10 columns are not 3 parts of 2 heads.
         let error = split_heads(&rows, &map, 3, 2, None).unwrap_err().to_string();
         assert!(error.contains("rows are not [tokens, parts"), "{error}");
         // A context of 3 rows where the map has 2.
         let context = Tensor::zeros([3, 2, 3, 5], (Kind::Float, Device::Cpu));
-        let error = merge_heads(&context, &map, 2).unwrap_err().to_string();
+        let error = merge_heads(&[&context], &map, 2).unwrap_err().to_string();
         assert!(error.contains("heads must be CPU tensors"), "{error}");
+        // Two contexts for one block.
+        let error = merge_heads(&[&context, &context], &map, 2).unwrap_err().to_string();
+        assert!(error.contains("2 attention contexts for 1 blocks"), "{error}");
+        // Blocks of 2 × 2 positions where the layout has 6.
+        let map = RowMap { source: &index, index: &index, blocks: &[[2, 2]] };
+        let error = split_heads(&rows, &map, 1, 2, None).unwrap_err().to_string();
+        assert!(error.contains("the blocks have 4 positions, the layout 6"), "{error}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::config::ModelConfig;
 use super::dropout::dropout;
-use super::encoder::Packing;
+use super::encoder::{Groups, Packing};
 use super::init::{apply, linear};
 use super::probs;
 use crate::ops::{self, RowMap};
@@ -98,9 +98,14 @@ impl SelfAttention {
         }
     }
 
-    /// Attention over the [batch, seq] layout; `x` and the result are packed when `packing` is.
+    /// Attention over the [batch, seq] layout, or over the groups of `pass` when it has them;
+    /// `x` and the result are packed when `packing` is.
     pub(crate) fn forward(&self, x: &Tensor, pass: &Pass) -> Tensor {
         let h = self.num_heads;
+        if let Some(groups) = pass.groups {
+            let qkv = [&self.query, &self.key, &self.value].map(|l| apply(l, x));
+            return attend_groups(qkv, h, groups, self.dropout, pass);
+        }
         let heads = |t: Tensor| split_heads(&t, 1, h, pass.layout, None, pass).swap_remove(0);
         let q = heads(apply(&self.query, x));
         let k = heads(apply(&self.key, x));
@@ -167,7 +172,7 @@ pub(crate) fn split_heads(
         Some(p) => p.map(),
         None => {
             identity = Tensor::arange(batch * seq, (Kind::Int64, Device::Cpu));
-            RowMap { source: &identity, index: &identity, batch }
+            RowMap { source: &identity, index: &identity, blocks: &[[batch, seq]] }
         }
     };
     let rotary = rotary.map(|(r, n)| (&r.cos, &r.sin, n));
@@ -275,6 +280,27 @@ pub(crate) fn attend(
     }
 }
 
+/// `attend` over each block of `groups`: q, k, v and the context are packed rows [tokens, heads ·
+/// head_dim] (on the CPU).
+fn attend_groups(
+    qkv: [Tensor; 3],
+    heads: i64,
+    groups: &Groups,
+    dropout_p: f64,
+    pass: &Pass,
+) -> Tensor {
+    let map = groups.map();
+    let [q, k, v] = qkv.map(|t| ops::split_heads(&t, &map, 1, heads, None).expect("the heads"));
+    let contexts: Vec<Tensor> = (0..groups.biases.len())
+        .map(|g| {
+            let bias = Some(&groups.biases[g]);
+            attend(&q[g], &k[g], &v[g], bias, dropout_p, pass, Softmax::InScores)
+        })
+        .collect();
+    let contexts: Vec<&Tensor> = contexts.iter().collect();
+    ops::merge_heads(&contexts, &map, heads).expect("merging the heads")
+}
+
 /// Attention of each sequence on its own tokens: q, k, v [1, heads, tokens, head_dim] hold the
 /// packed tokens of `packing`, sequence after sequence; `masks` has each sequence's additive
 /// mask, if it has one ([1, 1, length, length]). The context is packed, [tokens, heads · head_dim].
@@ -329,7 +355,7 @@ fn attend_each_by_tensors(
 pub(crate) fn merge_heads(context: Tensor, pass: &Pass) -> Tensor {
     let (b, h, s, d) = context.size4().expect("attention context is 4-D");
     if let (Some(p), Device::Cpu) = (pass.packing, context.device()) {
-        return ops::merge_heads(&context, &p.map(), h).expect("merging the heads");
+        return ops::merge_heads(&[&context], &p.map(), h).expect("merging the heads");
     }
     let context = context.transpose(1, 2).contiguous().view([b, s, h * d]);
     match pass.packing {
@@ -342,6 +368,8 @@ pub(crate) fn merge_heads(context: Tensor, pass: &Pass) -> Tensor {
 /// additive mask, and the mode.
 pub(crate) struct Pass<'a> {
     pub packing: Option<&'a Packing>,
+    /// The packed sequences in groups of similar length, where the attention takes them.
+    pub groups: Option<&'a Groups>,
     /// [b, 1, 1, s]: 0 where attended, the dtype's minimum where masked.
     pub bias: Option<&'a Tensor>,
     pub train: bool,
@@ -415,7 +443,8 @@ mod tests {
     use crate::models::encoder::Packing;
 
     fn pass(packing: Option<&Packing>, layout: (i64, i64)) -> Pass<'_> {
-        Pass { packing, bias: None, train: true, attention: AttentionImpl::Explicit, layout }
+        let attention = AttentionImpl::Explicit;
+        Pass { packing, groups: None, bias: None, train: true, attention, layout }
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -434,6 +463,53 @@ mod tests {
         let padded = padded.index_copy(0, &index, &x.view([-1, 3 * heads * d]));
         let parts = padded.view([b, s, 3, heads, d]).unbind(2);
         parts.into_iter().map(|t| t.transpose(1, 2)).collect()
+    }
+
+    #[test]
+    fn attention_over_groups_is_the_one_block_attention_forward_and_backward() {
+        let _generator = crate::ops::lock_default_generator();
+        tch::manual_seed(1);
+        let (heads, d) = (2, 4);
+        let lengths = [5i64, 2, 9, 9, 3, 1];
+        let columns = Tensor::arange(9, (Kind::Int64, Device::Cpu)).unsqueeze(0);
+        let mask =
+            columns.lt_tensor(&Tensor::from_slice(&lengths).unsqueeze(1)).to_kind(Kind::Int64);
+        let packing = Packing::of(&mask).expect("padded");
+        let pass = pass(Some(&packing), (6, 9));
+        for (kind, tolerance) in [(Kind::Float, 1e-6), (Kind::BFloat16, 1e-2)] {
+            // Without a cost per block, one block per length; with a large one, the one block.
+            let one = Groups::costing(&packing, kind, 1 << 40);
+            assert_eq!(one.blocks, [[6, 9]]);
+            let groups = Groups::costing(&packing, kind, 0);
+            assert_eq!(groups.blocks, [[1, 1], [1, 2], [1, 3], [1, 5], [2, 9]]);
+            let rows = Tensor::randn([3, 29, heads * d], (kind, Device::Cpu));
+            let weights = Tensor::randn([29, heads * d], (kind, Device::Cpu));
+            let run = |groups: Option<&Groups>| {
+                let qkv = rows.detach().set_requires_grad(true);
+                let [q, k, v] = [0, 1, 2].map(|i| qkv.get(i));
+                let out = match groups {
+                    Some(groups) => attend_groups([q, k, v], heads, groups, 0.0, &pass),
+                    None => {
+                        let split = |t: &Tensor| {
+                            split_heads(t, 1, heads, (6, 9), None, &pass).swap_remove(0)
+                        };
+                        let bias = mask_bias(&mask, kind);
+                        let (q, k, v) = (split(&q), split(&k), split(&v));
+                        let context =
+                            attend(&q, &k, &v, Some(&bias), 0.0, &pass, Softmax::InScores);
+                        merge_heads(context, &pass)
+                    }
+                };
+                (&out * &weights).sum(Kind::Float).backward();
+                (out, qkv.grad())
+            };
+            let (expected, expected_grad) = run(None);
+            for groups in [&one, &groups] {
+                let (got, grad) = run(Some(groups));
+                assert!(max_diff(&got, &expected) <= tolerance, "{kind:?} {:?}", groups.blocks);
+                assert!(max_diff(&grad, &expected_grad) <= tolerance, "{kind:?} gradients");
+            }
+        }
     }
 
     #[test]

@@ -60,11 +60,12 @@ unsafe impl Sync for ProbsArgs {}
 pub(crate) trait Elem: Copy + Send + Sync + 'static {
     fn load(self) -> f32;
     fn store(x: f32) -> Self;
-    /// The lowest finite value (`torch.finfo(dtype).min`).
-    fn lowest() -> Self;
+    /// The libtorch dtype of the same values.
+    const KIND: Kind;
 }
 
 impl Elem for f32 {
+    const KIND: Kind = Kind::Float;
     #[inline(always)]
     fn load(self) -> f32 {
         self
@@ -72,9 +73,6 @@ impl Elem for f32 {
     #[inline(always)]
     fn store(x: f32) -> f32 {
         x
-    }
-    fn lowest() -> f32 {
-        f32::MIN
     }
 }
 
@@ -84,6 +82,7 @@ impl Elem for f32 {
 pub(crate) struct Bf16(u16);
 
 impl Elem for Bf16 {
+    const KIND: Kind = Kind::BFloat16;
     #[inline(always)]
     fn load(self) -> f32 {
         f32::from_bits((self.0 as u32) << 16)
@@ -93,9 +92,6 @@ impl Elem for Bf16 {
         let bits = x.to_bits();
         let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
         Bf16(if x.is_nan() { 0x7FC0 } else { rounded })
-    }
-    fn lowest() -> Bf16 {
-        Bf16(0xFF7F)
     }
 }
 

@@ -12,6 +12,7 @@
 //! libtorch rounds it (a term divided by the scale in float32, the two terms summed in float32,
 //! that sum added to the score in float32, each rounded once).
 
+use super::attention::min_value;
 use super::probs::{round, Bf16, Elem};
 use crate::ops;
 use crate::simd::{Kernel, Target};
@@ -76,7 +77,7 @@ impl<T: Elem> Blocks<'_, T> {
         let a = self.args;
         let (heads, batch) = (a.heads as usize, a.batch as usize);
         let (s, w, scale) = (a.seq as usize, a.width as usize, a.scale);
-        let lowest = T::lowest();
+        let lowest = T::store(min_value(T::KIND) as f32);
         for block in range {
             let (b, h) = (block / heads, block % heads);
             let terms = (h * batch + b) * s * w;
