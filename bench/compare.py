@@ -241,6 +241,14 @@ def work_mlm(library: str, quick: bool) -> dict:
     return train_speed(library, t)
 
 
+def work_train_mixed(library: str, quick: bool) -> dict:
+    """MiniLM fp32 training on `mixed_lengths`."""
+    steps = 4 if quick else 12
+    texts, labels = tweets(16 * steps)
+    data, tokenizer = dataset(library, mixed_lengths(texts), labels)
+    return train_speed(library, trainer(library, MINILM, data, tokenizer, steps=steps))
+
+
 def work_train_fp32(library, quick):
     return work_train(library, quick, bf16=False)
 
@@ -342,13 +350,18 @@ def modernbert_dir() -> Path:
     return random_model_dir("modernbert-base", "modernbert", sep_token_id=102, **ids)
 
 
+def mixed_lengths(texts):
+    """A mixed-length set up to 512 tokens: each tweet repeated 1 to 16 times, so that most of
+    a padded batch is padding."""
+    return [(t + " ") * (1 + i % 16) for i, t in enumerate(texts)]
+
+
 def work_modernbert(library: str, quick: bool, bf16: bool, mixed: bool) -> dict:
-    """Training on the tweets' own lengths, or on a mixed-length set up to 512 tokens (each
-    tweet repeated 1 to 16 times), where most of a padded batch is padding."""
+    """Training on the tweets' own lengths, or on `mixed_lengths`."""
     steps = 2 if quick else 4
     texts, labels = tweets(16 * steps)
     if mixed:
-        texts = [(t + " ") * (1 + i % 16) for i, t in enumerate(texts)]
+        texts = mixed_lengths(texts)
     data, tokenizer = dataset(library, texts, labels, modernbert_dir())
     return train_speed(
         library, trainer(library, modernbert_dir(), data, tokenizer, bf16=bf16, steps=steps)
@@ -496,6 +509,10 @@ MEASUREMENTS = {
     "train_fp16": (
         "training, fp16 autocast and loss scaling (MiniLM, batch 16; GPU only)",
         work_train_fp16,
+    ),
+    "train_mixed": (
+        "training, fp32 (MiniLM, batch 16, 30 to 512 tokens)",
+        work_train_mixed,
     ),
     "train_small": ("training, fp32 (2 layers, hidden 128, batch 16)", work_train_small),
     "ner": ("token-classification training, fp32 (MiniLM, batch 16)", work_ner),
