@@ -9,7 +9,7 @@
 //! the transformers state dict (`bert.encoder.layer.3.attention.self.query.weight`), so
 //! checkpoints load without a renaming table.
 
-use super::attention::{mask_bias, min_value, AttentionImpl, Pass, SelfAttention};
+use super::attention::{mask_bias, AttentionImpl, Pass, SelfAttention};
 use super::config::{Activation, Arch, ModelConfig};
 use super::deberta;
 use super::dropout::dropout;
@@ -448,10 +448,8 @@ impl Groups {
         let tokens: i64 = lengths.iter().sum();
         let (mut source, mut index) = (Vec::new(), vec![0i64; tokens as usize]);
         let (mut blocks, mut biases) = (Vec::new(), Vec::new());
-        let lowest = min_value(kind) as f32;
         for run in runs {
             let seq = sorted[run.end - 1];
-            let mut bias = Vec::new();
             for &b in &order[run.clone()] {
                 for c in 0..seq {
                     let attended = c < lengths[b];
@@ -459,12 +457,13 @@ impl Groups {
                         index[(first[b] + c) as usize] = source.len() as i64;
                     }
                     source.push(if attended { first[b] + c } else { -1 });
-                    bias.push(if attended { 0.0 } else { lowest });
                 }
             }
-            let rows = run.len() as i64;
-            blocks.push([rows, seq]);
-            biases.push(Tensor::from_slice(&bias).view([rows, 1, 1, seq]).to_kind(kind));
+            blocks.push([run.len() as i64, seq]);
+            // The block's attention mask: its sequences' tokens come first in their rows.
+            let columns = Tensor::arange(seq, (Kind::Int64, Device::Cpu)).unsqueeze(0);
+            let keep = columns.lt_tensor(&Tensor::from_slice(&sorted[run]).unsqueeze(1));
+            biases.push(mask_bias(&keep, kind));
         }
         Groups {
             source: Tensor::from_slice(&source),
