@@ -649,10 +649,16 @@ mod tests {
         use tch::nn::Module;
         tch::manual_seed(3);
         let vs = tch::nn::VarStore::new(Device::Cpu);
-        for (i, (tokens, input, output, bias)) in
-            [(540, 384, 384, true), (37, 384, 1536, true), (53, 1536, 384, true), (7, 24, 2, false)]
-                .into_iter()
-                .enumerate()
+        for (i, (tokens, input, output, bias)) in [
+            (530, 768, 3072, true),
+            (880, 1536, 384, true),
+            (540, 384, 384, true),
+            (37, 384, 1536, true),
+            (53, 1536, 384, true),
+            (7, 24, 2, false),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let config = tch::nn::LinearConfig { bias, ..Default::default() };
             let layer = tch::nn::linear(vs.root() / i, input, output, config);

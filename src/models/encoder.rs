@@ -302,9 +302,10 @@ pub struct Packing {
     source: Tensor,
     /// For each row, where its first token is in the packed layout.
     first: Tensor,
-    /// On the host, for each row: its number of attended tokens and its last attended column
-    /// (the first is column 0).
+    /// On the host, for each row: its number of attended tokens, where its first token is in
+    /// the packed layout, and its last attended column (the first is column 0).
     lengths: Vec<i64>,
+    starts: Vec<i64>,
     last: Vec<i64>,
     /// The attention's layout, one block [batch, seq].
     layout: [[i64; 2]; 1],
@@ -328,19 +329,32 @@ impl Packing {
         let rows = Tensor::arange(index.size()[0], (Kind::Int64, device));
         let source =
             Tensor::full([batch * seq], -1, (Kind::Int64, device)).index_copy(0, &index, &rows);
-        let first = lengths.cumsum(0, Kind::Int64) - &lengths;
         let columns = Tensor::arange(seq, (Kind::Int64, device));
         let last = (keep.to_kind(Kind::Int64) * columns).amax(1, false);
         let host = Vec::<i64>::try_from(Tensor::cat(&[&lengths, &last], 0).to_device(Device::Cpu))
             .expect("lengths are int64");
         let (lengths, last) = (host[..batch as usize].to_vec(), host[batch as usize..].to_vec());
-        Some(Packing { index, padding, source, first, lengths, last, layout: [[batch, seq]] })
+        let starts: Vec<i64> = (lengths.iter())
+            .scan(0, |sum, &length| {
+                let start = *sum;
+                *sum += length;
+                Some(start)
+            })
+            .collect();
+        let first = Tensor::from_slice(&starts).to_device(device);
+        let layout = [[batch, seq]];
+        Some(Packing { index, padding, source, first, lengths, starts, last, layout })
     }
 
     /// Each row's number of attended tokens: the sizes of the sequences in the packed layout,
     /// one after another.
     pub(crate) fn lengths(&self) -> &[i64] {
         &self.lengths
+    }
+
+    /// Where each row's first token is in the packed layout.
+    pub(crate) fn starts(&self) -> &[i64] {
+        &self.starts
     }
 
     /// Each row's last attended column (its first is column 0).
@@ -441,10 +455,7 @@ impl Groups {
             end = best[end].1;
         }
         runs.reverse();
-        let mut first = vec![0i64; lengths.len()];
-        for b in 1..lengths.len() {
-            first[b] = first[b - 1] + lengths[b - 1];
-        }
+        let first = packing.starts();
         let tokens: i64 = lengths.iter().sum();
         let (mut source, mut index) = (Vec::new(), vec![0i64; tokens as usize]);
         let (mut blocks, mut biases) = (Vec::new(), Vec::new());
