@@ -300,8 +300,6 @@ pub struct Packing {
     padding: Tensor,
     /// For each flat position, its row in the packed layout, or -1 (padding).
     source: Tensor,
-    /// For each row, where its first token is in the packed layout.
-    first: Tensor,
     /// On the host, for each row: its number of attended tokens, where its first token is in
     /// the packed layout, and its last attended column (the first is column 0).
     lengths: Vec<i64>,
@@ -341,9 +339,8 @@ impl Packing {
                 Some(start)
             })
             .collect();
-        let first = Tensor::from_slice(&starts).to_device(device);
         let layout = [[batch, seq]];
-        Some(Packing { index, padding, source, first, lengths, starts, last, layout })
+        Some(Packing { index, padding, source, lengths, starts, last, layout })
     }
 
     /// Each row's number of attended tokens: the sizes of the sequences in the packed layout,
@@ -500,7 +497,10 @@ impl Hidden {
     /// The hidden state of each row's first token ([CLS] / <s>), [batch, hidden].
     pub fn first_tokens(&self) -> Tensor {
         match &self.packing {
-            Some(p) => self.states.index_select(0, &p.first),
+            Some(p) => {
+                let first = Tensor::from_slice(p.starts()).to_device(self.states.device());
+                self.states.index_select(0, &first)
+            }
             None => self.states.select(1, 0),
         }
     }
