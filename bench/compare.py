@@ -158,17 +158,23 @@ def work_train(library: str, quick: bool, bf16: bool, fp16: bool = False) -> dic
     )
 
 
+def useful_flops(model, input_ids, seconds: float, per_parameter: int) -> float:
+    """FLOP/s of the matrix products that `input_ids` need: `per_parameter` (2 for a forward
+    pass, 6 for a training step) × non-embedding parameters × real (unpadded) tokens, per
+    second (transformers' total_flos counts padding too)."""
+    tokens = sum(len(ids) for ids in input_ids)
+    return per_parameter * model.num_parameters(exclude_embeddings=True) * tokens / seconds
+
+
 def train_speed(library: str, t) -> dict:
     """samples/s of a second train() (the first warms up) over one epoch of the data, and
-    ferrotune's useful FLOP/s: 6 × non-embedding parameters × real (unpadded) tokens per
-    second, the matrix products a step needs (transformers' total_flos counts padding too)."""
+    ferrotune's useful FLOP/s."""
     t.train()
     out = t.train()
     result = {"value": out.metrics["train_samples_per_second"], "unit": "samples/s"}
     if library == "ferrotune":
-        tokens = sum(len(ids) for ids in t.train_dataset["input_ids"])
-        parameters = t.model.num_parameters(exclude_embeddings=True)
-        result["flops"] = 6 * parameters * tokens / out.metrics["train_runtime"]
+        runtime = out.metrics["train_runtime"]
+        result["flops"] = useful_flops(t.model, t.train_dataset["input_ids"], runtime, 6)
     return result
 
 
@@ -267,7 +273,10 @@ def work_eval(library: str, quick: bool, model_dir=MINILM) -> dict:
     t = trainer(library, model_dir, data, tokenizer, eval_data=data)
     t.evaluate()
     metrics = t.evaluate()
-    return {"value": metrics["eval_samples_per_second"], "unit": "samples/s"}
+    result = {"value": metrics["eval_samples_per_second"], "unit": "samples/s"}
+    if library == "ferrotune":
+        result["flops"] = useful_flops(t.model, data["input_ids"], metrics["eval_runtime"], 2)
+    return result
 
 
 def work_pipeline(library: str, quick: bool, batch_size) -> dict:
@@ -281,7 +290,13 @@ def work_pipeline(library: str, quick: bool, batch_size) -> dict:
     pipe(texts[:32], truncation=True)  # warm-up
     start = time.perf_counter()
     pipe(texts, truncation=True)
-    return {"value": len(texts) / (time.perf_counter() - start), "unit": "texts/s"}
+    seconds = time.perf_counter() - start
+    result = {"value": len(texts) / seconds, "unit": "texts/s"}
+    if library == "ferrotune":
+        # One text at a time: the counting must not raise the process's peak memory.
+        ids = (pipe.tokenizer(t, truncation=True)["input_ids"] for t in texts)
+        result["flops"] = useful_flops(pipe.model, ids, seconds, 2)
+    return result
 
 
 def work_pipeline_default(library, quick):
